@@ -1,0 +1,197 @@
+//! One function per Nacos request type handled on a registered connection.
+
+use roster_proto::nacos::Payload;
+use serde_json::json;
+
+use super::connection::Connection;
+use super::messages::{
+    cluster_list, BatchInstanceRequest, InstanceRequest, ServiceListRequest, ServiceQueryRequest,
+    SubscribeServiceRequest,
+};
+use super::payload::{ok_response, Envelope};
+use crate::error::{Error, Result};
+use crate::naming::model::DEFAULT_GROUP;
+use crate::naming::{validate, ClientKind, InstanceKey, Selection};
+use crate::state::NodeState;
+
+/// Largest page a `ServiceListRequest` may ask for.
+const MAX_PAGE_SIZE: i64 = 10_000;
+
+/// Handles one unary request from a registered connection.
+pub async fn handle(state: &NodeState, conn: &Connection, env: &Envelope) -> Result<Payload> {
+    let request_id = env.request_id();
+    let rid = request_id.as_deref();
+    match env.type_name.as_str() {
+        "HealthCheckRequest" => Ok(ok_response("HealthCheckResponse", rid, json!({}))),
+        "InstanceRequest" => instance(state, conn, env.parse()?, rid, true),
+        "PersistentInstanceRequest" => instance(state, conn, env.parse()?, rid, false),
+        "BatchInstanceRequest" => batch_instance(state, conn, env.parse()?, rid),
+        "ServiceQueryRequest" => service_query(state, env.parse()?, rid),
+        "SubscribeServiceRequest" => subscribe(state, conn, env.parse()?, rid),
+        "ServiceListRequest" => service_list(state, env.parse()?, rid),
+        other => Err(Error::NoHandler(format!("RequestHandler Not Found: no handler for request type '{other}'"))),
+    }
+}
+
+/// If the connection closed while a write ran, undo what the write left:
+/// the close may have cleaned up before the write landed.
+fn undo_if_closed(state: &NodeState, conn: &Connection) {
+    if conn.is_closed() {
+        state.store.remove_client(&conn.id);
+        state.subscribers.remove_connection(&conn.id);
+    }
+}
+
+fn instance_key(wire: &crate::naming::InstanceWire) -> Result<InstanceKey> {
+    Ok(InstanceKey {
+        ip: validate::ip(Some(&wire.ip))?,
+        port: validate::port(wire.port)?,
+        cluster: validate::cluster(wire.cluster_name.as_deref())?,
+    })
+}
+
+/// `InstanceRequest` (ephemeral, owned by the connection) and
+/// `PersistentInstanceRequest` (persistent, owned by nobody).
+fn instance(
+    state: &NodeState,
+    conn: &Connection,
+    req: InstanceRequest,
+    rid: Option<&str>,
+    ephemeral: bool,
+) -> Result<Payload> {
+    let key = validate::service_key(
+        req.base.namespace.as_deref(),
+        req.base.group_name.as_deref(),
+        req.base.service_name.as_deref(),
+    )?;
+    let wire = req.instance.ok_or_else(|| Error::invalid("Param 'instance' is required."))?;
+    if ephemeral && !wire.ephemeral {
+        return Err(Error::invalid(
+            "InstanceRequest registers ephemeral instances only; use PersistentInstanceRequest for ephemeral=false.",
+        ));
+    }
+    match req.kind.as_str() {
+        "registerInstance" => {
+            let inst = validate::instance(&wire, Some(ephemeral), &state.limits)?;
+            if ephemeral {
+                state.store.register_ephemeral(&conn.id, ClientKind::Connection, &key, inst);
+                undo_if_closed(state, conn);
+            } else {
+                state.store.register_persistent(&key, inst);
+            }
+        }
+        "deregisterInstance" => {
+            let ikey = instance_key(&wire)?;
+            if ephemeral {
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+            } else {
+                state.store.deregister_persistent(&key, &ikey);
+            }
+        }
+        other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
+    }
+    Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
+}
+
+/// `BatchInstanceRequest`: replaces what the connection publishes in the service.
+fn batch_instance(
+    state: &NodeState,
+    conn: &Connection,
+    req: BatchInstanceRequest,
+    rid: Option<&str>,
+) -> Result<Payload> {
+    let key = validate::service_key(
+        req.base.namespace.as_deref(),
+        req.base.group_name.as_deref(),
+        req.base.service_name.as_deref(),
+    )?;
+    if req.instances.len() > state.limits.max_batch_instances {
+        return Err(Error::invalid(format!(
+            "Param 'instances' has {} instances (limit {}).",
+            req.instances.len(),
+            state.limits.max_batch_instances
+        )));
+    }
+    match req.kind.as_str() {
+        "batchRegisterInstance" => {
+            if req.instances.iter().any(|w| !w.ephemeral) {
+                return Err(Error::invalid("BatchInstanceRequest registers ephemeral instances only."));
+            }
+            let instances = req
+                .instances
+                .iter()
+                .map(|w| validate::instance(w, Some(true), &state.limits))
+                .collect::<Result<Vec<_>>>()?;
+            state.store.batch_register(&conn.id, ClientKind::Connection, &key, instances);
+            undo_if_closed(state, conn);
+        }
+        "batchDeregisterInstance" => {
+            let keys = req.instances.iter().map(instance_key).collect::<Result<Vec<_>>>()?;
+            for ikey in keys {
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+            }
+        }
+        other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
+    }
+    Ok(ok_response("BatchInstanceResponse", rid, json!({ "type": req.kind })))
+}
+
+/// `ServiceQueryRequest`: the current view, filtered.
+fn service_query(state: &NodeState, req: ServiceQueryRequest, rid: Option<&str>) -> Result<Payload> {
+    let key = validate::service_key(
+        req.base.namespace.as_deref(),
+        req.base.group_name.as_deref(),
+        req.base.service_name.as_deref(),
+    )?;
+    let selection = Selection {
+        clusters: cluster_list(req.cluster.as_deref()),
+        healthy_only: req.healthy_only,
+        grouped_name: false,
+    };
+    let info = state.store.query(&key, &selection);
+    Ok(ok_response("QueryServiceResponse", rid, json!({ "serviceInfo": info })))
+}
+
+/// `SubscribeServiceRequest`: (un)subscribes and answers with the current view.
+fn subscribe(state: &NodeState, conn: &Connection, req: SubscribeServiceRequest, rid: Option<&str>) -> Result<Payload> {
+    let key = validate::service_key(
+        req.base.namespace.as_deref(),
+        req.base.group_name.as_deref(),
+        req.base.service_name.as_deref(),
+    )?;
+    let clusters = cluster_list(req.clusters.as_deref());
+    if req.subscribe {
+        state.subscribers.add(&conn.id, &key, clusters.clone());
+        undo_if_closed(state, conn);
+    } else {
+        state.subscribers.remove(&conn.id, &key);
+    }
+    let info = state.store.query(&key, &Selection { clusters, healthy_only: false, grouped_name: false });
+    Ok(ok_response("SubscribeServiceResponse", rid, json!({ "serviceInfo": info })))
+}
+
+/// `ServiceListRequest`: one page of service names of a group.
+fn service_list(state: &NodeState, req: ServiceListRequest, rid: Option<&str>) -> Result<Payload> {
+    let namespace = validate::namespace(req.base.namespace.as_deref())?;
+    let group = req.base.group_name.as_deref().map(str::trim).filter(|g| !g.is_empty()).unwrap_or(DEFAULT_GROUP);
+    // Validate the group with a placeholder service name.
+    validate::service_key(Some(&namespace), Some(group), Some("_"))?;
+    if req.page_no < 1 {
+        return Err(Error::invalid(format!("Param 'pageNo' must be at least 1, got {}.", req.page_no)));
+    }
+    if !(1..=MAX_PAGE_SIZE).contains(&req.page_size) {
+        return Err(Error::invalid(format!("Param 'pageSize' must be 1..{MAX_PAGE_SIZE}, got {}.", req.page_size)));
+    }
+    if let Some(selector) = req.selector.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(selector)
+            .map_err(|e| Error::invalid(format!("Param 'selector' is not valid JSON: {e}")))?;
+        match value.get("type").and_then(|t| t.as_str()) {
+            None | Some("none") => {}
+            Some(other) => return Err(Error::invalid(format!("Selector type '{other}' is not supported."))),
+        }
+    }
+    let page_no = usize::try_from(req.page_no).unwrap_or(1);
+    let page_size = usize::try_from(req.page_size).unwrap_or(1);
+    let (count, names) = state.store.list_services(&namespace, group, page_no, page_size);
+    Ok(ok_response("ServiceListResponse", rid, json!({ "count": count, "serviceNames": names })))
+}

@@ -1,0 +1,242 @@
+//! Node configuration: command-line flags, each with a `ROSTER_*`
+//! environment variable, so the same binary is driven by scripts, the
+//! operator's pod template and the test harness.
+//!
+//! With no flags at all the node runs standalone on the Nacos ports
+//! (8848 HTTP, 9848 client gRPC).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// Offset of the client gRPC port from the main port (Nacos convention).
+pub const GRPC_PORT_OFFSET: u16 = 1000;
+/// Offset of the peer gRPC port from the main port (Nacos convention).
+pub const PEER_PORT_OFFSET: u16 = 1001;
+
+/// How the node finds the other members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LookupMode {
+    /// A cluster of one.
+    Standalone,
+    /// A `cluster.conf` file of `host:port` lines.
+    File,
+    /// A URL polled for `host:port` lines.
+    AddressServer,
+}
+
+impl LookupMode {
+    /// The name used in flags and in `/roster/v1/status`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LookupMode::Standalone => "standalone",
+            LookupMode::File => "file",
+            LookupMode::AddressServer => "address-server",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses durations such as `500ms`, `15s`, `3m` or a bare number of milliseconds.
+pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
+    let raw = raw.trim();
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("'{raw}' is not a duration (try 500ms, 15s, 3m)"))?;
+    match unit {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(format!("'{raw}' has an unknown unit '{unit}' (use ms, s, m or h)")),
+    }
+}
+
+/// Everything the node can be told at start-up.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "roster-node", version, about = "Roster: a Nacos-compatible service registry node")]
+pub struct Config {
+    /// Address the listeners bind to.
+    #[arg(long, env = "ROSTER_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Main HTTP port (Nacos Open API, status, metrics). 0 picks a free port.
+    #[arg(long, env = "ROSTER_PORT", default_value_t = 8848)]
+    pub port: u16,
+
+    /// Client gRPC port [default: port + 1000; 0 when --port is 0].
+    #[arg(long, env = "ROSTER_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+
+    /// Peer gRPC port [default: port + 1001]. Reserved for cluster membership.
+    #[arg(long, env = "ROSTER_PEER_PORT")]
+    pub peer_port: Option<u16>,
+
+    /// This member's name in member lists, host:port [default: first
+    /// non-loopback IP, else 127.0.0.1, with --port].
+    #[arg(long, env = "ROSTER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Directory for durable state (the Raft log and snapshots).
+    #[arg(long, env = "ROSTER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// How members are found: standalone, file or address-server.
+    #[arg(long, env = "ROSTER_LOOKUP", value_enum, default_value = "standalone")]
+    pub lookup: LookupMode,
+
+    /// Member list for `--lookup file`.
+    #[arg(long, env = "ROSTER_CLUSTER_CONF", default_value = "./cluster.conf")]
+    pub cluster_conf: PathBuf,
+
+    /// Member list URL for `--lookup address-server`.
+    #[arg(long, env = "ROSTER_ADDRESS_SERVER_URL")]
+    pub address_server_url: Option<String>,
+
+    /// HTTP instances without a beat for this long turn unhealthy.
+    #[arg(long, env = "ROSTER_BEAT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub beat_timeout: Duration,
+
+    /// HTTP instances without a beat for this long are removed.
+    #[arg(long, env = "ROSTER_BEAT_DELETE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub beat_delete_timeout: Duration,
+
+    /// How often beat expiry is checked.
+    #[arg(long, env = "ROSTER_BEAT_CHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub beat_check_interval: Duration,
+
+    /// Changes to one service within this window are pushed once.
+    #[arg(long, env = "ROSTER_PUSH_DELAY", default_value = "100ms", value_parser = parse_duration)]
+    pub push_delay: Duration,
+
+    /// A push not acknowledged within this time is retried.
+    #[arg(long, env = "ROSTER_PUSH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub push_timeout: Duration,
+
+    /// Delay before retrying a failed push.
+    #[arg(long, env = "ROSTER_PUSH_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub push_retry_delay: Duration,
+
+    /// A gRPC connection silent for this long is probed with ClientDetectionRequest.
+    #[arg(long, env = "ROSTER_CONNECTION_IDLE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub connection_idle_timeout: Duration,
+
+    /// A probed connection that does not answer within this time is closed
+    /// and its instances removed.
+    #[arg(long, env = "ROSTER_CLIENT_DETECTION_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub client_detection_timeout: Duration,
+
+    /// How often idle connections are looked for.
+    #[arg(long, env = "ROSTER_CONNECTION_CHECK_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    pub connection_check_interval: Duration,
+
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "ROSTER_MAX_GRPC_MESSAGE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_grpc_message_bytes: usize,
+
+    /// Largest metadata of one instance or service (keys plus values), in bytes.
+    #[arg(long, env = "ROSTER_MAX_METADATA_BYTES", default_value_t = 16 * 1024)]
+    pub max_metadata_bytes: usize,
+
+    /// Most instances in one batch registration.
+    #[arg(long, env = "ROSTER_MAX_BATCH_INSTANCES", default_value_t = 1000)]
+    pub max_batch_instances: usize,
+
+    /// Log format.
+    #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["roster-node"])
+    }
+}
+
+impl Config {
+    /// The client gRPC port to bind.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port.unwrap_or(if self.port == 0 { 0 } else { self.port.saturating_add(GRPC_PORT_OFFSET) })
+    }
+
+    /// The peer gRPC port.
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port.unwrap_or(if self.port == 0 { 0 } else { self.port.saturating_add(PEER_PORT_OFFSET) })
+    }
+
+    /// Checks settings that clap cannot.
+    pub fn validate(&self) -> Result<()> {
+        if self.beat_delete_timeout < self.beat_timeout {
+            return Err(Error::Config("--beat-delete-timeout must not be shorter than --beat-timeout".into()));
+        }
+        for (name, d) in [
+            ("--beat-check-interval", self.beat_check_interval),
+            ("--connection-check-interval", self.connection_check_interval),
+            ("--push-timeout", self.push_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.max_body_bytes == 0 || self.max_grpc_message_bytes == 0 {
+            return Err(Error::Config("message size limits must be greater than zero".into()));
+        }
+        match self.lookup {
+            LookupMode::Standalone => Ok(()),
+            other => Err(Error::Config(format!(
+                "--lookup {} is not available in this build yet: cluster membership is not implemented, \
+                 run with --lookup standalone",
+                other.as_str()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_nacos_ports() {
+        let c = Config::default();
+        assert_eq!(c.port, 8848);
+        assert_eq!(c.grpc_port(), 9848);
+        assert_eq!(c.peer_port(), 9849);
+        assert_eq!(c.lookup, LookupMode::Standalone);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_override_and_port_zero_is_ephemeral() {
+        let c = Config::parse_from(["roster-node", "--port", "0", "--beat-timeout", "2s"]);
+        assert_eq!(c.grpc_port(), 0);
+        assert_eq!(c.beat_timeout, Duration::from_secs(2));
+        let bad = Config::parse_from(["roster-node", "--beat-timeout", "40s"]);
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! Prometheus metrics, served at `GET /metrics` on the main port.
+//!
+//! Counters are updated where the work happens; sizes of the store are read
+//! at scrape time so they can never drift from the truth.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::naming::StoreCounts;
+
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Route template, e.g. `/nacos/v1/ns/instance`.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels of a gRPC client request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    /// Payload type, e.g. `InstanceRequest`.
+    pub r#type: String,
+    /// `ok` or an error label.
+    pub result: String,
+}
+
+/// Labels of a push to a subscriber.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// `ok`, `timeout`, `failed` or `retry`.
+    pub result: String,
+}
+
+/// All metrics of a node.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests served.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// gRPC client requests served.
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    /// Open, set-up gRPC client connections.
+    pub connections: Gauge,
+    /// Pushes to subscribers by outcome.
+    pub pushes: Family<PushLabels, Counter>,
+    services: Gauge,
+    instances: Gauge,
+    clients: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `roster_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("roster");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        let connections = Gauge::default();
+        let pushes = Family::<PushLabels, Counter>::default();
+        let services = Gauge::default();
+        let instances = Gauge::default();
+        let clients = Gauge::default();
+        registry.register("http_requests", "HTTP requests served", http_requests.clone());
+        registry.register("grpc_requests", "gRPC client requests served", grpc_requests.clone());
+        registry.register("connections", "Open gRPC client connections", connections.clone());
+        registry.register("pushes", "Pushes to subscribers by outcome", pushes.clone());
+        registry.register("services", "Services in the store", services.clone());
+        registry.register("instances", "Instances in the store", instances.clone());
+        registry.register("clients", "Clients holding ephemeral instances", clients.clone());
+        Metrics { registry, http_requests, grpc_requests, connections, pushes, services, instances, clients }
+    }
+
+    /// Counts one gRPC request.
+    pub fn grpc_request(&self, r#type: &str, result: &str) {
+        self.grpc_requests.get_or_create(&GrpcLabels { r#type: r#type.to_owned(), result: result.to_owned() }).inc();
+    }
+
+    /// Counts one push outcome.
+    pub fn push(&self, result: &str) {
+        self.pushes.get_or_create(&PushLabels { result: result.to_owned() }).inc();
+    }
+
+    /// The text exposition, with store sizes read now.
+    pub fn render(&self, counts: StoreCounts) -> String {
+        self.services.set(counts.services as i64);
+        self.instances.set(counts.instances as i64);
+        self.clients.set(counts.clients as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! The naming store and model: namespaces, groups, services, clusters and
+//! instances, and the clients that own ephemeral instances.
+//!
+//! # Layout
+//! - [`model`]: the data types and their Nacos JSON shapes.
+//! - [`client`]: connection-based and ip:port clients.
+//! - [`store`]: the store itself, with change notification.
+//! - [`validate`]: input validation shared by both client APIs.
+
+pub mod client;
+pub mod model;
+pub mod store;
+pub mod validate;
+
+pub use client::{ip_port_client_id, Client, ClientKind};
+pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
+pub use store::{BeatOutcome, NamingStore, Selection, StoreCounts};

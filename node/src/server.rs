@@ -1,0 +1,157 @@
+//! Starting and stopping a node: binds the listeners, spawns the background
+//! tasks (push, beat expiry, connection ejector) and shuts them down in order.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+use crate::api::{grpc, http};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::push::{PushService, PushTimings};
+use crate::state::NodeState;
+use crate::status;
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A node that is serving.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Bound main HTTP address.
+    pub http_addr: SocketAddr,
+    /// Bound client gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Shared state, for inspection by tests and the admin plane.
+    pub state: Arc<NodeState>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// The address this member is known by: `--advertise`, else the bind
+/// address when it is specific, else the first non-loopback IP, else
+/// 127.0.0.1; always with the main port.
+pub fn advertised_member(config: &Config, http_port: u16) -> String {
+    if let Some(a) = &config.advertise {
+        return a.clone();
+    }
+    let ip = if !config.bind.is_unspecified() {
+        config.bind
+    } else {
+        if_addrs::get_if_addrs()
+            .ok()
+            .and_then(|ifs| ifs.into_iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    };
+    format!("{ip}:{http_port}")
+}
+
+async fn bind(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind((ip, port))
+        .await
+        .map_err(|e| Error::Config(format!("cannot bind the {what} port {ip}:{port}: {e}")))
+}
+
+/// Starts a node with `config` and returns once every listener is bound.
+pub async fn start(config: Config) -> Result<RunningNode> {
+    config.validate()?;
+    let http_listener = bind(config.bind, config.port, "HTTP").await?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let member = advertised_member(&config, http_addr.port());
+    let state = NodeState::new(config, member);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let push = PushService::new(
+        state.store.clone(),
+        state.connections.clone(),
+        state.subscribers.clone(),
+        state.metrics.clone(),
+        PushTimings {
+            delay: state.config.push_delay,
+            timeout: state.config.push_timeout,
+            retry_delay: state.config.push_retry_delay,
+        },
+    );
+    let background = vec![
+        tokio::spawn(push.run()),
+        tokio::spawn(grpc::run_ejector(state.clone())),
+        tokio::spawn(run_beat_expiry(state.clone())),
+    ];
+
+    let (unary, stream) = grpc::services(state.clone());
+    let mut grpc_shutdown = shutdown_rx.clone();
+    let grpc_server = tokio::spawn(async move {
+        let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let result = tonic::transport::Server::builder()
+            .add_service(unary)
+            .add_service(stream)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+
+    let app = http::router(state.clone())
+        .merge(status::router(state.clone()))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let mut http_shutdown = shutdown_rx;
+    let http_server = tokio::spawn(async move {
+        let result = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+
+    info!(member = %state.member, http = %http_addr, grpc = %grpc_addr, "roster node serving");
+    Ok(RunningNode { http_addr, grpc_addr, state, shutdown, servers: vec![grpc_server, http_server], background })
+}
+
+/// Expires HTTP instances that stopped beating.
+async fn run_beat_expiry(state: Arc<NodeState>) {
+    let mut tick = tokio::time::interval(state.config.beat_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let changed = state.store.expire_beats(Instant::now());
+        if !changed.is_empty() {
+            tracing::debug!(services = changed.len(), "beat expiry changed services");
+        }
+    }
+}
+
+impl RunningNode {
+    /// Stops serving: closes client connections (their streams end), stops
+    /// the listeners, waits for in-flight requests up to a grace period and
+    /// ends the background tasks.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        grpc::close_all(&self.state);
+        for server in self.servers {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+                abort.abort();
+            }
+        }
+        for task in self.background {
+            task.abort();
+        }
+        info!(member = %self.state.member, "roster node stopped");
+    }
+}

@@ -1,0 +1,57 @@
+//! What the three planes of a node share: the store, metrics, limits and
+//! who this member is. Each plane takes the parts it needs from here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::grpc::connection::Connections;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::naming::model::BeatTimeouts;
+use crate::naming::validate::Limits;
+use crate::naming::NamingStore;
+use crate::push::Subscribers;
+
+/// Shared state of a running node.
+#[derive(Debug)]
+pub struct NodeState {
+    /// The configuration the node started with.
+    pub config: Config,
+    /// This member's address, `host:mainPort`.
+    pub member: String,
+    /// The naming store.
+    pub store: Arc<NamingStore>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Input limits.
+    pub limits: Limits,
+    /// Open gRPC client connections.
+    pub connections: Arc<Connections>,
+    /// Which connection watches which service.
+    pub subscribers: Arc<Subscribers>,
+    /// When the node started (for uptime).
+    pub started: Instant,
+}
+
+impl NodeState {
+    /// Builds the shared state for `config`, advertised as `member`.
+    pub fn new(config: Config, member: String) -> Arc<Self> {
+        let timeouts = BeatTimeouts {
+            unhealthy_ms: u64::try_from(config.beat_timeout.as_millis()).unwrap_or(u64::MAX),
+            delete_ms: u64::try_from(config.beat_delete_timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let limits =
+            Limits { max_metadata_bytes: config.max_metadata_bytes, max_batch_instances: config.max_batch_instances };
+        let metrics = Arc::new(Metrics::new());
+        Arc::new(NodeState {
+            member,
+            store: Arc::new(NamingStore::new(timeouts)),
+            connections: Arc::new(Connections::new(metrics.clone())),
+            subscribers: Arc::new(Subscribers::default()),
+            metrics,
+            limits,
+            config,
+            started: Instant::now(),
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Admin plane: `/roster/v1/status`, the health endpoints and `/metrics`.
+//!
+//! The status document is the contract the operator and the e2e suite read
+//! (DESIGN §7). Parts that do not exist in this build (`distro`, `raft`) are
+//! `null` rather than invented.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::state::NodeState;
+
+/// The roster version reported in status.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One member in the status document.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// `host:mainPort`.
+    pub address: String,
+    /// `UP`, `SUSPICIOUS` or `DOWN`.
+    pub state: &'static str,
+}
+
+/// Store sizes (a Roster extension of the contract).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// Services.
+    pub services: usize,
+    /// Instances, ephemeral and persistent.
+    pub instances: usize,
+    /// Clients (connections and ip:port clients).
+    pub clients: usize,
+    /// Open gRPC connections.
+    pub connections: usize,
+    /// Subscriptions.
+    pub subscriptions: usize,
+}
+
+/// `GET /roster/v1/status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// This member.
+    pub member: String,
+    /// Roster version.
+    pub version: &'static str,
+    /// Lookup mode.
+    pub lookup: &'static str,
+    /// Same as the readiness endpoint.
+    pub ready: bool,
+    /// Members and their states.
+    pub members: Vec<MemberStatus>,
+    /// Distro state; `null` while the node runs standalone without Distro.
+    pub distro: Option<serde_json::Value>,
+    /// Raft state; `null` until Raft exists in this build.
+    pub raft: Option<serde_json::Value>,
+    /// Store sizes.
+    pub store: StoreStatus,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+}
+
+/// Whether the node is ready for clients. A standalone node without Distro
+/// or Raft is ready as soon as it serves.
+pub fn is_ready(_state: &NodeState) -> bool {
+    true
+}
+
+/// Builds the status document.
+pub fn status(state: &NodeState) -> NodeStatus {
+    let counts = state.store.counts();
+    NodeStatus {
+        member: state.member.clone(),
+        version: VERSION,
+        lookup: state.config.lookup.as_str(),
+        ready: is_ready(state),
+        members: vec![MemberStatus { address: state.member.clone(), state: "UP" }],
+        distro: None,
+        raft: None,
+        store: StoreStatus {
+            services: counts.services,
+            instances: counts.instances,
+            clients: counts.clients,
+            connections: state.connections.count(),
+            subscriptions: state.subscribers.count(),
+        },
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }
+}
+
+/// Routes of the admin plane.
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/roster/v1/status", get(|State(s): State<Arc<NodeState>>| async move { Json(status(&s)) }))
+        .route("/nacos/v1/console/health/liveness", get(|| async { "OK" }))
+        .route(
+            "/nacos/v1/console/health/readiness",
+            get(|State(s): State<Arc<NodeState>>| async move {
+                if is_ready(&s) {
+                    (StatusCode::OK, "OK")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<NodeState>>| async move {
+                let body = s.metrics.render(s.store.counts());
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                    .into_response()
+            }),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,322 @@
+//! The Nacos gRPC protocol spoken by hand: the handshake, connection
+//! lifecycle (a dropped or silent connection loses its instances) and every
+//! kind of bad input, each asserting the error and an unchanged store.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use roster_node::naming::{Selection, ServiceKey, StoreCounts};
+use roster_node::RunningNode;
+use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
+use roster_proto::nacos::request_client::RequestClient;
+use roster_proto::nacos::{Metadata, Payload};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use common::{eventually, start, test_config};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn payload(type_name: &str, body: &Value) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
+        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).expect("json") }),
+    }
+}
+
+fn raw_payload(type_name: &str, body: &[u8]) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: type_name.into(), client_ip: String::new(), headers: HashMap::new() }),
+        body: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }),
+    }
+}
+
+fn body(p: &Payload) -> (String, Value) {
+    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
+    let v = serde_json::from_slice(&p.body.as_ref().expect("body").value).expect("json body");
+    (t, v)
+}
+
+/// A hand-made client: a channel, its connection id and its stream.
+struct RawClient {
+    unary: RequestClient<Channel>,
+    to_server: Option<mpsc::Sender<Payload>>,
+    connection_id: String,
+    answers: bool,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawClient {
+    /// Dropping the client drops its stream and channel: the connection closes.
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl RawClient {
+    /// Connects, checks the server and sets the connection up. When
+    /// `answers` is false the client never answers server requests.
+    async fn connect(node: &RunningNode, answers: bool) -> RawClient {
+        let channel =
+            Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect");
+        let mut unary = RequestClient::new(channel.clone());
+        let check = unary
+            .request(payload("ServerCheckRequest", &json!({"headers": {}, "module": "internal"})))
+            .await
+            .expect("check");
+        let (t, v) = body(check.get_ref());
+        assert_eq!(t, "ServerCheckResponse");
+        let connection_id = v["connectionId"].as_str().expect("connectionId").to_owned();
+
+        let (tx, rx) = mpsc::channel::<Payload>(16);
+        tx.send(payload(
+            "ConnectionSetupRequest",
+            &json!({"clientVersion": "raw-test", "tenant": "", "labels": {"module": "naming", "source": "sdk"}, "headers": {}, "module": "internal"}),
+        ))
+        .await
+        .expect("setup");
+        let mut inbound = BiRequestStreamClient::new(channel)
+            .request_bi_stream(ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        let replies = tx.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(msg)) = inbound.next().await {
+                if !answers {
+                    continue;
+                }
+                let (t, v) = body(&msg);
+                let response = t.replace("Request", "Response");
+                let reply = json!({"resultCode": 200, "errorCode": 0, "success": true, "requestId": v["requestId"]});
+                if replies.send(payload(&response, &reply)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        RawClient { unary, to_server: Some(tx), connection_id, answers, reader }
+    }
+
+    async fn call(&mut self, type_name: &str, body_json: Value) -> (String, Value) {
+        let answer = self.unary.request(payload(type_name, &body_json)).await.expect("unary call");
+        body(answer.get_ref())
+    }
+
+    async fn call_raw(&mut self, p: Payload) -> (String, Value) {
+        let answer = self.unary.request(p).await.expect("unary call");
+        body(answer.get_ref())
+    }
+}
+
+fn register(service: &str, ip: &str, port: i64) -> Value {
+    json!({
+        "headers": {}, "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
+        "type": "registerInstance", "module": "naming",
+        "instance": {"ip": ip, "port": port, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {}}
+    })
+}
+
+fn hosts(node: &RunningNode, service: &str) -> usize {
+    node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
+}
+
+#[tokio::test]
+async fn handshake_register_and_query() {
+    let node = start(test_config()).await;
+    let mut c = RawClient::connect(&node, true).await;
+    assert!(c.answers);
+    let (t, v) = c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    assert_eq!(t, "InstanceResponse");
+    assert_eq!(v["resultCode"], 200);
+    assert_eq!(v["type"], "registerInstance");
+    let (t, v) = c
+        .call("ServiceQueryRequest", json!({"serviceName": "svc", "groupName": "DEFAULT_GROUP", "namespace": "public", "cluster": "", "healthyOnly": false, "udpPort": 0, "module": "naming", "requestId": "r1"}))
+        .await;
+    assert_eq!(t, "QueryServiceResponse");
+    assert_eq!(v["requestId"], "r1");
+    let info = &v["serviceInfo"];
+    assert_eq!(info["name"], "svc");
+    assert_eq!(info["groupName"], "DEFAULT_GROUP");
+    assert_eq!(info["cacheMillis"], 10000);
+    assert_eq!(info["hosts"][0]["ip"], "10.0.0.1");
+    assert_eq!(info["hosts"][0]["instanceId"], "10.0.0.1#80#DEFAULT#DEFAULT_GROUP@@svc");
+    let (t, _) = c.call("HealthCheckRequest", json!({"headers": {}, "module": "internal"})).await;
+    assert_eq!(t, "HealthCheckResponse");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn closed_connection_loses_its_instances() {
+    let node = start(test_config()).await;
+    let mut c = RawClient::connect(&node, true).await;
+    c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    assert_eq!(hosts(&node, "svc"), 1);
+    assert!(node.state.store.has_client(&c.connection_id));
+    drop(c);
+    eventually("instances of the closed connection removed", WAIT, || async {
+        (hosts(&node, "svc") == 0).then_some(())
+    })
+    .await;
+    assert_eq!(node.state.connections.count(), 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_connection_is_ejected() {
+    let mut config = test_config();
+    config.connection_idle_timeout = Duration::from_millis(300);
+    config.client_detection_timeout = Duration::from_millis(300);
+    config.connection_check_interval = Duration::from_millis(100);
+    let node = start(config).await;
+    let mut silent = RawClient::connect(&node, false).await;
+    let mut alive = RawClient::connect(&node, true).await;
+    silent.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    alive.call("InstanceRequest", register("svc", "10.0.0.2", 80)).await;
+    eventually("silent connection ejected", WAIT, || async { (hosts(&node, "svc") == 1).then_some(()) }).await;
+    assert!(!node.state.store.has_client(&silent.connection_id));
+    assert!(node.state.store.has_client(&alive.connection_id), "a client that answers detection stays");
+    // The ejected client's next request is refused as unregistered.
+    let (t, v) = silent.call("InstanceRequest", register("svc", "10.0.0.9", 80)).await;
+    assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(301)));
+    assert_eq!(hosts(&node, "svc"), 1);
+    drop(silent.to_server.take());
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_before_setup_is_unregistered() {
+    let node = start(test_config()).await;
+    let channel =
+        Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect");
+    let mut unary = RequestClient::new(channel);
+    let answer = unary.request(payload("InstanceRequest", &register("svc", "10.0.0.1", 80))).await.expect("call");
+    let (t, v) = body(answer.get_ref());
+    assert_eq!(t, "ErrorResponse");
+    assert_eq!(v["errorCode"], 301);
+    assert_eq!(node.state.store.counts(), StoreCounts::default());
+    node.shutdown().await;
+}
+
+/// Every malformed request is refused with a Nacos error and leaves the
+/// store exactly as it was.
+#[tokio::test]
+async fn bad_input_changes_nothing() {
+    let mut config = test_config();
+    config.max_metadata_bytes = 64;
+    config.max_batch_instances = 2;
+    let node = start(config).await;
+    let mut c = RawClient::connect(&node, true).await;
+    c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    let before = node.state.store.counts();
+    let view_before =
+        node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = register("svc", "10.0.0.2", 81);
+        f(&mut v);
+        v
+    };
+    let cases: Vec<(&str, Value, i64, &str)> = vec![
+        (
+            "missing serviceName",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("serviceName"));
+            }),
+            400,
+            "serviceName",
+        ),
+        ("blank serviceName", with(&|v| v["serviceName"] = json!("  ")), 400, "serviceName"),
+        ("bad namespace", with(&|v| v["namespace"] = json!("has space")), 400, "namespaceId"),
+        ("port 0", with(&|v| v["instance"]["port"] = json!(0)), 400, "port"),
+        ("port 70000", with(&|v| v["instance"]["port"] = json!(70000)), 400, "port"),
+        ("weight too high", with(&|v| v["instance"]["weight"] = json!(20000.0)), 400, "weight"),
+        ("negative weight", with(&|v| v["instance"]["weight"] = json!(-1.0)), 400, "weight"),
+        ("blank ip", with(&|v| v["instance"]["ip"] = json!("")), 400, "ip"),
+        ("bad cluster", with(&|v| v["instance"]["clusterName"] = json!("a/b")), 400, "clusterName"),
+        ("oversize metadata", with(&|v| v["instance"]["metadata"] = json!({"k": "x".repeat(100)})), 400, "metadata"),
+        (
+            "no instance",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("instance"));
+            }),
+            400,
+            "instance",
+        ),
+        ("persistent through InstanceRequest", with(&|v| v["instance"]["ephemeral"] = json!(false)), 400, "ephemeral"),
+        ("unknown operation", with(&|v| v["type"] = json!("renameInstance")), 400, "renameInstance"),
+        ("port as text", with(&|v| v["instance"]["port"] = json!("eighty")), 502, "invalid"),
+    ];
+    for (what, request, code, needle) in cases {
+        let (t, v) = c.call("InstanceRequest", request).await;
+        assert_eq!(t, "ErrorResponse", "{what}: {v}");
+        assert_eq!(v["errorCode"].as_i64(), Some(code), "{what}: {v}");
+        assert_eq!(v["resultCode"], 500, "{what}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{what}: message {message:?} should mention {needle:?}");
+    }
+
+    let (t, v) = c.call_raw(raw_payload("InstanceRequest", b"{not json")).await;
+    assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(502)));
+    let (t, v) = c.call("NoSuchRequest", json!({})).await;
+    assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(302)));
+    let (t, v) = c.call_raw(Payload { metadata: None, body: None }).await;
+    assert_eq!(t, "ErrorResponse");
+    assert_eq!(v["errorCode"], 502);
+    let batch = json!({"serviceName": "svc", "type": "batchRegisterInstance", "instances": [
+        {"ip": "10.0.0.3", "port": 1}, {"ip": "10.0.0.4", "port": 1}, {"ip": "10.0.0.5", "port": 1}]});
+    let (_, v) = c.call("BatchInstanceRequest", batch).await;
+    assert_eq!(v["errorCode"], 400, "batch over the limit: {v}");
+    let batch = json!({"serviceName": "svc", "type": "batchRegisterInstance", "instances": [
+        {"ip": "10.0.0.3", "port": 1}, {"ip": "10.0.0.4", "port": 0}]});
+    let (_, v) = c.call("BatchInstanceRequest", batch).await;
+    assert_eq!(v["errorCode"], 400, "one bad instance refuses the whole batch: {v}");
+    let (_, v) = c.call("ServiceListRequest", json!({"pageNo": 0, "pageSize": 10})).await;
+    assert_eq!(v["errorCode"], 400);
+    let (_, v) =
+        c.call("ServiceListRequest", json!({"pageNo": 1, "pageSize": 10, "selector": "{\"type\":\"label\"}"})).await;
+    assert_eq!(v["errorCode"], 400);
+
+    assert_eq!(node.state.store.counts(), before);
+    let view_after =
+        node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
+    assert_eq!(view_after, view_before);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversize_message_is_refused() {
+    let mut config = test_config();
+    config.max_grpc_message_bytes = 4096;
+    let node = start(config).await;
+    let mut c = RawClient::connect(&node, true).await;
+    let mut big = register("svc", "10.0.0.1", 80);
+    big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
+    let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(node.state.store.counts().instances, 0);
+    // The connection still works for normal requests.
+    let (_, v) = c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    assert_eq!(v["resultCode"], 200);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_instances_outlive_the_connection() {
+    let node = start(test_config()).await;
+    let mut c = RawClient::connect(&node, true).await;
+    let mut req = register("db", "10.0.0.7", 5432);
+    req["instance"]["ephemeral"] = json!(false);
+    let (t, v) = c.call("PersistentInstanceRequest", req).await;
+    assert_eq!((t.as_str(), v["resultCode"].as_i64()), ("InstanceResponse", Some(200)));
+    drop(c);
+    eventually("connection gone", WAIT, || async { (node.state.connections.count() == 0).then_some(()) }).await;
+    let info = node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "db"), &Selection::default());
+    assert_eq!(info.hosts.len(), 1);
+    assert!(!info.hosts[0].ephemeral);
+    node.shutdown().await;
+}
