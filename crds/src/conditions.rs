@@ -52,10 +52,7 @@ pub const STATUS_UNKNOWN: &str = "Unknown";
 pub fn set_condition(conditions: &mut Vec<Condition>, new: Condition, now: Time) -> bool {
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         None => {
-            conditions.push(Condition {
-                last_transition_time: now,
-                ..new
-            });
+            conditions.push(Condition { last_transition_time: now, ..new });
             true
         }
         Some(old) => {
@@ -116,11 +113,7 @@ mod tests {
     #[test]
     fn new_condition_is_appended_with_now() {
         let mut conds = Vec::new();
-        let changed = set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_FALSE, "NoLeader", 1),
-            at(100),
-        );
+        let changed = set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_FALSE, "NoLeader", 1), at(100));
         assert!(changed);
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time, at(100));
@@ -130,20 +123,9 @@ mod tests {
     #[test]
     fn unchanged_status_keeps_last_transition_time() {
         let mut conds = Vec::new();
-        set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1),
-            at(100),
-        );
-        let changed = set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 2),
-            at(200),
-        );
-        assert!(
-            changed,
-            "observedGeneration moved, so the condition changed"
-        );
+        set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1), at(100));
+        let changed = set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 2), at(200));
+        assert!(changed, "observedGeneration moved, so the condition changed");
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time, at(100));
         assert_eq!(conds[0].observed_generation, Some(2));
@@ -152,16 +134,9 @@ mod tests {
     #[test]
     fn changed_reason_alone_keeps_last_transition_time() {
         let mut conds = Vec::new();
-        set_condition(
-            &mut conds,
-            cond(CONDITION_PROGRESSING, STATUS_TRUE, "AddingLearner", 3),
-            at(100),
-        );
-        let changed = set_condition(
-            &mut conds,
-            cond(CONDITION_PROGRESSING, STATUS_TRUE, "PromotingLearner", 3),
-            at(150),
-        );
+        set_condition(&mut conds, cond(CONDITION_PROGRESSING, STATUS_TRUE, "AddingLearner", 3), at(100));
+        let changed =
+            set_condition(&mut conds, cond(CONDITION_PROGRESSING, STATUS_TRUE, "PromotingLearner", 3), at(150));
         assert!(changed);
         assert_eq!(conds[0].reason, "PromotingLearner");
         assert_eq!(conds[0].message, "PromotingLearner message");
@@ -171,16 +146,8 @@ mod tests {
     #[test]
     fn changed_status_moves_last_transition_time() {
         let mut conds = Vec::new();
-        set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_FALSE, "NoLeader", 1),
-            at(100),
-        );
-        let changed = set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1),
-            at(300),
-        );
+        set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_FALSE, "NoLeader", 1), at(100));
+        let changed = set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1), at(300));
         assert!(changed);
         assert_eq!(conds[0].status, STATUS_TRUE);
         assert_eq!(conds[0].last_transition_time, at(300));
@@ -189,17 +156,9 @@ mod tests {
     #[test]
     fn identical_condition_reports_no_change() {
         let mut conds = Vec::new();
-        set_condition(
-            &mut conds,
-            cond(CONDITION_DEGRADED, STATUS_FALSE, "Healthy", 4),
-            at(100),
-        );
+        set_condition(&mut conds, cond(CONDITION_DEGRADED, STATUS_FALSE, "Healthy", 4), at(100));
         let before = conds.clone();
-        let changed = set_condition(
-            &mut conds,
-            cond(CONDITION_DEGRADED, STATUS_FALSE, "Healthy", 4),
-            at(500),
-        );
+        let changed = set_condition(&mut conds, cond(CONDITION_DEGRADED, STATUS_FALSE, "Healthy", 4), at(500));
         assert!(!changed);
         assert_eq!(conds, before);
     }
@@ -207,21 +166,9 @@ mod tests {
     #[test]
     fn other_types_are_left_alone() {
         let mut conds = Vec::new();
-        set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1),
-            at(100),
-        );
-        set_condition(
-            &mut conds,
-            cond(CONDITION_RAFT_QUORUM, STATUS_TRUE, "QuorumHealthy", 1),
-            at(110),
-        );
-        set_condition(
-            &mut conds,
-            cond(CONDITION_RAFT_QUORUM, STATUS_FALSE, "QuorumLost", 1),
-            at(120),
-        );
+        set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1), at(100));
+        set_condition(&mut conds, cond(CONDITION_RAFT_QUORUM, STATUS_TRUE, "QuorumHealthy", 1), at(110));
+        set_condition(&mut conds, cond(CONDITION_RAFT_QUORUM, STATUS_FALSE, "QuorumLost", 1), at(120));
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[0].status, STATUS_TRUE);
         assert_eq!(conds[0].last_transition_time, at(100));
@@ -232,17 +179,9 @@ mod tests {
     fn find_and_is_true() {
         let mut conds = Vec::new();
         assert!(!is_condition_true(&conds, CONDITION_AVAILABLE));
-        set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_UNKNOWN, "Probing", 1),
-            at(100),
-        );
+        set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_UNKNOWN, "Probing", 1), at(100));
         assert!(!is_condition_true(&conds, CONDITION_AVAILABLE));
-        set_condition(
-            &mut conds,
-            cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1),
-            at(100),
-        );
+        set_condition(&mut conds, cond(CONDITION_AVAILABLE, STATUS_TRUE, "QuorumHealthy", 1), at(100));
         assert!(is_condition_true(&conds, CONDITION_AVAILABLE));
         assert!(find_condition(&conds, CONDITION_DEGRADED).is_none());
     }

@@ -35,13 +35,13 @@ use crate::status::RegistryClusterStatus;
 /// The API server checks `pattern` with Go's RE2 engine; the expression uses
 /// only syntax that RE2 and Rust's `regex` crate read the same way, which lets
 /// the unit tests exercise the exact string the CRD carries.
-pub const QUANTITY_PATTERN: &str = r"^([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([KMGTPE]i|[kMGTPE]|[eE][+-]?[0-9]+)?$";
+pub const QUANTITY_PATTERN: &str =
+    r"^([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([KMGTPE]i|[kMGTPE]|[eE][+-]?[0-9]+)?$";
 
 /// The pattern a Secret name must match: an RFC 1123 DNS subdomain, as
 /// Kubernetes requires for object names. Refusing a bad name here turns a
 /// pod that never starts into an immediate, explained `kubectl apply` error.
-pub const DNS_SUBDOMAIN_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Default Distro sync delay: changes to one client inside this window are
 /// merged into one send (Nacos `distro.data.sync.delayMs`).
@@ -105,23 +105,14 @@ pub const DEFAULT_RAFT_SNAPSHOT_LOGS: i64 = 5_000;
         json_path = ".status.readyReplicas",
         description = "Members that are ready and caught up"
     ),
-    printcolumn(
-        name = "Leader",
-        type_ = "string",
-        json_path = ".status.leader",
-        description = "Current Raft leader"
-    ),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader", description = "Current Raft leader"),
     printcolumn(
         name = "Available",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Available\")].status",
         description = "Whether the Available condition holds"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryClusterSpec {
@@ -285,15 +276,9 @@ impl DistroSpec {
         let spec = spec.cloned().unwrap_or_default();
         DistroTiming {
             sync_delay_ms: spec.sync_delay_ms.unwrap_or(DEFAULT_DISTRO_SYNC_DELAY_MS),
-            verify_interval_ms: spec
-                .verify_interval_ms
-                .unwrap_or(DEFAULT_DISTRO_VERIFY_INTERVAL_MS),
-            load_retry_delay_ms: spec
-                .load_retry_delay_ms
-                .unwrap_or(DEFAULT_DISTRO_LOAD_RETRY_DELAY_MS),
-            client_expiry_ms: spec
-                .client_expiry_ms
-                .unwrap_or(DEFAULT_DISTRO_CLIENT_EXPIRY_MS),
+            verify_interval_ms: spec.verify_interval_ms.unwrap_or(DEFAULT_DISTRO_VERIFY_INTERVAL_MS),
+            load_retry_delay_ms: spec.load_retry_delay_ms.unwrap_or(DEFAULT_DISTRO_LOAD_RETRY_DELAY_MS),
+            client_expiry_ms: spec.client_expiry_ms.unwrap_or(DEFAULT_DISTRO_CLIENT_EXPIRY_MS),
         }
     }
 }
@@ -360,15 +345,9 @@ impl RaftSpec {
     pub fn effective(spec: Option<&RaftSpec>) -> RaftTiming {
         let spec = spec.cloned().unwrap_or_default();
         RaftTiming {
-            election_timeout_min_ms: spec
-                .election_timeout_min_ms
-                .unwrap_or(DEFAULT_RAFT_ELECTION_TIMEOUT_MIN_MS),
-            election_timeout_max_ms: spec
-                .election_timeout_max_ms
-                .unwrap_or(DEFAULT_RAFT_ELECTION_TIMEOUT_MAX_MS),
-            heartbeat_interval_ms: spec
-                .heartbeat_interval_ms
-                .unwrap_or(DEFAULT_RAFT_HEARTBEAT_INTERVAL_MS),
+            election_timeout_min_ms: spec.election_timeout_min_ms.unwrap_or(DEFAULT_RAFT_ELECTION_TIMEOUT_MIN_MS),
+            election_timeout_max_ms: spec.election_timeout_max_ms.unwrap_or(DEFAULT_RAFT_ELECTION_TIMEOUT_MAX_MS),
+            heartbeat_interval_ms: spec.heartbeat_interval_ms.unwrap_or(DEFAULT_RAFT_HEARTBEAT_INTERVAL_MS),
             snapshot_logs: spec.snapshot_logs.unwrap_or(DEFAULT_RAFT_SNAPSHOT_LOGS),
         }
     }

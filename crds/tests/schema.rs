@@ -5,10 +5,7 @@
 //! `crd_fresh` test ties the two together).
 
 use regex::Regex;
-use roster_crds::{
-    DistroSpec, DistroTiming, ImagePullPolicy, RaftSpec, RaftTiming, RegistryCluster,
-    QUANTITY_PATTERN,
-};
+use roster_crds::{DistroSpec, DistroTiming, ImagePullPolicy, RaftSpec, RaftTiming, RegistryCluster, QUANTITY_PATTERN};
 use serde_json::Value;
 
 const EXAMPLE: &str = include_str!("../examples/registrycluster.yaml");
@@ -46,9 +43,7 @@ fn minimum(schema: &Value) -> f64 {
 
 fn quantity_regex() -> Regex {
     let crd = crd();
-    let pattern = spec_prop(&crd, &["storage", "size"])["pattern"]
-        .as_str()
-        .expect("storage.size has a pattern");
+    let pattern = spec_prop(&crd, &["storage", "size"])["pattern"].as_str().expect("storage.size has a pattern");
     Regex::new(pattern).expect("the CRD pattern compiles")
 }
 
@@ -64,10 +59,7 @@ fn crd_names_group_and_scope() {
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert_eq!(crd["spec"]["names"]["kind"], "RegistryCluster");
     assert_eq!(crd["spec"]["names"]["plural"], "registryclusters");
-    assert_eq!(
-        crd["spec"]["names"]["shortNames"],
-        serde_json::json!(["rc"])
-    );
+    assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["rc"]));
     let v = version(&crd);
     assert_eq!(v["name"], roster_crds::VERSION);
     assert_eq!(v["served"], true);
@@ -80,9 +72,7 @@ fn replicas_has_minimum_one_and_is_required() {
     let replicas = spec_prop(&crd, &["replicas"]);
     assert_eq!(replicas["type"], "integer");
     assert_eq!(minimum(replicas), 1.0);
-    let required = spec_schema(&crd)["required"]
-        .as_array()
-        .expect("required list");
+    let required = spec_schema(&crd)["required"].as_array().expect("required list");
     assert!(required.contains(&Value::from("replicas")));
     assert!(required.contains(&Value::from("image")));
 }
@@ -96,19 +86,9 @@ fn image_has_min_length_one() {
 #[test]
 fn image_pull_policy_is_an_enum() {
     let crd = crd();
-    assert_eq!(
-        spec_prop(&crd, &["imagePullPolicy"])["enum"],
-        serde_json::json!(["Always", "IfNotPresent", "Never"])
-    );
-    for policy in [
-        ImagePullPolicy::Always,
-        ImagePullPolicy::IfNotPresent,
-        ImagePullPolicy::Never,
-    ] {
-        assert_eq!(
-            serde_json::to_value(policy).expect("serializes"),
-            policy.as_str()
-        );
+    assert_eq!(spec_prop(&crd, &["imagePullPolicy"])["enum"], serde_json::json!(["Always", "IfNotPresent", "Never"]));
+    for policy in [ImagePullPolicy::Always, ImagePullPolicy::IfNotPresent, ImagePullPolicy::Never] {
+        assert_eq!(serde_json::to_value(policy).expect("serializes"), policy.as_str());
     }
 }
 
@@ -117,21 +97,14 @@ fn storage_size_has_the_quantity_pattern() {
     let crd = crd();
     let size = spec_prop(&crd, &["storage", "size"]);
     assert_eq!(size["pattern"], QUANTITY_PATTERN);
-    let required = spec_prop(&crd, &["storage"])["required"]
-        .as_array()
-        .expect("required list");
-    assert!(
-        required.contains(&Value::from("size")),
-        "storage without size is refused"
-    );
+    let required = spec_prop(&crd, &["storage"])["required"].as_array().expect("required list");
+    assert!(required.contains(&Value::from("size")), "storage without size is refused");
 }
 
 #[test]
 fn quantity_pattern_accepts_valid_sizes() {
     let re = quantity_regex();
-    for ok in [
-        "1Gi", "500Mi", "10G", "1.5Gi", "2Ti", "100", "0.5Gi", ".5Gi", "1e9", "128k", "1E",
-    ] {
+    for ok in ["1Gi", "500Mi", "10G", "1.5Gi", "2Ti", "100", "0.5Gi", ".5Gi", "1e9", "128k", "1E"] {
         assert!(re.is_match(ok), "{ok:?} should be accepted");
     }
 }
@@ -140,8 +113,8 @@ fn quantity_pattern_accepts_valid_sizes() {
 fn quantity_pattern_rejects_malformed_sizes() {
     let re = quantity_regex();
     for bad in [
-        "ten", "1GiB", "-1Gi", "", "+1Gi", "0", "0Gi", "0.0Gi", "500m", "1 Gi", "Gi", "1.5.2Gi",
-        "1gi", "1K", " 1Gi", "1Gi\n",
+        "ten", "1GiB", "-1Gi", "", "+1Gi", "0", "0Gi", "0.0Gi", "500m", "1 Gi", "Gi", "1.5.2Gi", "1gi", "1K", " 1Gi",
+        "1Gi\n",
     ] {
         assert!(!re.is_match(bad), "{bad:?} should be refused");
     }
@@ -192,31 +165,17 @@ fn cross_field_rules_are_in_the_schema() {
             .collect()
     };
     let raft = rules(&["raft"]);
-    assert!(raft
-        .iter()
-        .any(|r| r.contains("self.electionTimeoutMinMs < self.electionTimeoutMaxMs")));
-    assert!(raft
-        .iter()
-        .any(|r| r.contains("self.heartbeatIntervalMs < self.electionTimeoutMinMs")));
-    assert!(rules(&["distro"])
-        .iter()
-        .any(|r| r.contains("self.clientExpiryMs > self.verifyIntervalMs")));
-    assert!(rules(&["auth"])
-        .iter()
-        .any(|r| r.contains("has(self.secretName)")));
+    assert!(raft.iter().any(|r| r.contains("self.electionTimeoutMinMs < self.electionTimeoutMaxMs")));
+    assert!(raft.iter().any(|r| r.contains("self.heartbeatIntervalMs < self.electionTimeoutMinMs")));
+    assert!(rules(&["distro"]).iter().any(|r| r.contains("self.clientExpiryMs > self.verifyIntervalMs")));
+    assert!(rules(&["auth"]).iter().any(|r| r.contains("has(self.secretName)")));
 }
 
 #[test]
 fn placement_uses_kubernetes_types() {
     let crd = crd();
-    assert_eq!(
-        spec_prop(&crd, &["nodeSelector"])["additionalProperties"]["type"],
-        "string"
-    );
-    assert_eq!(
-        spec_prop(&crd, &["annotations"])["additionalProperties"]["type"],
-        "string"
-    );
+    assert_eq!(spec_prop(&crd, &["nodeSelector"])["additionalProperties"]["type"], "string");
+    assert_eq!(spec_prop(&crd, &["annotations"])["additionalProperties"]["type"], "string");
     assert_eq!(spec_prop(&crd, &["tolerations"])["type"], "array");
     assert!(spec_prop(&crd, &["affinity", "podAntiAffinity"]).is_object());
     assert!(spec_prop(&crd, &["resources", "requests"]).is_object());
@@ -239,9 +198,7 @@ fn open_objects(schema: &Value, path: String, found: &mut Vec<String>) {
         && !obj.contains_key("properties")
         && !obj.contains_key("additionalProperties")
     {
-        found.push(format!(
-            "{path}: object without properties (a free-form object)"
-        ));
+        found.push(format!("{path}: object without properties (a free-form object)"));
     }
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
@@ -260,11 +217,7 @@ fn spec_schema_refuses_unknown_fields_everywhere() {
     let crd = crd();
     let mut found = Vec::new();
     open_objects(spec_schema(&crd), "spec".to_owned(), &mut found);
-    assert!(
-        found.is_empty(),
-        "spec schema lets unknown fields through at:\n{}",
-        found.join("\n")
-    );
+    assert!(found.is_empty(), "spec schema lets unknown fields through at:\n{}", found.join("\n"));
 }
 
 #[test]
@@ -273,64 +226,25 @@ fn status_schema_is_closed_and_lists_are_maps() {
     let status = status_schema(&crd);
     let mut found = Vec::new();
     open_objects(status, "status".to_owned(), &mut found);
-    assert!(
-        found.is_empty(),
-        "status schema is open at:\n{}",
-        found.join("\n")
-    );
+    assert!(found.is_empty(), "status schema is open at:\n{}", found.join("\n"));
 
     for (list, key) in [("conditions", "type"), ("members", "name")] {
         let schema = &status["properties"][list];
         assert_eq!(schema["x-kubernetes-list-type"], "map", "{list}");
-        assert_eq!(
-            schema["x-kubernetes-list-map-keys"],
-            serde_json::json!([key]),
-            "{list}"
-        );
-        let required = schema["items"]["required"]
-            .as_array()
-            .expect("required list");
-        assert!(
-            required.contains(&Value::from(key)),
-            "{list} key {key} must be required"
-        );
+        assert_eq!(schema["x-kubernetes-list-map-keys"], serde_json::json!([key]), "{list}");
+        let required = schema["items"]["required"].as_array().expect("required list");
+        assert!(required.contains(&Value::from(key)), "{list} key {key} must be required");
     }
-    for field in [
-        "observedGeneration",
-        "replicas",
-        "readyReplicas",
-        "selector",
-        "leader",
-    ] {
+    for field in ["observedGeneration", "replicas", "readyReplicas", "selector", "leader"] {
         assert!(status["properties"][field].is_object(), "status.{field}");
     }
-    for field in [
-        "name",
-        "address",
-        "state",
-        "ready",
-        "distroInitialized",
-        "snapshotSource",
-        "raftRole",
-        "appliedIndex",
-    ] {
-        assert!(
-            status["properties"]["members"]["items"]["properties"][field].is_object(),
-            "members[].{field}"
-        );
+    for field in
+        ["name", "address", "state", "ready", "distroInitialized", "snapshotSource", "raftRole", "appliedIndex"]
+    {
+        assert!(status["properties"]["members"]["items"]["properties"][field].is_object(), "members[].{field}");
     }
-    for field in [
-        "type",
-        "status",
-        "reason",
-        "message",
-        "lastTransitionTime",
-        "observedGeneration",
-    ] {
-        assert!(
-            status["properties"]["conditions"]["items"]["properties"][field].is_object(),
-            "conditions[].{field}"
-        );
+    for field in ["type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"] {
+        assert!(status["properties"]["conditions"]["items"]["properties"][field].is_object(), "conditions[].{field}");
     }
 }
 
@@ -360,17 +274,11 @@ fn printer_columns() {
         ("Replicas", "integer", ".spec.replicas"),
         ("Ready", "integer", ".status.readyReplicas"),
         ("Leader", "string", ".status.leader"),
-        (
-            "Available",
-            "string",
-            r#".status.conditions[?(@.type=="Available")].status"#,
-        ),
+        ("Available", "string", r#".status.conditions[?(@.type=="Available")].status"#),
         ("Age", "date", ".metadata.creationTimestamp"),
     ];
-    let expected: Vec<(String, String, String)> = expected
-        .iter()
-        .map(|(n, t, p)| ((*n).to_owned(), (*t).to_owned(), (*p).to_owned()))
-        .collect();
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(n, t, p)| ((*n).to_owned(), (*t).to_owned(), (*p).to_owned())).collect();
     assert_eq!(columns, expected);
 }
 
@@ -380,16 +288,10 @@ fn example_manifest_deserializes() {
     assert_eq!(rc.metadata.name.as_deref(), Some("demo"));
     assert_eq!(rc.spec.replicas, 3);
     assert_eq!(rc.spec.image, "roster-node:0.1.0");
-    assert_eq!(
-        rc.spec.image_pull_policy,
-        Some(ImagePullPolicy::IfNotPresent)
-    );
+    assert_eq!(rc.spec.image_pull_policy, Some(ImagePullPolicy::IfNotPresent));
     let storage = rc.spec.storage.as_ref().expect("storage is set");
     assert_eq!(storage.size, "1Gi");
-    assert!(
-        quantity_regex().is_match(&storage.size),
-        "the example passes the schema's pattern"
-    );
+    assert!(quantity_regex().is_match(&storage.size), "the example passes the schema's pattern");
     assert!(rc.status.is_none());
 }
 
@@ -406,31 +308,20 @@ fn unknown_spec_fields_are_rejected_by_serde() {
     for (typo, needle) in [
         ("  replicas: 3\n", "  replicas: 3\n  replica: 3\n"),
         ("    size: 1Gi\n", "    size: 1Gi\n    sise: 2Gi\n"),
-        (
-            "  replicas: 3\n",
-            "  replicas: 3\n  raft:\n    electionTimeoutMs: 100\n",
-        ),
-        (
-            "  replicas: 3\n",
-            "  replicas: 3\n  distro:\n    syncDelay: 100\n",
-        ),
+        ("  replicas: 3\n", "  replicas: 3\n  raft:\n    electionTimeoutMs: 100\n"),
+        ("  replicas: 3\n", "  replicas: 3\n  distro:\n    syncDelay: 100\n"),
         ("  replicas: 3\n", "  replicas: 3\n  auth:\n    secret: x\n"),
     ] {
         assert!(EXAMPLE.contains(typo), "example contains {typo:?}");
         let manifest = EXAMPLE.replacen(typo, needle, 1);
-        let err = serde_norway::from_str::<RegistryCluster>(&manifest)
-            .expect_err("an unknown field must be refused");
+        let err = serde_norway::from_str::<RegistryCluster>(&manifest).expect_err("an unknown field must be refused");
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 }
 
 #[test]
 fn unknown_image_pull_policy_is_rejected_by_serde() {
-    let manifest = EXAMPLE.replacen(
-        "imagePullPolicy: IfNotPresent",
-        "imagePullPolicy: Sometimes",
-        1,
-    );
+    let manifest = EXAMPLE.replacen("imagePullPolicy: IfNotPresent", "imagePullPolicy: Sometimes", 1);
     assert!(serde_norway::from_str::<RegistryCluster>(&manifest).is_err());
 }
 
@@ -454,17 +345,11 @@ fn effective_timings_fill_defaults() {
             snapshot_logs: 5_000,
         }
     );
-    let distro = DistroSpec {
-        verify_interval_ms: Some(2_000),
-        ..DistroSpec::default()
-    };
+    let distro = DistroSpec { verify_interval_ms: Some(2_000), ..DistroSpec::default() };
     let t = DistroSpec::effective(Some(&distro));
     assert_eq!(t.verify_interval_ms, 2_000);
     assert_eq!(t.sync_delay_ms, roster_crds::DEFAULT_DISTRO_SYNC_DELAY_MS);
-    let raft = RaftSpec {
-        snapshot_logs: Some(100),
-        ..RaftSpec::default()
-    };
+    let raft = RaftSpec { snapshot_logs: Some(100), ..RaftSpec::default() };
     assert_eq!(RaftSpec::effective(Some(&raft)).snapshot_logs, 100);
 }
 

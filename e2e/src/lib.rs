@@ -1,1 +1,153 @@
-//! placeholder
+//! Multi-process test harness for Roster.
+//!
+//! Tests here run the real `roster-node` binary (and real client processes)
+//! on loopback, find their bound ports from the node's structured log, and
+//! kill every process they started by its own handle when done.
+//!
+//! # Layout
+//! - [`binary`]: locating (and if needed building) workspace binaries.
+//! - [`NodeProcess`]: one running node process.
+//! - `src/bin/sdk-client.rs`: a client process using the official Rust
+//!   Nacos client, so tests can kill a client the way a crash would.
+#![deny(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Path of a binary of this workspace, built with the profile the tests run
+/// under. `cargo test --workspace` builds every binary before running tests;
+/// when one is missing (a test run for this crate alone), it is built.
+pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("current test executable")?;
+    // target/<profile>/deps/<test> → target/<profile>
+    let dir = exe.parent().and_then(|p| p.parent()).ok_or_else(|| anyhow!("unexpected test path {exe:?}"))?;
+    let path = dir.join(name);
+    if !path.exists() {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", package, "--bin", name]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("running cargo build")?;
+        if !status.success() || !path.exists() {
+            bail!("could not build {package}/{name}");
+        }
+    }
+    Ok(path)
+}
+
+/// A `roster-node` process on loopback. Killed when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// Bound main HTTP address.
+    pub http: SocketAddr,
+    /// Bound client gRPC address.
+    pub grpc: SocketAddr,
+}
+
+impl NodeProcess {
+    /// Starts `roster-node` with `args` and `envs`, waiting (bounded) until
+    /// it logs the addresses it serves on. Pass `--port 0` (or
+    /// `ROSTER_PORT=0`) for ephemeral ports.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<NodeProcess> {
+        let bin = binary("roster-node", "roster-node")?;
+        let mut child = Command::new(bin)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("ROSTER_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning roster-node")?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let (tx, rx) = mpsc::channel::<Result<(SocketAddr, SocketAddr)>>();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(addrs) = serving_addresses(&line) {
+                        let _ = tx.send(Ok(addrs));
+                        sent = true;
+                    }
+                }
+                if std::env::var_os("ROSTER_E2E_LOGS").is_some() {
+                    eprintln!("[node] {line}");
+                }
+            }
+            if !sent {
+                let _ = tx.send(Err(anyhow!("roster-node exited before serving")));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok((http, grpc))) => Ok(NodeProcess { child, http, grpc }),
+            Ok(Err(e)) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                Err(e.context(format!("exit status {status:?}")))
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("roster-node did not start serving within 30 s")
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited, with its status.
+    pub fn try_wait(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads the `roster node serving` log line (JSON) for the bound addresses.
+fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields")?;
+    if fields.get("message")?.as_str()? != "roster node serving" {
+        return None;
+    }
+    let http = fields.get("http")?.as_str()?.parse().ok()?;
+    let grpc = fields.get("grpc")?.as_str()?.parse().ok()?;
+    Some((http, grpc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_serving_line() {
+        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"roster node serving","member":"127.0.0.1:1","http":"127.0.0.1:1234","grpc":"127.0.0.1:2345"},"target":"roster_node::server"}"#;
+        let (http, grpc) = serving_addresses(line).expect("parsed");
+        assert_eq!(http.port(), 1234);
+        assert_eq!(grpc.port(), 2345);
+        assert!(serving_addresses(r#"{"fields":{"message":"other"}}"#).is_none());
+        assert!(serving_addresses("not json").is_none());
+    }
+}

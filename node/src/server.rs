@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
 
     let app = http::router(state.clone())
         .merge(status::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::count_requests))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let mut http_shutdown = shutdown_rx;
     let http_server = tokio::spawn(async move {

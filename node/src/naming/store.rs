@@ -216,6 +216,11 @@ impl NamingStore {
                 client.published.remove(key);
             }
             client.revision += 1;
+            // An ip:port client exists only through its instances.
+            let client_gone = client.kind == ClientKind::IpPort && client.published.is_empty();
+            if client_gone {
+                inner.clients.remove(client_id);
+            }
             if now_empty {
                 if let Some(entry) = inner.services.get_mut(key) {
                     entry.publishers.remove(client_id);
@@ -633,6 +638,18 @@ mod tests {
             store.beat("10.0.0.1:80#true", &svc("a"), &i.key(), t0 + Duration::from_millis(401)),
             BeatOutcome::NotFound
         );
+    }
+
+    #[test]
+    fn deregistering_the_last_instance_drops_an_ip_port_client() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let i = inst("10.0.0.1", 80);
+        store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &svc("a"), i.clone());
+        store.register_ephemeral("conn", ClientKind::Connection, &svc("b"), inst("10.0.0.2", 80));
+        assert!(store.deregister_ephemeral("10.0.0.1:80#true", &svc("a"), &i.key()));
+        assert!(!store.has_client("10.0.0.1:80#true"));
+        assert!(store.deregister_ephemeral("conn", &svc("b"), &inst("10.0.0.2", 80).key()));
+        assert!(store.has_client("conn"), "a connection stays a client while connected");
     }
 
     #[test]

@@ -9,13 +9,14 @@ use roster_node::{Config, RunningNode};
 
 /// A config for tests: loopback, ephemeral ports, short timers.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.bind = "127.0.0.1".parse().expect("loopback");
-    config.port = 0;
-    config.push_delay = Duration::from_millis(20);
-    config.push_retry_delay = Duration::from_millis(200);
-    config.beat_check_interval = Duration::from_millis(100);
-    config
+    Config {
+        bind: "127.0.0.1".parse().expect("loopback"),
+        port: 0,
+        push_delay: Duration::from_millis(20),
+        push_retry_delay: Duration::from_millis(200),
+        beat_check_interval: Duration::from_millis(100),
+        ..Config::default()
+    }
 }
 
 /// Starts a node with `config`.
@@ -37,4 +38,32 @@ where
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Base URL of a node's main HTTP port, e.g. `http://127.0.0.1:40123`.
+pub fn http_base(node: &RunningNode) -> String {
+    format!("http://{}", node.http_addr)
+}
+
+/// Sends a v1 API request with `params` in the query string, as Nacos SDKs
+/// do for GET and DELETE; returns the status and the body text.
+pub async fn http_query(method: reqwest::Method, url: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let resp = reqwest::Client::new().request(method, url).query(params).send().await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("HTTP body"))
+}
+
+/// Sends a v1 API request with `params` as an `application/x-www-form-urlencoded`
+/// body, as Nacos SDKs do for POST and PUT; returns the status and the body text.
+pub async fn http_form(method: reqwest::Method, url: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let resp = reqwest::Client::new().request(method, url).form(params).send().await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("HTTP body"))
+}
+
+/// `GET` with query `params` that must answer 200 with JSON.
+pub async fn http_json(url: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    let (status, body) = http_query(reqwest::Method::GET, url, params).await;
+    assert_eq!(status, 200, "GET {url} {params:?} answered {status}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url} answered non-JSON ({e}): {body}"))
 }

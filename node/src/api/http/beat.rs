@@ -1,0 +1,129 @@
+//! `PUT /nacos/v1/ns/instance/beat`: the heartbeat of HTTP-registered
+//! (ip:port client) instances.
+//!
+//! A beat renews the instance and revives it if it had turned unhealthy.
+//! For an unknown instance the answer depends on what the client sent, as in
+//! Nacos: a *light* beat (no `beat` JSON) gets code 20404, which tells the
+//! Java client to register again; a full beat carries everything needed to
+//! register, so the server registers the instance itself and answers 10200.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::params::Params;
+use crate::error::{Error, Result};
+use crate::naming::{ip_port_client_id, validate, BeatOutcome, ClientKind, InstanceKey, InstanceWire};
+use crate::state::NodeState;
+
+/// `code` of a beat that renewed (or registered) its instance.
+pub const CODE_OK: i32 = 10200;
+/// `code` of a light beat for an instance the server does not know.
+pub const CODE_NOT_FOUND: i32 = 20404;
+/// Interval suggested when there is no instance to take it from (ms).
+const DEFAULT_BEAT_INTERVAL_MS: u64 = 5_000;
+
+/// What a beat is answered with (always HTTP 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BeatResponse {
+    /// How often the client should beat (ms): the instance's
+    /// `preserved.heart.beat.interval`, else 5000.
+    pub client_beat_interval: u64,
+    /// [`CODE_OK`] or [`CODE_NOT_FOUND`].
+    pub code: i32,
+    /// Always true: clients may send light beats (without `beat` JSON).
+    pub light_beat_enabled: bool,
+}
+
+impl BeatResponse {
+    fn new(code: i32, interval_ms: u64) -> Self {
+        BeatResponse { client_beat_interval: interval_ms, code, light_beat_enabled: true }
+    }
+}
+
+/// The `beat` parameter: the Java client's `BeatInfo` as JSON. Unknown
+/// fields (`scheduled`, `period`, `stopped`, `ephemeral`) are ignored: only
+/// ephemeral instances beat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BeatInfo {
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    port: Option<i64>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+}
+
+fn parse_beat(raw: &str) -> Result<BeatInfo> {
+    serde_json::from_str(raw).map_err(|e| Error::invalid(format!("Param 'beat' is not valid beat JSON: {e}")))
+}
+
+/// The beat's metadata as string pairs (non-string values as JSON text).
+fn beat_metadata(beat: &BeatInfo) -> Result<BTreeMap<String, String>> {
+    match &beat.metadata {
+        None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
+        Some(v @ serde_json::Value::Object(_)) => validate::parse_metadata_param(&v.to_string()),
+        Some(_) => Err(Error::invalid("Param 'beat' has a 'metadata' that is not a JSON object.")),
+    }
+}
+
+/// The instance a beat is about: `beat` JSON fields win over parameters.
+fn beat_target(p: &Params, beat: Option<&BeatInfo>) -> Result<InstanceKey> {
+    let ip = beat.and_then(|b| b.ip.as_deref()).map(str::trim).filter(|ip| !ip.is_empty()).or_else(|| p.get("ip"));
+    let port = match beat.and_then(|b| b.port) {
+        Some(port) => port,
+        None => {
+            p.int("port")?.ok_or_else(|| Error::invalid("Param 'port' is required (as a parameter or in 'beat')."))?
+        }
+    };
+    let cluster = beat
+        .and_then(|b| b.cluster.as_deref())
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map_or_else(|| p.cluster(), |c| validate::cluster(Some(c)))?;
+    Ok(InstanceKey { ip: validate::ip(ip)?, port: validate::port(port)?, cluster })
+}
+
+/// `PUT /nacos/v1/ns/instance/beat`.
+pub async fn beat(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<BeatResponse>> {
+    let info = p.get("beat").map(parse_beat).transpose()?;
+    let service_name = p.get("serviceName").or_else(|| info.as_ref().and_then(|b| b.service_name.as_deref()));
+    let key = validate::service_key(p.get("namespaceId"), p.get("groupName"), service_name)?;
+    let ikey = beat_target(&p, info.as_ref())?;
+    let client = ip_port_client_id(&ikey.ip, ikey.port);
+    if let BeatOutcome::Renewed { interval_ms } = state.store.beat(&client, &key, &ikey, Instant::now()) {
+        return Ok(Json(BeatResponse::new(CODE_OK, interval_ms)));
+    }
+    let Some(info) = info else {
+        return Ok(Json(BeatResponse::new(CODE_NOT_FOUND, DEFAULT_BEAT_INTERVAL_MS)));
+    };
+    // A full beat for an unknown instance registers it (Nacos does the same,
+    // so that instances removed by expiry come back without a restart).
+    let wire = InstanceWire {
+        ip: ikey.ip.clone(),
+        port: i64::from(ikey.port),
+        weight: info.weight.unwrap_or(1.0),
+        healthy: true,
+        enabled: true,
+        ephemeral: true,
+        cluster_name: Some(ikey.cluster.clone()),
+        metadata: beat_metadata(&info)?,
+        ..InstanceWire::default()
+    };
+    let instance = validate::instance(&wire, Some(true), &state.limits)?;
+    let interval_ms = instance.beat_interval_ms();
+    state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
+    Ok(Json(BeatResponse::new(CODE_OK, interval_ms)))
+}

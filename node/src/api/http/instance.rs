@@ -1,0 +1,156 @@
+//! `/nacos/v1/ns/instance` (register, deregister, update, detail) and
+//! `/nacos/v1/ns/instance/list`.
+//!
+//! Ephemeral instances registered over HTTP belong to the *ip:port client*
+//! `ip:port#true` of the instance's own address, as in Nacos 2: beats keep
+//! that client alive and beat expiry removes it. Persistent instances
+//! (`ephemeral=false`) belong to no client and stay until deregistered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+use super::params::{Params, CLUSTER_NAMES};
+use crate::error::{Error, Result};
+use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
+use crate::state::NodeState;
+
+/// Builds a new instance from register parameters, with Nacos's defaults
+/// (weight 1, healthy, enabled, ephemeral, cluster `DEFAULT`).
+fn new_instance(p: &Params, state: &NodeState) -> Result<Instance> {
+    let wire = InstanceWire {
+        ip: p.required("ip")?.to_owned(),
+        port: i64::from(p.port()?),
+        weight: p.weight()?.unwrap_or(1.0),
+        healthy: p.bool("healthy")?.unwrap_or(true),
+        enabled: p.bool_any(&["enabled", "enable"])?.unwrap_or(true),
+        ephemeral: p.bool("ephemeral")?.unwrap_or(true),
+        cluster_name: p.get_any(CLUSTER_NAMES).map(str::to_owned),
+        metadata: p.metadata()?.unwrap_or_default(),
+        ..InstanceWire::default()
+    };
+    validate::instance(&wire, None, &state.limits)
+}
+
+/// `POST /nacos/v1/ns/instance`: registers (or replaces) an instance.
+pub async fn register(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+    let key = p.service_key()?;
+    let instance = new_instance(&p, &state)?;
+    if instance.ephemeral {
+        let client = ip_port_client_id(&instance.ip, instance.port);
+        state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
+    } else {
+        state.store.register_persistent(&key, instance);
+    }
+    Ok("ok")
+}
+
+/// `DELETE /nacos/v1/ns/instance`: removes an instance. Removing one that
+/// does not exist is not an error, as in Nacos.
+pub async fn deregister(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+    let key = p.service_key()?;
+    let ikey = p.instance_key()?;
+    if p.bool("ephemeral")?.unwrap_or(true) {
+        let client = ip_port_client_id(&ikey.ip, ikey.port);
+        state.store.deregister_ephemeral(&client, &key, &ikey);
+    } else {
+        state.store.deregister_persistent(&key, &ikey);
+    }
+    Ok("ok")
+}
+
+/// `PUT` and `PATCH /nacos/v1/ns/instance`: changes the weight, enabled
+/// flag, health or metadata of an existing instance.
+///
+/// Parameters that are absent keep their current value (an empty `metadata`
+/// clears it). Nacos's PUT resets absent ones to defaults, but its clients
+/// always send all of them, so keeping is compatible and never loses data.
+pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+    let key = p.service_key()?;
+    let ikey = p.instance_key()?;
+    let weight = p.weight()?;
+    let healthy = p.bool("healthy")?;
+    let enabled = p.bool_any(&["enabled", "enable"])?;
+    let metadata = p.metadata()?;
+    if let Some(m) = &metadata {
+        validate::metadata(m, &state.limits)?;
+    }
+    // Which store holds the instance is found by key; the flag is only checked.
+    p.bool("ephemeral")?;
+    let current = state
+        .store
+        .instance(&key, &ikey)
+        .ok_or_else(|| Error::NotFound(format!("instance not found: {ikey} in service {}", key.grouped_name())))?;
+    let updated = Instance {
+        weight: weight.unwrap_or(current.weight),
+        healthy: healthy.unwrap_or(current.healthy),
+        enabled: enabled.unwrap_or(current.enabled),
+        metadata: metadata.unwrap_or(current.metadata),
+        ..current
+    };
+    state.store.update_instance(&key, &updated)?;
+    Ok("ok")
+}
+
+/// What `GET /nacos/v1/ns/instance` answers (Nacos's `detail`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDetail {
+    /// `group@@service`.
+    pub service: String,
+    /// The instance's IP or host.
+    pub ip: String,
+    /// The instance's port.
+    pub port: u16,
+    /// Its cluster.
+    pub cluster_name: String,
+    /// Load-balancing weight.
+    pub weight: f64,
+    /// Current health.
+    pub healthy: bool,
+    /// `ip#port#cluster#group@@service`.
+    pub instance_id: String,
+    /// Free-form metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `GET /nacos/v1/ns/instance`: one instance, 404 if absent.
+pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<InstanceDetail>> {
+    let key = p.service_key()?;
+    let ikey = p.instance_key()?;
+    let instance = state
+        .store
+        .instance(&key, &ikey)
+        .ok_or_else(|| Error::NotFound(format!("no matched ip found: {ikey} in service {}", key.grouped_name())))?;
+    let wire = instance.to_wire(&key, &state.store.timeouts());
+    Ok(Json(InstanceDetail {
+        service: key.grouped_name(),
+        ip: instance.ip,
+        port: instance.port,
+        cluster_name: instance.cluster,
+        weight: instance.weight,
+        healthy: instance.healthy,
+        instance_id: wire.instance_id.unwrap_or_default(),
+        metadata: instance.metadata,
+    }))
+}
+
+/// `GET /nacos/v1/ns/instance/list`: the consumer view of a service, named
+/// `group@@service` as v1 clients expect. `udpPort`, `clientIP` and `app` are
+/// accepted and ignored: Roster pushes over gRPC only.
+pub async fn list(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceInfo>> {
+    let key = p.service_key()?;
+    let clusters = p
+        .get("clusters")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| validate::cluster(Some(c)).map_err(|e| Error::invalid(format!("Param 'clusters': {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let selection = Selection { clusters, healthy_only: p.bool("healthyOnly")?.unwrap_or(false), grouped_name: true };
+    Ok(Json(state.store.query(&key, &selection)))
+}

@@ -1,0 +1,103 @@
+//! The Nacos Open API v1 over HTTP (main port), for 1.x-era SDKs and tools.
+//!
+//! Same paths, parameters, defaults and JSON shapes as Nacos
+//! (`namespaceId=public`, `groupName=DEFAULT_GROUP`, `clusterName=DEFAULT`);
+//! writes answer a plain `ok`, errors a plain `caused: <message>;` with the
+//! status of [`crate::Error::http_status`]. Bad input is refused before the
+//! store is touched, so it changes nothing.
+//!
+//! # Layout
+//! - [`params`]: parameters from the query string and the form body.
+//! - [`error`]: how an [`crate::Error`] becomes a response.
+//! - [`instance`]: register, deregister, update, detail and list.
+//! - [`beat`]: heartbeats of HTTP-registered instances.
+//! - [`service`]: service create, update, delete, detail and list.
+//! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
+//! - [`operator`]: the naming summary 1.x clients use as a health check.
+//!
+//! Every request on the main port, including unmatched ones, is counted in
+//! `roster_http_requests` by route template, method and status
+//! ([`count_requests`], applied by the server to the whole application).
+
+pub mod beat;
+pub mod cluster;
+pub mod error;
+pub mod instance;
+pub mod operator;
+pub mod params;
+pub mod service;
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::error::Error;
+use crate::metrics::HttpLabels;
+use crate::state::NodeState;
+
+/// Route label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The v1 naming routes.
+///
+/// The router has its own fallback (a 404 in the v1 error shape); a router
+/// merged with it must not set another fallback. The server wraps the
+/// merged application in [`count_requests`].
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route(
+            "/nacos/v1/ns/instance",
+            post(instance::register)
+                .delete(instance::deregister)
+                .put(instance::update)
+                .patch(instance::update)
+                .get(instance::detail),
+        )
+        .route("/nacos/v1/ns/instance/beat", put(beat::beat))
+        .route("/nacos/v1/ns/instance/list", get(instance::list))
+        .route(
+            "/nacos/v1/ns/service",
+            post(service::create).put(service::update).delete(service::delete).get(service::detail),
+        )
+        .route("/nacos/v1/ns/service/list", get(service::list))
+        .route("/nacos/v1/ns/operator/metrics", get(operator::metrics))
+        .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
+        .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Answers requests that match no route, in the v1 error shape.
+async fn not_found(method: Method, uri: axum::http::Uri) -> Error {
+    Error::NotFound(format!("no API at {method} {}", uri.path()))
+}
+
+/// The method as a metric label; unusual methods share one label so that
+/// clients cannot grow the label set without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Counts a request by route template, method and status once answered.
+pub async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_owned();
+    let method = method_label(req.method()).to_owned();
+    let response = next.run(req).await;
+    let labels = HttpLabels { route, method, status: response.status().as_u16() };
+    state.metrics.http_requests.get_or_create(&labels).inc();
+    response
+}

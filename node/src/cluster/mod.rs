@@ -1,0 +1,262 @@
+//! Cluster membership: who the members are (lookup), whether each one
+//! answers (member health), and which member is responsible for a Distro
+//! key (responsibility).
+//!
+//! This is the peer plane's foundation. Distro and Raft read the member list
+//! and its states from [`Membership`]; they do not talk to lookups or keep
+//! their own idea of who is alive.
+//!
+//! # How it works (Nacos conventions)
+//!
+//! * **Lookup** ([`lookup`]) produces the list of member addresses
+//!   (`host:mainPort`), always including the local member, in one of three
+//!   modes: standalone (a list of one), `file` (a `cluster.conf` polled for
+//!   changes) or `address-server` (a URL polled for `host:port` lines). The
+//!   list travels through a `tokio::sync::watch` channel; an unreadable file
+//!   or an unreachable address server keeps the last list.
+//! * **Membership** ([`membership`]) keeps one [`Member`] per listed address
+//!   with its [`MemberState`]. A member that joins the list starts `UP`
+//!   (as in Nacos, so a fresh cluster agrees on responsibility at once).
+//! * **Member reports** ([`reporter`], [`peer`]): every report interval each
+//!   node sends its own [`MemberReport`](roster_proto::peer::MemberReport) to
+//!   every other member over the peer gRPC port and applies the outcome with
+//!   the pure transition [`on_report_result`]: one failure makes a member
+//!   `SUSPICIOUS`, `N` consecutive failures (default 3) make it `DOWN`, and
+//!   the first answered report makes it `UP` again. Only the reports *we*
+//!   send decide a member's state: a member we cannot reach is not healthy
+//!   for us even if it reaches us, because Distro must be able to send to it.
+//!   Reports we receive only refresh the sender's metadata (version, Distro
+//!   initialisation, Raft id).
+//! * **Responsibility** ([`responsibility`]) is Nacos's `DistroMapper`: Java
+//!   `String.hashCode` of the tag, modulo the number of healthy (`UP` or
+//!   `SUSPICIOUS`) members, over the sorted list of their addresses.
+//!
+//! # Layout
+//! - [`member`]: [`Member`], [`MemberState`] and the pure health transition.
+//! - [`lookup`]: member-list parsing and the three lookup modes.
+//! - [`membership`]: the current members, their states and change
+//!   notifications.
+//! - [`reporter`]: the outbound report task, the per-peer gRPC channels and
+//!   the member → peer endpoint mapping.
+//! - [`peer`]: the inbound `Peer` gRPC service (reports today; Distro and
+//!   Raft RPCs arrive with those modules).
+//! - [`responsibility`]: the Distro responsibility hash.
+//! - [`metrics`]: Prometheus metrics of lookups and reports.
+//! - `http_get`: the minimal HTTP/1.1 client used by the address-server
+//!   lookup (the node has no HTTP client dependency of its own).
+//! - this module: [`ClusterSettings`] and [`Cluster`], which wires a lookup, a
+//!   [`Membership`] and the reporter together and stops them.
+
+mod http_get;
+pub mod lookup;
+pub mod member;
+pub mod membership;
+pub mod metrics;
+pub mod peer;
+pub mod reporter;
+pub mod responsibility;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::error::{Error, Result};
+
+pub use self::lookup::{parse_member_list, AddressServerLookup, FileLookup, LookupSource, MemberLookup};
+pub use self::member::{on_report_result, Member, MemberState, Transition};
+pub use self::membership::Membership;
+pub use self::metrics::ClusterMetrics;
+pub use self::peer::PeerService;
+pub use self::reporter::{PeerAddressResolver, PeerChannels, Reporter};
+pub use self::responsibility::{java_string_hash, responsible_member};
+
+/// Timing and thresholds of lookups and member reports.
+///
+/// The defaults are Nacos's where Nacos has one (2 s report interval, `DOWN`
+/// after 3 failed reports) and small enough elsewhere that a changed member
+/// list is seen within seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// How often `cluster.conf` is re-read in `file` mode.
+    pub file_poll_interval: Duration,
+    /// How often the address server is asked in `address-server` mode.
+    pub address_server_poll_interval: Duration,
+    /// Timeout of one address-server request (connect, send, read).
+    pub address_server_timeout: Duration,
+    /// How often this node reports itself to every other member.
+    pub report_interval: Duration,
+    /// Timeout of one member report, connection set-up included.
+    pub report_timeout: Duration,
+    /// Consecutive failed reports after which a member is `DOWN`
+    /// (Nacos: `nacos.core.member.fail-access-cnt`).
+    pub down_after_failures: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            file_poll_interval: Duration::from_secs(1),
+            address_server_poll_interval: Duration::from_secs(5),
+            address_server_timeout: Duration::from_secs(3),
+            report_interval: Duration::from_secs(2),
+            report_timeout: Duration::from_secs(1),
+            down_after_failures: member::DEFAULT_DOWN_AFTER_FAILURES,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Refuses settings that would make a task spin or never fail.
+    pub fn validate(&self) -> Result<()> {
+        for (name, d) in [
+            ("file poll interval", self.file_poll_interval),
+            ("address-server poll interval", self.address_server_poll_interval),
+            ("address-server timeout", self.address_server_timeout),
+            ("member report interval", self.report_interval),
+            ("member report timeout", self.report_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("the {name} must be greater than zero")));
+            }
+        }
+        if self.down_after_failures == 0 {
+            return Err(Error::Config("a member must be allowed at least one failed report before it is DOWN".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A running membership: the lookup, the task that applies its lists to the
+/// [`Membership`], and the reporter. Serve [`Cluster::peer_service`] on the
+/// peer port next to it.
+#[derive(Debug)]
+pub struct Cluster {
+    membership: Arc<Membership>,
+    channels: Arc<PeerChannels>,
+    metrics: Arc<ClusterMetrics>,
+    lookup: Option<MemberLookup>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Starts membership for the member `local` (`host:mainPort`).
+    ///
+    /// The lookup runs at once (a missing `cluster.conf` is an error here; an
+    /// unreachable address server is not, see [`AddressServerLookup`]), then
+    /// the list follower and, unless standalone, the reporter.
+    pub async fn start(
+        local: impl Into<String>,
+        source: LookupSource,
+        settings: ClusterSettings,
+        resolver: PeerAddressResolver,
+        metrics: Arc<ClusterMetrics>,
+    ) -> Result<Cluster> {
+        settings.validate()?;
+        let local = local.into();
+        lookup::parse_member_address(&local)
+            .map_err(|reason| Error::Config(format!("the advertised member '{local}' is not host:port: {reason}")))?;
+        let standalone = matches!(source, LookupSource::Standalone);
+        let lookup = source.start(&local, &settings, metrics.clone()).await?;
+        let membership =
+            Arc::new(Membership::new(local.clone(), standalone, settings.down_after_failures, metrics.clone()));
+        let channels = Arc::new(PeerChannels::new(resolver, settings.report_timeout));
+        let (stop, stop_rx) = watch::channel(false);
+
+        // Apply the first list before returning, so callers see the members
+        // the lookup already knows.
+        membership.apply_member_list(&lookup.current());
+        let mut tasks = vec![tokio::spawn(follow_member_list(
+            lookup.subscribe(),
+            membership.clone(),
+            channels.clone(),
+            stop_rx.clone(),
+        ))];
+        if !standalone {
+            let reporter =
+                Reporter::new(membership.clone(), channels.clone(), settings.report_timeout, metrics.clone());
+            tasks.push(tokio::spawn(reporter.run(settings.report_interval, stop_rx)));
+        }
+        info!(member = %local, lookup = lookup.mode().as_str(), "cluster membership started");
+        Ok(Cluster { membership, channels, metrics, lookup: Some(lookup), stop, tasks })
+    }
+
+    /// The members and their states.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// One gRPC channel per peer, for Distro and Raft to reuse.
+    pub fn channels(&self) -> &Arc<PeerChannels> {
+        &self.channels
+    }
+
+    /// Lookup and report metrics.
+    pub fn metrics(&self) -> &Arc<ClusterMetrics> {
+        &self.metrics
+    }
+
+    /// The running lookup (mode, current list, refresh counters).
+    pub fn lookup(&self) -> Option<&MemberLookup> {
+        self.lookup.as_ref()
+    }
+
+    /// The `Peer` gRPC service answering reports for this membership.
+    pub fn peer_service(&self) -> PeerService {
+        PeerService::new(self.membership.clone())
+    }
+
+    /// Stops the reporter, the list follower and the lookup, and waits for
+    /// them to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(lookup) = self.lookup.take() {
+            lookup.stop().await;
+        }
+        debug!(member = %self.membership.local(), "cluster membership stopped");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A Cluster dropped without shutdown() must not leave tasks behind.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Applies every list the lookup publishes to the membership and drops the
+/// channels of members that left.
+async fn follow_member_list(
+    mut lists: watch::Receiver<Vec<String>>,
+    membership: Arc<Membership>,
+    channels: Arc<PeerChannels>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let list = lists.borrow_and_update().clone();
+        if membership.apply_member_list(&list) {
+            info!(members = ?list, "member list changed");
+        }
+        channels.retain(&membership.peers());
+        tokio::select! {
+            changed = lists.changed() => {
+                if changed.is_err() {
+                    // The lookup stopped; the last list stays.
+                    return;
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Roster's registry node: a Nacos-compatible naming server.
+//!
+//! Existing Nacos clients work unchanged: the Nacos 2.x gRPC protocol on the
+//! client port (main + 1000) and the Nacos Open API v1 on the main HTTP port.
+//!
+//! # Layout
+//! - [`config`]: flags and `ROSTER_*` environment variables.
+//! - [`naming`]: the store (namespaces, groups, services, clusters,
+//!   instances) and the clients that own ephemeral instances.
+//! - [`api`]: the client planes: [`api::grpc`] and [`api::http`].
+//! - [`push`]: subscriptions and pushes to subscribers.
+//! - [`cluster`]: member lookup (standalone, file, address server), member
+//!   health reports over the peer port, Distro responsibility. Not yet
+//!   started by [`server`]: it is wired in with Distro.
+//! - [`status`]: the admin plane (status, health, metrics).
+//! - [`server`]: start-up and shutdown of a node.
+//! - [`error`]: the node's error type and its Nacos codes.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod naming;
+pub mod push;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::{start, RunningNode};
