@@ -155,7 +155,11 @@ async fn closed_connection_loses_its_instances() {
     let node = start(test_config()).await;
     let mut c = RawClient::connect(&node, true).await;
     c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    let (t, v) =
+        c.call("SubscribeServiceRequest", json!({"serviceName": "other", "subscribe": true, "clusters": ""})).await;
+    assert_eq!((t.as_str(), v["resultCode"].as_i64()), ("SubscribeServiceResponse", Some(200)));
     assert_eq!(hosts(&node, "svc"), 1);
+    assert_eq!(node.state.subscribers.count(), 1);
     assert!(node.state.store.has_client(&c.connection_id));
     drop(c);
     eventually("instances of the closed connection removed", WAIT, || async {
@@ -163,6 +167,7 @@ async fn closed_connection_loses_its_instances() {
     })
     .await;
     assert_eq!(node.state.connections.count(), 0);
+    assert_eq!(node.state.subscribers.count(), 0, "subscriptions go with the connection");
     node.shutdown().await;
 }
 

@@ -1,0 +1,51 @@
+//! The admin plane: the status document of DESIGN §7, health endpoints and
+//! the Prometheus exposition of store sizes and connections.
+
+mod common;
+
+use roster_node::naming::{ClientKind, Instance, ServiceKey};
+use serde_json::Value;
+
+use common::{start, test_config};
+
+#[tokio::test]
+async fn status_health_and_metrics() {
+    let node = start(test_config()).await;
+    let base = format!("http://{}", node.http_addr);
+    let key = ServiceKey::new("public", "DEFAULT_GROUP", "svc");
+    let instance = Instance {
+        ip: "10.0.0.1".into(),
+        port: 80,
+        weight: 1.0,
+        healthy: true,
+        enabled: true,
+        ephemeral: true,
+        cluster: "DEFAULT".into(),
+        metadata: Default::default(),
+    };
+    node.state.store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &key, instance);
+
+    let status: Value =
+        reqwest::get(format!("{base}/roster/v1/status")).await.expect("GET").json().await.expect("json");
+    assert_eq!(status["member"], format!("127.0.0.1:{}", node.http_addr.port()));
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["lookup"], "standalone");
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["members"][0]["address"], status["member"]);
+    assert_eq!(status["members"][0]["state"], "UP");
+    assert!(status["distro"].is_null(), "no Distro in a standalone build");
+    assert!(status["raft"].is_null(), "no Raft yet");
+    assert_eq!(status["store"]["instances"], 1);
+    assert_eq!(status["store"]["services"], 1);
+
+    for path in ["/nacos/v1/console/health/liveness", "/nacos/v1/console/health/readiness"] {
+        let r = reqwest::get(format!("{base}{path}")).await.expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+
+    let text = reqwest::get(format!("{base}/metrics")).await.expect("GET").text().await.expect("text");
+    for line in ["roster_instances 1", "roster_services 1", "roster_clients 1", "roster_connections 0"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    node.shutdown().await;
+}
