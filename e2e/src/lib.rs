@@ -42,6 +42,19 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `n` distinct loopback addresses, different for every call in this
+/// process and for every test process, so nodes of concurrent tests can all
+/// use the standard ports (8848, 9848, 9849) without colliding.
+pub fn loopback_ips(n: u8) -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let call = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let second = 16 + (pid % 200) as u8;
+    let third = ((pid / 200).wrapping_add(call.wrapping_mul(7))) % 250;
+    (1..=n).map(|i| format!("127.{second}.{}.{i}", third + 2)).collect()
+}
+
 /// A `roster-node` process on loopback. Killed when dropped.
 #[derive(Debug)]
 pub struct NodeProcess {

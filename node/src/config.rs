@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::cluster::ClusterSettings;
 use crate::error::{Error, Result};
 
 /// Offset of the client gRPC port from the main port (Nacos convention).
@@ -79,7 +80,8 @@ pub struct Config {
     #[arg(long, env = "ROSTER_GRPC_PORT")]
     pub grpc_port: Option<u16>,
 
-    /// Peer gRPC port [default: port + 1001]. Reserved for cluster membership.
+    /// Peer gRPC port [default: port + 1001]. Members reach each other here;
+    /// every member is assumed to use the same offset from its main port.
     #[arg(long, env = "ROSTER_PEER_PORT")]
     pub peer_port: Option<u16>,
 
@@ -103,6 +105,31 @@ pub struct Config {
     /// Member list URL for `--lookup address-server`.
     #[arg(long, env = "ROSTER_ADDRESS_SERVER_URL")]
     pub address_server_url: Option<String>,
+
+    /// How often `--cluster-conf` is re-read for changes.
+    #[arg(long, env = "ROSTER_CLUSTER_CONF_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub cluster_conf_poll_interval: Duration,
+
+    /// How often the address server is asked for the member list.
+    #[arg(long, env = "ROSTER_ADDRESS_SERVER_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub address_server_poll_interval: Duration,
+
+    /// Timeout of one address-server request.
+    #[arg(long, env = "ROSTER_ADDRESS_SERVER_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub address_server_timeout: Duration,
+
+    /// How often this node reports itself to every other member.
+    #[arg(long, env = "ROSTER_MEMBER_REPORT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub member_report_interval: Duration,
+
+    /// Timeout of one member report.
+    #[arg(long, env = "ROSTER_MEMBER_REPORT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub member_report_timeout: Duration,
+
+    /// Consecutive failed reports after which a member is DOWN (one failure
+    /// makes it SUSPICIOUS).
+    #[arg(long, env = "ROSTER_MEMBER_DOWN_AFTER_FAILURES", default_value_t = 3)]
+    pub member_down_after_failures: u32,
 
     /// HTTP instances without a beat for this long turn unhealthy.
     #[arg(long, env = "ROSTER_BEAT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
@@ -196,13 +223,29 @@ impl Config {
         if self.max_body_bytes == 0 || self.max_grpc_message_bytes == 0 {
             return Err(Error::Config("message size limits must be greater than zero".into()));
         }
-        match self.lookup {
-            LookupMode::Standalone => Ok(()),
-            other => Err(Error::Config(format!(
-                "--lookup {} is not available in this build yet: cluster membership is not implemented, \
-                 run with --lookup standalone",
-                other.as_str()
-            ))),
+        if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
+            return Err(Error::Config("--lookup address-server needs --address-server-url".into()));
+        }
+        self.cluster_settings().validate()
+    }
+
+    /// Lookup and member-report settings.
+    pub fn cluster_settings(&self) -> ClusterSettings {
+        ClusterSettings {
+            file_poll_interval: self.cluster_conf_poll_interval,
+            address_server_poll_interval: self.address_server_poll_interval,
+            address_server_timeout: self.address_server_timeout,
+            report_interval: self.member_report_interval,
+            report_timeout: self.member_report_timeout,
+            down_after_failures: self.member_down_after_failures,
+        }
+    }
+
+    /// Offset of the peer port from the main port, assumed for every member.
+    pub fn peer_port_offset(&self) -> u16 {
+        match self.peer_port {
+            Some(peer) if self.port != 0 && peer > self.port => peer - self.port,
+            _ => PEER_PORT_OFFSET,
         }
     }
 }
@@ -238,5 +281,12 @@ mod tests {
         assert_eq!(c.beat_timeout, Duration::from_secs(2));
         let bad = Config::parse_from(["roster-node", "--beat-timeout", "40s"]);
         assert!(bad.validate().is_err());
+        let bad = Config::parse_from(["roster-node", "--lookup", "address-server"]);
+        assert!(bad.validate().is_err(), "address-server needs a URL");
+        let bad = Config::parse_from(["roster-node", "--member-down-after-failures", "0"]);
+        assert!(bad.validate().is_err());
+        let c = Config::parse_from(["roster-node", "--port", "8858", "--peer-port", "9900"]);
+        assert_eq!(c.peer_port_offset(), 1042);
+        assert_eq!(Config::default().peer_port_offset(), 1001);
     }
 }

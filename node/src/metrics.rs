@@ -10,6 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::Arc;
+
+use crate::cluster::ClusterMetrics;
 use crate::naming::StoreCounts;
 
 /// Labels of an HTTP request.
@@ -51,6 +54,8 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Pushes to subscribers by outcome.
     pub pushes: Family<PushLabels, Counter>,
+    /// Member lookup and report metrics.
+    pub cluster: Arc<ClusterMetrics>,
     services: Gauge,
     instances: Gauge,
     clients: Gauge,
@@ -80,7 +85,9 @@ impl Metrics {
         registry.register("services", "Services in the store", services.clone());
         registry.register("instances", "Instances in the store", instances.clone());
         registry.register("clients", "Clients holding ephemeral instances", clients.clone());
-        Metrics { registry, http_requests, grpc_requests, connections, pushes, services, instances, clients }
+        let cluster = Arc::new(ClusterMetrics::new());
+        cluster.register(&mut registry);
+        Metrics { registry, http_requests, grpc_requests, connections, pushes, cluster, services, instances, clients }
     }
 
     /// Counts one gRPC request.

@@ -13,8 +13,10 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::api::{grpc, http};
+use crate::cluster::{Cluster, LookupSource, PeerAddressResolver};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
 use crate::state::NodeState;
 use crate::status;
@@ -29,8 +31,11 @@ pub struct RunningNode {
     pub http_addr: SocketAddr,
     /// Bound client gRPC address.
     pub grpc_addr: SocketAddr,
+    /// Bound peer gRPC address.
+    pub peer_addr: SocketAddr,
     /// Shared state, for inspection by tests and the admin plane.
     pub state: Arc<NodeState>,
+    cluster: Cluster,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -67,8 +72,19 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let http_addr = http_listener.local_addr()?;
     let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;
     let grpc_addr = grpc_listener.local_addr()?;
+    let peer_listener = bind(config.bind, config.peer_port(), "peer gRPC").await?;
+    let peer_addr = peer_listener.local_addr()?;
     let member = advertised_member(&config, http_addr.port());
-    let state = NodeState::new(config, member);
+    let metrics = Arc::new(Metrics::new());
+    let cluster = Cluster::start(
+        member,
+        LookupSource::from_config(&config)?,
+        config.cluster_settings(),
+        PeerAddressResolver::with_offset(config.peer_port_offset()),
+        metrics.cluster.clone(),
+    )
+    .await?;
+    let state = NodeState::new(config, cluster.membership().clone(), metrics);
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let push = PushService::new(
@@ -104,6 +120,21 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         }
     });
 
+    let peer_service = cluster.peer_service().into_server();
+    let mut peer_shutdown = shutdown_rx.clone();
+    let peer_server = tokio::spawn(async move {
+        let incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
+        let result = tonic::transport::Server::builder()
+            .add_service(peer_service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = peer_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "peer gRPC server stopped with an error");
+        }
+    });
+
     let app = http::router(state.clone())
         .merge(status::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::count_requests))
@@ -120,8 +151,24 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         }
     });
 
-    info!(member = %state.member, http = %http_addr, grpc = %grpc_addr, "roster node serving");
-    Ok(RunningNode { http_addr, grpc_addr, state, shutdown, servers: vec![grpc_server, http_server], background })
+    info!(
+        member = %state.member,
+        lookup = state.config.lookup.as_str(),
+        http = %http_addr,
+        grpc = %grpc_addr,
+        peer = %peer_addr,
+        "roster node serving"
+    );
+    Ok(RunningNode {
+        http_addr,
+        grpc_addr,
+        peer_addr,
+        state,
+        cluster,
+        shutdown,
+        servers: vec![grpc_server, http_server, peer_server],
+        background,
+    })
 }
 
 /// Expires HTTP instances that stopped beating.
@@ -153,6 +200,7 @@ impl RunningNode {
         for task in self.background {
             task.abort();
         }
+        self.cluster.shutdown().await;
         info!(member = %self.state.member, "roster node stopped");
     }
 }

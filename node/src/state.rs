@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::grpc::connection::Connections;
+use crate::cluster::Membership;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::naming::model::BeatTimeouts;
@@ -19,6 +20,8 @@ pub struct NodeState {
     pub config: Config,
     /// This member's address, `host:mainPort`.
     pub member: String,
+    /// The members and their states.
+    pub membership: Arc<Membership>,
     /// The naming store.
     pub store: Arc<NamingStore>,
     /// Metrics registry.
@@ -34,17 +37,18 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// Builds the shared state for `config`, advertised as `member`.
-    pub fn new(config: Config, member: String) -> Arc<Self> {
+    /// Builds the shared state for `config`, with `membership` naming this
+    /// member and its peers, and `metrics` already registered.
+    pub fn new(config: Config, membership: Arc<Membership>, metrics: Arc<Metrics>) -> Arc<Self> {
         let timeouts = BeatTimeouts {
             unhealthy_ms: u64::try_from(config.beat_timeout.as_millis()).unwrap_or(u64::MAX),
             delete_ms: u64::try_from(config.beat_delete_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let limits =
             Limits { max_metadata_bytes: config.max_metadata_bytes, max_batch_instances: config.max_batch_instances };
-        let metrics = Arc::new(Metrics::new());
         Arc::new(NodeState {
-            member,
+            member: membership.local().to_owned(),
+            membership,
             store: Arc::new(NamingStore::new(timeouts)),
             connections: Arc::new(Connections::new(metrics.clone())),
             subscribers: Arc::new(Subscribers::default()),

@@ -57,7 +57,7 @@ pub struct NodeStatus {
     pub ready: bool,
     /// Members and their states.
     pub members: Vec<MemberStatus>,
-    /// Distro state; `null` while the node runs standalone without Distro.
+    /// Distro state; `null` until Distro exists in this build.
     pub distro: Option<serde_json::Value>,
     /// Raft state; `null` until Raft exists in this build.
     pub raft: Option<serde_json::Value>,
@@ -81,7 +81,12 @@ pub fn status(state: &NodeState) -> NodeStatus {
         version: VERSION,
         lookup: state.config.lookup.as_str(),
         ready: is_ready(state),
-        members: vec![MemberStatus { address: state.member.clone(), state: "UP" }],
+        members: state
+            .membership
+            .members()
+            .into_iter()
+            .map(|m| MemberStatus { address: m.address, state: m.state.as_str() })
+            .collect(),
         distro: None,
         raft: None,
         store: StoreStatus {

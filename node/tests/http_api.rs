@@ -359,7 +359,7 @@ async fn cluster_nodes_and_operator_metrics() {
     assert_eq!(me["port"], node.http_addr.port());
     assert_eq!(me["state"], "UP");
     assert_eq!(me["address"], node.state.member.as_str());
-    assert_eq!(me["extendInfo"], json!({}));
+    assert_eq!(me["extendInfo"], json!({"version": env!("CARGO_PKG_VERSION")}));
     assert_eq!(me["abilities"], json!({}));
     assert_eq!(me["failAccessCnt"], 0);
     let filtered = http_json(&url(&node, "/nacos/v1/core/cluster/nodes"), &[("keyword", "no-such")]).await;

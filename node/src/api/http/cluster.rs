@@ -1,7 +1,7 @@
 //! `/nacos/v1/core/cluster/nodes` and `/nodes/self`: the members as Nacos
 //! consoles and 1.x tooling read them.
 //!
-//! Roster runs standalone in this build, so the list is this member, `UP`.
+//! The list and states come from [`crate::cluster::Membership`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::params::Params;
+use crate::cluster::Member;
 use crate::state::NodeState;
 
 /// One member, in Nacos's `Member` JSON shape.
@@ -61,16 +62,27 @@ pub fn split_address(address: &str) -> (String, Option<u16>) {
     }
 }
 
-fn this_member(state: &NodeState) -> MemberView {
-    let (ip, port) = split_address(&state.member);
+fn view(member: &Member) -> MemberView {
+    let (ip, port) = split_address(&member.address);
+    let mut extend_info = BTreeMap::new();
+    if let Some(version) = &member.version {
+        extend_info.insert("version".to_owned(), version.clone());
+    }
     MemberView {
         ip,
         port,
-        state: "UP",
-        address: state.member.clone(),
-        extend_info: BTreeMap::new(),
+        state: member.state.as_str(),
+        address: member.address.clone(),
+        extend_info,
         abilities: BTreeMap::new(),
-        fail_access_cnt: 0,
+        fail_access_cnt: member.fail_count,
+    }
+}
+
+fn this_member(state: &NodeState) -> MemberView {
+    match state.membership.member(&state.member) {
+        Some(m) => view(&m),
+        None => view(&Member::new(state.member.clone())),
     }
 }
 
@@ -78,7 +90,7 @@ fn this_member(state: &NodeState) -> MemberView {
 /// contains `keyword` (all without one).
 pub async fn nodes(State(state): State<Arc<NodeState>>, p: Params) -> Json<RestResult<Vec<MemberView>>> {
     let keyword = p.get("keyword").unwrap_or("");
-    let members = [this_member(&state)].into_iter().filter(|m| m.address.contains(keyword)).collect();
+    let members = state.membership.members().iter().filter(|m| m.address.contains(keyword)).map(view).collect();
     RestResult::ok(members)
 }
 
