@@ -10,8 +10,7 @@
 //! - [`api`]: the client planes: [`api::grpc`] and [`api::http`].
 //! - [`push`]: subscriptions and pushes to subscribers.
 //! - [`cluster`]: member lookup (standalone, file, address server), member
-//!   health reports over the peer port, Distro responsibility. Not yet
-//!   started by [`server`]: it is wired in with Distro.
+//!   health reports over the peer port, Distro responsibility.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
