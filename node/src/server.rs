@@ -105,35 +105,10 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     ];
 
     let (unary, stream) = grpc::services(state.clone());
-    let mut grpc_shutdown = shutdown_rx.clone();
-    let grpc_server = tokio::spawn(async move {
-        let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .add_service(unary)
-            .add_service(stream)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            warn!(error = %e, "gRPC server stopped with an error");
-        }
-    });
-
-    let peer_service = cluster.peer_service().into_server();
-    let mut peer_shutdown = shutdown_rx.clone();
-    let peer_server = tokio::spawn(async move {
-        let incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
-            .add_service(peer_service)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = peer_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            warn!(error = %e, "peer gRPC server stopped with an error");
-        }
-    });
+    let client_api = tonic::transport::Server::builder().add_service(unary).add_service(stream);
+    let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");
+    let peer_api = tonic::transport::Server::builder().add_service(cluster.peer_service().into_server());
+    let peer_server = spawn_grpc(peer_api, peer_listener, shutdown_rx.clone(), "peer gRPC");
 
     let app = http::router(state.clone())
         .merge(status::router(state.clone()))
@@ -168,6 +143,24 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         shutdown,
         servers: vec![grpc_server, http_server, peer_server],
         background,
+    })
+}
+
+/// Serves a gRPC router on `listener` until `shutdown` turns true.
+fn spawn_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            warn!(error = %e, server = what, "gRPC server stopped with an error");
+        }
     })
 }
 

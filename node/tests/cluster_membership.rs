@@ -6,12 +6,14 @@
 //! [`PeerAddressResolver`] maps each name to its real ephemeral peer port.
 //! Every wait is a bounded poll; every server and task is stopped at the end.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,20 +37,13 @@ const B: &str = "node-b:8848";
 const C: &str = "node-c:8848";
 const D: &str = "node-d:8848";
 
-/// Polls `check` every 10 ms until it returns `Some`, failing after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it returns `Some`, failing after `WAIT`.
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually(what, WAIT, check).await
 }
 
 fn settings() -> ClusterSettings {

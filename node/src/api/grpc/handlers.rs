@@ -59,11 +59,7 @@ fn instance(
     rid: Option<&str>,
     ephemeral: bool,
 ) -> Result<Payload> {
-    let key = validate::service_key(
-        req.base.namespace.as_deref(),
-        req.base.group_name.as_deref(),
-        req.base.service_name.as_deref(),
-    )?;
+    let key = req.base.service_key()?;
     let wire = req.instance.ok_or_else(|| Error::invalid("Param 'instance' is required."))?;
     if ephemeral && !wire.ephemeral {
         return Err(Error::invalid(
@@ -100,11 +96,7 @@ fn batch_instance(
     req: BatchInstanceRequest,
     rid: Option<&str>,
 ) -> Result<Payload> {
-    let key = validate::service_key(
-        req.base.namespace.as_deref(),
-        req.base.group_name.as_deref(),
-        req.base.service_name.as_deref(),
-    )?;
+    let key = req.base.service_key()?;
     if req.instances.len() > state.limits.max_batch_instances {
         return Err(Error::invalid(format!(
             "Param 'instances' has {} instances (limit {}).",
@@ -138,11 +130,7 @@ fn batch_instance(
 
 /// `ServiceQueryRequest`: the current view, filtered.
 fn service_query(state: &NodeState, req: ServiceQueryRequest, rid: Option<&str>) -> Result<Payload> {
-    let key = validate::service_key(
-        req.base.namespace.as_deref(),
-        req.base.group_name.as_deref(),
-        req.base.service_name.as_deref(),
-    )?;
+    let key = req.base.service_key()?;
     let selection = Selection {
         clusters: cluster_list(req.cluster.as_deref()),
         healthy_only: req.healthy_only,
@@ -154,11 +142,7 @@ fn service_query(state: &NodeState, req: ServiceQueryRequest, rid: Option<&str>)
 
 /// `SubscribeServiceRequest`: (un)subscribes and answers with the current view.
 fn subscribe(state: &NodeState, conn: &Connection, req: SubscribeServiceRequest, rid: Option<&str>) -> Result<Payload> {
-    let key = validate::service_key(
-        req.base.namespace.as_deref(),
-        req.base.group_name.as_deref(),
-        req.base.service_name.as_deref(),
-    )?;
+    let key = req.base.service_key()?;
     let clusters = cluster_list(req.clusters.as_deref());
     if req.subscribe {
         state.subscribers.add(&conn.id, &key, clusters.clone());

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::naming::InstanceWire;
+use crate::error::Result;
+use crate::naming::{validate, InstanceWire, ServiceKey};
 
 /// Fields every naming request carries (`AbstractNamingRequest`).
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +21,13 @@ pub struct NamingBase {
     pub service_name: Option<String>,
     /// Group name.
     pub group_name: Option<String>,
+}
+
+impl NamingBase {
+    /// The validated service these fields name.
+    pub fn service_key(&self) -> Result<ServiceKey> {
+        validate::service_key(self.namespace.as_deref(), self.group_name.as_deref(), self.service_name.as_deref())
+    }
 }
 
 /// `InstanceRequest` and `PersistentInstanceRequest`.
