@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`binary`]: locating (and if needed building) workspace binaries.
 //! - [`NodeProcess`]: one running node process.
+//! - [`eventually`]: bounded polling for a condition.
 //! - `src/bin/sdk-client.rs`: a client process using the official Rust
 //!   Nacos client, so tests can kill a client the way a crash would.
 #![deny(missing_docs)]
@@ -40,6 +41,23 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         }
     }
     Ok(path)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, panicking with `what`
+/// after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `n` distinct loopback addresses, different for every call in this

@@ -4,25 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use roster_e2e::{binary, NodeProcess};
+use roster_e2e::{binary, eventually, NodeProcess};
 use serde_json::Value;
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.expect("GET").json().await.expect("json")
-}
-
-async fn poll<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -119,8 +107,8 @@ async fn killed_sdk_client_loses_its_instances() {
 
     client.kill().expect("SIGKILL the client");
     client.wait().expect("reap the client");
-    poll("the killed client's instance to disappear", Duration::from_secs(15), || async {
-        get_json(&list_url).await["hosts"].as_array().is_some_and(Vec::is_empty)
+    eventually("the killed client's instance to disappear", Duration::from_secs(15), || async {
+        get_json(&list_url).await["hosts"].as_array().is_some_and(Vec::is_empty).then_some(())
     })
     .await;
     node.kill();
@@ -131,13 +119,10 @@ async fn sigterm_stops_the_node_cleanly() {
     let mut node = NodeProcess::start(&["--bind", "127.0.0.1", "--port", "0"], &[]).expect("node starts");
     let status = Command::new("kill").args(["-TERM", &node.pid().to_string()]).status().expect("kill -TERM");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = node.try_wait().expect("try_wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "node did not stop within 15 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = eventually("the node to stop after SIGTERM", Duration::from_secs(15), || {
+        let exited = node.try_wait().expect("try_wait");
+        async move { exited }
+    })
+    .await;
     assert!(exit.success(), "node exited with {exit:?}");
 }

@@ -18,7 +18,8 @@ use tracing::{debug, warn, Instrument};
 use crate::api::grpc::connection::Connections;
 use crate::api::grpc::payload;
 use crate::metrics::Metrics;
-use crate::naming::{NamingStore, Selection, ServiceKey};
+use crate::naming::{NamingStore, Selection, ServiceInfo, ServiceKey};
+use serde::Serialize;
 
 /// Who watches which service, with the clusters each asked for.
 #[derive(Debug, Default)]
@@ -90,6 +91,22 @@ impl Subscribers {
     pub fn count(&self) -> usize {
         self.by_service.read().values().map(HashMap::len).sum()
     }
+}
+
+/// An empty JSON object (`headers`).
+#[derive(Serialize)]
+struct Empty {}
+
+/// The body of a `NotifySubscriberRequest`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotifySubscriber<'a> {
+    headers: Empty,
+    namespace: &'a str,
+    service_name: &'a str,
+    group_name: &'a str,
+    service_info: &'a ServiceInfo,
+    module: &'static str,
 }
 
 /// Push timings.
@@ -203,15 +220,15 @@ impl PushService {
             let Some(conn) = self.connections.get(connection_id) else { return };
             let selection = Selection { clusters, healthy_only: false, grouped_name: false };
             let info = self.store.query(key, &selection);
-            let body = serde_json::json!({
-                "headers": {},
-                "namespace": key.namespace,
-                "serviceName": key.name,
-                "groupName": key.group,
-                "serviceInfo": info,
-                "module": "naming",
-            });
-            match conn.request("NotifySubscriberRequest", body, self.timings.timeout).await {
+            let body = NotifySubscriber {
+                headers: Empty {},
+                namespace: &key.namespace,
+                service_name: &key.name,
+                group_name: &key.group,
+                service_info: &info,
+                module: "naming",
+            };
+            match conn.request("NotifySubscriberRequest", &body, self.timings.timeout).await {
                 Ok(answer) if payload::result_code(&answer) == Some(200) => {
                     self.metrics.push("ok");
                     debug!(hosts = info.hosts.len(), "pushed");

@@ -2,8 +2,6 @@
 //! registers one instance, prints `registered`, then stays connected until
 //! killed. Tests kill it with SIGKILL to see what a crashed client leaves.
 
-use std::time::Duration;
-
 use clap::Parser;
 use nacos_sdk::api::naming::{NamingServiceBuilder, ServiceInstance};
 use nacos_sdk::api::props::ClientProps;
@@ -40,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let instance = ServiceInstance { ip: args.ip, port: args.port, ..ServiceInstance::default() };
     naming.register_instance(args.service, None, instance).await?;
     println!("registered");
-    loop {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
+    // Stay connected until killed.
+    std::future::pending::<()>().await;
+    Ok(())
 }

@@ -122,11 +122,16 @@ impl Instance {
         self.meta_millis(META_DELETE_TIMEOUT, default)
     }
 
+    /// Nacos's default ("simple") instance id: `ip#port#cluster#group@@service`.
+    pub fn instance_id(&self, service: &ServiceKey) -> String {
+        format!("{}#{}#{}#{}", self.ip, self.port, self.cluster, service.grouped_name())
+    }
+
     /// The wire form of this instance within `service`.
     pub fn to_wire(&self, service: &ServiceKey, timeouts: &BeatTimeouts) -> InstanceWire {
         let grouped = service.grouped_name();
         InstanceWire {
-            instance_id: Some(format!("{}#{}#{}#{}", self.ip, self.port, self.cluster, grouped)),
+            instance_id: Some(self.instance_id(service)),
             ip: self.ip.clone(),
             port: i64::from(self.port),
             weight: self.weight,

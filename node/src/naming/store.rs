@@ -408,9 +408,9 @@ impl NamingStore {
     /// is returned as healthy (Nacos's protection against starving consumers).
     pub fn query(&self, key: &ServiceKey, selection: &Selection) -> ServiceInfo {
         let inner = self.inner.read();
-        let (meta, instances): (ServiceMeta, Vec<&Instance>) = match inner.services.get(key) {
-            Some(entry) => (entry.meta.clone(), inner.instances(key, entry)),
-            None => (ServiceMeta::default(), Vec::new()),
+        let (protect_threshold, instances): (f32, Vec<&Instance>) = match inner.services.get(key) {
+            Some(entry) => (entry.meta.protect_threshold, inner.instances(key, entry)),
+            None => (0.0, Vec::new()),
         };
         let selected: Vec<&Instance> = instances
             .into_iter()
@@ -419,8 +419,11 @@ impl NamingStore {
             .collect();
         let healthy = selected.iter().filter(|i| i.healthy).count();
         let protect = !selected.is_empty()
-            && meta.protect_threshold > 0.0
-            && (healthy as f32 / selected.len() as f32) <= meta.protect_threshold;
+            && protect_threshold > 0.0
+            && (healthy as f32 / selected.len() as f32) <= protect_threshold;
+        // The checksum covers what a consumer sees of each host, hashed
+        // directly rather than through its JSON.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let hosts: Vec<_> = selected
             .into_iter()
             .filter(|i| protect || !selection.healthy_only || i.healthy)
@@ -429,12 +432,11 @@ impl NamingStore {
                 if protect {
                     wire.healthy = true;
                 }
+                (&i.ip, i.port, &i.cluster, i.weight.to_bits(), wire.healthy, &i.metadata).hash(&mut hasher);
                 wire
             })
             .collect();
         drop(inner);
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&hosts).unwrap_or_default().hash(&mut hasher);
         ServiceInfo {
             name: if selection.grouped_name { key.grouped_name() } else { key.name.clone() },
             group_name: key.group.clone(),

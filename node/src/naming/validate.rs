@@ -189,6 +189,19 @@ pub fn instance(wire: &InstanceWire, ephemeral: Option<bool>, limits: &Limits) -
     })
 }
 
+/// Metadata from a JSON object: string values as they are, others as JSON text.
+pub fn metadata_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, String> {
+    obj.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// Parses metadata given over HTTP: JSON object, or `k=v,k=v`.
 pub fn parse_metadata_param(raw: &str) -> Result<BTreeMap<String, String>> {
     let raw = raw.trim();
@@ -199,16 +212,7 @@ pub fn parse_metadata_param(raw: &str) -> Result<BTreeMap<String, String>> {
         let value: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| Error::invalid(format!("Param 'metadata' is not valid JSON: {e}")))?;
         let obj = value.as_object().ok_or_else(|| Error::invalid("Param 'metadata' must be a JSON object."))?;
-        return Ok(obj
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect());
+        return Ok(metadata_from_json(obj));
     }
     let mut out = BTreeMap::new();
     for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {

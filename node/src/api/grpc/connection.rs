@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use roster_proto::nacos::Payload;
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tonic::Status;
 
@@ -130,14 +131,12 @@ impl Connection {
 
     /// Sends a server request (a push, a detection probe) and waits for the
     /// client's response carrying the same `requestId`.
-    pub async fn request(&self, type_name: &str, mut body: serde_json::Value, timeout: Duration) -> Result<Payload> {
+    pub async fn request<T: Serialize>(&self, type_name: &str, body: &T, timeout: Duration) -> Result<Payload> {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed).to_string();
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("requestId".into(), request_id.clone().into());
-        }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(request_id.clone(), tx);
         let outcome = async {
+            let body = WithRequestId { body, request_id: &request_id };
             self.send(payload::encode(type_name, &body)).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(answer)) => Ok(answer),
@@ -158,6 +157,15 @@ impl Connection {
             None => false,
         }
     }
+}
+
+/// A server request's body with the `requestId` the client must echo.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WithRequestId<'a, T> {
+    #[serde(flatten)]
+    body: &'a T,
+    request_id: &'a str,
 }
 
 /// Ids assigned to TCP connections and the registered connections.

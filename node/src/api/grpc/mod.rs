@@ -250,7 +250,7 @@ pub async fn run_ejector(state: Arc<NodeState>) {
             let state = state.clone();
             tokio::spawn(async move {
                 let probe = json!({ "headers": {}, "module": "internal" });
-                match conn.request("ClientDetectionRequest", probe, state.config.client_detection_timeout).await {
+                match conn.request("ClientDetectionRequest", &probe, state.config.client_detection_timeout).await {
                     Ok(_) => conn.touch(),
                     Err(e) => {
                         warn!(connection = %conn.id, error = %e, "silent connection ejected");

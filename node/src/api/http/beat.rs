@@ -74,7 +74,7 @@ fn parse_beat(raw: &str) -> Result<BeatInfo> {
 fn beat_metadata(beat: &BeatInfo) -> Result<BTreeMap<String, String>> {
     match &beat.metadata {
         None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
-        Some(v @ serde_json::Value::Object(_)) => validate::parse_metadata_param(&v.to_string()),
+        Some(serde_json::Value::Object(obj)) => Ok(validate::metadata_from_json(obj)),
         Some(_) => Err(Error::invalid("Param 'beat' has a 'metadata' that is not a JSON object.")),
     }
 }

@@ -125,15 +125,14 @@ pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Js
         .store
         .instance(&key, &ikey)
         .ok_or_else(|| Error::NotFound(format!("no matched ip found: {ikey} in service {}", key.grouped_name())))?;
-    let wire = instance.to_wire(&key, &state.store.timeouts());
     Ok(Json(InstanceDetail {
+        instance_id: instance.instance_id(&key),
         service: key.grouped_name(),
         ip: instance.ip,
         port: instance.port,
         cluster_name: instance.cluster,
         weight: instance.weight,
         healthy: instance.healthy,
-        instance_id: wire.instance_id.unwrap_or_default(),
         metadata: instance.metadata,
     }))
 }

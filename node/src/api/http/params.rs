@@ -33,6 +33,7 @@ pub struct Params {
 
 impl Params {
     /// Parameters from an already decoded list (query first, then body).
+    #[cfg(test)]
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         Params { pairs }
     }
