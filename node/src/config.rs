@@ -184,6 +184,43 @@ pub struct Config {
     #[arg(long, env = "ROSTER_MAX_BATCH_INSTANCES", default_value_t = 1000)]
     pub max_batch_instances: usize,
 
+    /// Distro: how long changes to one client are gathered into one send
+    /// (Nacos: 1 s).
+    #[arg(long, env = "ROSTER_DISTRO_SYNC_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub distro_sync_delay: Duration,
+
+    /// Distro: how long a failed send waits before it is retried (Nacos: 3 s).
+    #[arg(long, env = "ROSTER_DISTRO_SYNC_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub distro_sync_retry_delay: Duration,
+
+    /// Distro: timeout of one sync or verify call to a peer.
+    #[arg(long, env = "ROSTER_DISTRO_SYNC_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub distro_sync_timeout: Duration,
+
+    /// Distro: how often each node verifies the clients it is responsible
+    /// for with every peer (Nacos: 5 s).
+    #[arg(long, env = "ROSTER_DISTRO_VERIFY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub distro_verify_interval: Duration,
+
+    /// Distro: how long a copy of another node's client lives without being
+    /// verified (Nacos: 3 min).
+    #[arg(long, env = "ROSTER_DISTRO_COPY_EXPIRY", default_value = "3m", value_parser = parse_duration)]
+    pub distro_copy_expiry: Duration,
+
+    /// Distro: how long to wait before another snapshot load round when no
+    /// peer could serve one (Nacos: 30 s).
+    #[arg(long, env = "ROSTER_DISTRO_LOAD_RETRY_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub distro_load_retry_delay: Duration,
+
+    /// Distro: clients per snapshot chunk.
+    #[arg(long, env = "ROSTER_DISTRO_SNAPSHOT_CHUNK", default_value_t = 500)]
+    pub distro_snapshot_chunk: usize,
+
+    /// Accept `PUT /roster/v1/faults` to cut peers or drop syncs (tests only;
+    /// never enable in production).
+    #[arg(long, env = "ROSTER_FAULT_INJECTION", default_value_t = false)]
+    pub fault_injection: bool,
+
     /// Log format.
     #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -215,10 +252,23 @@ impl Config {
             ("--beat-check-interval", self.beat_check_interval),
             ("--connection-check-interval", self.connection_check_interval),
             ("--push-timeout", self.push_timeout),
+            ("--distro-sync-timeout", self.distro_sync_timeout),
+            ("--distro-verify-interval", self.distro_verify_interval),
+            ("--distro-copy-expiry", self.distro_copy_expiry),
+            ("--distro-load-retry-delay", self.distro_load_retry_delay),
+            ("--distro-sync-retry-delay", self.distro_sync_retry_delay),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));
             }
+        }
+        if self.distro_copy_expiry <= self.distro_verify_interval {
+            return Err(Error::Config(
+                "--distro-copy-expiry must be longer than --distro-verify-interval, or every copy would expire".into(),
+            ));
+        }
+        if self.distro_snapshot_chunk == 0 {
+            return Err(Error::Config("--distro-snapshot-chunk must be at least 1".into()));
         }
         if self.max_body_bytes == 0 || self.max_grpc_message_bytes == 0 {
             return Err(Error::Config("message size limits must be greater than zero".into()));
@@ -238,6 +288,7 @@ impl Config {
             report_interval: self.member_report_interval,
             report_timeout: self.member_report_timeout,
             down_after_failures: self.member_down_after_failures,
+            fault_injection: self.fault_injection,
         }
     }
 

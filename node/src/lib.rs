@@ -11,6 +11,7 @@
 //! - [`push`]: subscriptions and pushes to subscribers.
 //! - [`cluster`]: member lookup (standalone, file, address server), member
 //!   health reports over the peer port, Distro responsibility.
+//! - [`distro`]: the AP replication of ephemeral instances between members.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod distro;
 pub mod error;
 pub mod metrics;
 pub mod naming;

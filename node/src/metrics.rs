@@ -42,6 +42,13 @@ pub struct PushLabels {
     pub result: String,
 }
 
+/// Labels of Distro events.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DistroLabels {
+    /// What happened (`sync_sent`, `sync_failed`, `verify_missing`, ...).
+    pub event: String,
+}
+
 /// All metrics of a node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,6 +61,8 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Pushes to subscribers by outcome.
     pub pushes: Family<PushLabels, Counter>,
+    /// Distro events by kind.
+    pub distro: Family<DistroLabels, Counter>,
     /// Member lookup and report metrics.
     pub cluster: Arc<ClusterMetrics>,
     services: Gauge,
@@ -75,6 +84,7 @@ impl Metrics {
         let grpc_requests = Family::<GrpcLabels, Counter>::default();
         let connections = Gauge::default();
         let pushes = Family::<PushLabels, Counter>::default();
+        let distro = Family::<DistroLabels, Counter>::default();
         let services = Gauge::default();
         let instances = Gauge::default();
         let clients = Gauge::default();
@@ -82,17 +92,41 @@ impl Metrics {
         registry.register("grpc_requests", "gRPC client requests served", grpc_requests.clone());
         registry.register("connections", "Open gRPC client connections", connections.clone());
         registry.register("pushes", "Pushes to subscribers by outcome", pushes.clone());
+        registry.register("distro_events", "Distro replication events by kind", distro.clone());
         registry.register("services", "Services in the store", services.clone());
         registry.register("instances", "Instances in the store", instances.clone());
         registry.register("clients", "Clients holding ephemeral instances", clients.clone());
         let cluster = Arc::new(ClusterMetrics::new());
         cluster.register(&mut registry);
-        Metrics { registry, http_requests, grpc_requests, connections, pushes, cluster, services, instances, clients }
+        Metrics {
+            registry,
+            http_requests,
+            grpc_requests,
+            connections,
+            pushes,
+            distro,
+            cluster,
+            services,
+            instances,
+            clients,
+        }
     }
 
     /// Counts one gRPC request.
     pub fn grpc_request(&self, r#type: &str, result: &str) {
         self.grpc_requests.get_or_create(&GrpcLabels { r#type: r#type.to_owned(), result: result.to_owned() }).inc();
+    }
+
+    /// Counts `n` Distro events of kind `event`.
+    pub fn distro_event(&self, event: &str, n: u64) {
+        if n > 0 {
+            self.distro.get_or_create(&DistroLabels { event: event.to_owned() }).inc_by(n);
+        }
+    }
+
+    /// How many Distro events of kind `event` happened so far.
+    pub fn distro_count(&self, event: &str) -> u64 {
+        self.distro.get_or_create(&DistroLabels { event: event.to_owned() }).get()
     }
 
     /// Counts one push outcome.

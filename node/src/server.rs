@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::api::{grpc, http};
 use crate::cluster::{Cluster, LookupSource, PeerAddressResolver};
 use crate::config::Config;
+use crate::distro::{DistroPeer, MAX_PEER_MESSAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
@@ -84,7 +85,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         metrics.cluster.clone(),
     )
     .await?;
-    let state = NodeState::new(config, cluster.membership().clone(), metrics);
+    let state = NodeState::new(config, &cluster, metrics);
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let push = PushService::new(
@@ -98,16 +99,23 @@ pub async fn start(config: Config) -> Result<RunningNode> {
             retry_delay: state.config.push_retry_delay,
         },
     );
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(push.run()),
         tokio::spawn(grpc::run_ejector(state.clone())),
         tokio::spawn(run_beat_expiry(state.clone())),
     ];
+    background.extend(state.distro.start());
 
     let (unary, stream) = grpc::services(state.clone());
     let client_api = tonic::transport::Server::builder().add_service(unary).add_service(stream);
     let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");
-    let peer_api = tonic::transport::Server::builder().add_service(cluster.peer_service().into_server());
+    let peer_service = cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone())));
+    let peer_api = tonic::transport::Server::builder().add_service(
+        peer_service
+            .into_server()
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+    );
     let peer_server = spawn_grpc(peer_api, peer_listener, shutdown_rx.clone(), "peer gRPC");
 
     let app = http::router(state.clone())
@@ -170,7 +178,8 @@ async fn run_beat_expiry(state: Arc<NodeState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let changed = state.store.expire_beats(Instant::now());
+        let responsibility = state.membership.responsibility();
+        let changed = state.store.expire_beats(Instant::now(), |tag| responsibility.is_local(tag));
         if !changed.is_empty() {
             tracing::debug!(services = changed.len(), "beat expiry changed services");
         }
@@ -190,6 +199,7 @@ impl RunningNode {
                 abort.abort();
             }
         }
+        self.state.distro.stop();
         for task in self.background {
             task.abort();
         }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::grpc::connection::Connections;
-use crate::cluster::Membership;
+use crate::cluster::{Cluster, Faults, Membership};
 use crate::config::Config;
+use crate::distro::{Distro, DistroSettings};
 use crate::metrics::Metrics;
 use crate::naming::model::BeatTimeouts;
 use crate::naming::validate::Limits;
@@ -22,6 +23,12 @@ pub struct NodeState {
     pub member: String,
     /// The members and their states.
     pub membership: Arc<Membership>,
+    /// Distro replication of ephemeral clients.
+    pub distro: Arc<Distro>,
+    /// The peer-plane fault switch (inert unless `--fault-injection`).
+    pub faults: Arc<Faults>,
+    /// HTTP client for forwarding writes to the responsible member.
+    pub http_client: reqwest::Client,
     /// The naming store.
     pub store: Arc<NamingStore>,
     /// Metrics registry.
@@ -37,19 +44,37 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    /// Builds the shared state for `config`, with `membership` naming this
-    /// member and its peers, and `metrics` already registered.
-    pub fn new(config: Config, membership: Arc<Membership>, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// Builds the shared state for `config`, with `cluster` naming this
+    /// member and its peers, and `metrics` already registered. Distro is
+    /// created but not started.
+    pub fn new(config: Config, cluster: &Cluster, metrics: Arc<Metrics>) -> Arc<Self> {
+        let membership = cluster.membership().clone();
         let timeouts = BeatTimeouts {
             unhealthy_ms: u64::try_from(config.beat_timeout.as_millis()).unwrap_or(u64::MAX),
             delete_ms: u64::try_from(config.beat_delete_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let limits =
             Limits { max_metadata_bytes: config.max_metadata_bytes, max_batch_instances: config.max_batch_instances };
+        let store = Arc::new(NamingStore::new(timeouts));
+        let distro = Distro::new(
+            store.clone(),
+            membership.clone(),
+            cluster.channels().clone(),
+            metrics.clone(),
+            limits,
+            DistroSettings::from_config(&config),
+        );
+        let http_client = reqwest::Client::builder()
+            .timeout(config.distro_sync_timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
         Arc::new(NodeState {
             member: membership.local().to_owned(),
             membership,
-            store: Arc::new(NamingStore::new(timeouts)),
+            distro,
+            faults: cluster.faults().clone(),
+            http_client,
+            store,
             connections: Arc::new(Connections::new(metrics.clone())),
             subscribers: Arc::new(Subscribers::default()),
             metrics,

@@ -1,11 +1,16 @@
 //! Admin plane: `/roster/v1/status`, the health endpoints and `/metrics`.
 //!
 //! The status document is the contract the operator and the e2e suite read
-//! (DESIGN §7). Parts that do not exist in this build (`distro`, `raft`) are
-//! `null` rather than invented.
+//! (DESIGN §7). Parts that do not exist in this build (`raft`) are `null`
+//! rather than invented.
+//!
+//! With `--fault-injection`, `GET`/`PUT /roster/v1/faults` reads and sets the
+//! peer-plane fault switch ([`crate::cluster::faults`]); without it that
+//! path does not exist.
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -13,6 +18,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::cluster::FaultSettings;
+use crate::distro::DistroStatus;
+use crate::error::Error;
 use crate::state::NodeState;
 
 /// The roster version reported in status.
@@ -57,8 +65,8 @@ pub struct NodeStatus {
     pub ready: bool,
     /// Members and their states.
     pub members: Vec<MemberStatus>,
-    /// Distro state; `null` until Distro exists in this build.
-    pub distro: Option<serde_json::Value>,
+    /// Distro state.
+    pub distro: Option<DistroStatus>,
     /// Raft state; `null` until Raft exists in this build.
     pub raft: Option<serde_json::Value>,
     /// Store sizes.
@@ -67,10 +75,10 @@ pub struct NodeStatus {
     pub uptime_seconds: u64,
 }
 
-/// Whether the node is ready for clients. A standalone node without Distro
-/// or Raft is ready as soon as it serves.
-pub fn is_ready(_state: &NodeState) -> bool {
-    true
+/// Whether the node is ready for clients: once it holds the Distro
+/// snapshot (at once when standalone).
+pub fn is_ready(state: &NodeState) -> bool {
+    state.distro.is_initialized()
 }
 
 /// Builds the status document.
@@ -87,7 +95,7 @@ pub fn status(state: &NodeState) -> NodeStatus {
             .into_iter()
             .map(|m| MemberStatus { address: m.address, state: m.state.as_str() })
             .collect(),
-        distro: None,
+        distro: Some(state.distro.status()),
         raft: None,
         store: StoreStatus {
             services: counts.services,
@@ -115,6 +123,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 }
             }),
         )
+        .route("/roster/v1/faults", get(get_faults).put(put_faults))
         .route(
             "/metrics",
             get(|State(s): State<Arc<NodeState>>| async move {
@@ -124,4 +133,24 @@ pub fn router(state: Arc<NodeState>) -> Router {
             }),
         )
         .with_state(state)
+}
+
+async fn get_faults(State(s): State<Arc<NodeState>>) -> Result<Json<FaultSettings>, Error> {
+    if !s.faults.is_enabled() {
+        return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
+    }
+    Ok(Json(s.faults.current()))
+}
+
+async fn put_faults(
+    State(s): State<Arc<NodeState>>,
+    body: Result<Json<FaultSettings>, JsonRejection>,
+) -> Result<Json<FaultSettings>, Error> {
+    if !s.faults.is_enabled() {
+        return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
+    }
+    let Json(settings) = body.map_err(|e| Error::invalid(format!("invalid fault settings: {}", e.body_text())))?;
+    tracing::warn!(?settings, "fault injection changed");
+    s.faults.set(settings);
+    Ok(Json(s.faults.current()))
 }

@@ -54,6 +54,7 @@ fn settings() -> ClusterSettings {
         report_interval: Duration::from_millis(200),
         report_timeout: Duration::from_millis(500),
         down_after_failures: 3,
+        fault_injection: false,
     }
 }
 

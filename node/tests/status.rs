@@ -33,7 +33,13 @@ async fn status_health_and_metrics() {
     assert_eq!(status["ready"], true);
     assert_eq!(status["members"][0]["address"], status["member"]);
     assert_eq!(status["members"][0]["state"], "UP");
-    assert!(status["distro"].is_null(), "no Distro in a standalone build");
+    // Standalone: initialized at once, from no peer, responsible for everything.
+    assert_eq!(status["distro"]["initialized"], true);
+    assert!(status["distro"]["snapshotSource"].is_null());
+    assert!(status["distro"]["snapshotLoadedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(status["distro"]["responsibleClients"], 1);
+    assert_eq!(status["distro"]["clients"], 1);
+    assert_eq!(status["distro"]["pendingSyncs"], 0);
     assert!(status["raft"].is_null(), "no Raft yet");
     assert_eq!(status["store"]["instances"], 1);
     assert_eq!(status["store"]["services"], 1);
@@ -47,5 +53,8 @@ async fn status_health_and_metrics() {
     for line in ["roster_instances 1", "roster_services 1", "roster_clients 1", "roster_connections 0"] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
+    // Fault injection is off unless asked for: the path does not exist.
+    let faults = reqwest::get(format!("{base}/roster/v1/faults")).await.expect("GET");
+    assert_eq!(faults.status(), 404);
     node.shutdown().await;
 }

@@ -26,6 +26,40 @@ use super::member::{on_report_result, Member, MemberState, Transition};
 use super::metrics::ClusterMetrics;
 use super::responsibility;
 
+/// Who is responsible for Distro tags, fixed at one moment: the local
+/// member when standalone, else Nacos's `DistroMapper` choice over the
+/// healthy members that have loaded their Distro snapshot (all healthy
+/// members when none has, as in a fresh cluster). A member that joins is
+/// thus handed clients only once it holds the data, and never while it is
+/// still loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responsibility {
+    local: String,
+    standalone: bool,
+    /// Sorted addresses of the members that share the tags.
+    candidates: Vec<String>,
+}
+
+impl Responsibility {
+    /// The member responsible for `tag`.
+    pub fn member_for(&self, tag: &str) -> Option<&str> {
+        if self.standalone {
+            return Some(&self.local);
+        }
+        responsibility::responsible_member(tag, &self.candidates)
+    }
+
+    /// Whether the local member is responsible for `tag`.
+    pub fn is_local(&self, tag: &str) -> bool {
+        self.member_for(tag) == Some(self.local.as_str())
+    }
+
+    /// The members sharing the tags, sorted.
+    pub fn candidates(&self) -> &[String] {
+        &self.candidates
+    }
+}
+
 /// The Roster version members report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -96,21 +130,25 @@ impl Membership {
         self.members.lock().keys().filter(|a| **a != self.local).cloned().collect()
     }
 
-    /// The member responsible for the Distro tag `tag` (an ip:port client's
-    /// `ip:port`): the local member when standalone, else the Nacos
-    /// `DistroMapper` choice over [`Membership::healthy_members`].
-    pub fn responsible_member(&self, tag: &str) -> Option<String> {
-        if self.standalone {
-            return Some(self.local.clone());
-        }
-        let healthy = self.healthy_members();
-        responsibility::responsible_member(tag, &healthy).map(str::to_string)
+    /// Who is responsible for Distro tags right now (see [`Responsibility`]).
+    /// Take one per pass over many clients rather than asking per client.
+    pub fn responsibility(&self) -> Responsibility {
+        let members = self.members.lock();
+        let healthy: Vec<&Member> = members.values().filter(|m| m.is_healthy()).collect();
+        let loaded: Vec<String> = healthy.iter().filter(|m| m.distro_initialized).map(|m| m.address.clone()).collect();
+        let candidates = if loaded.is_empty() { healthy.iter().map(|m| m.address.clone()).collect() } else { loaded };
+        Responsibility { local: self.local.clone(), standalone: self.standalone, candidates }
     }
 
-    /// Whether this node is responsible for `tag`: always when standalone,
-    /// else as [`responsibility::is_responsible`].
+    /// The member responsible for the Distro tag `tag` (an ip:port client's
+    /// `ip:port`); see [`Membership::responsibility`].
+    pub fn responsible_member(&self, tag: &str) -> Option<String> {
+        self.responsibility().member_for(tag).map(str::to_string)
+    }
+
+    /// Whether this node is responsible for `tag`.
     pub fn is_responsible(&self, tag: &str) -> bool {
-        self.standalone || responsibility::is_responsible(&self.local, tag, &self.healthy_members())
+        self.responsibility().is_local(tag)
     }
 
     /// A receiver of the sorted member list, notified on every membership,
@@ -377,6 +415,10 @@ mod tests {
             ("10.0.0.2:8848", VERSION, true, 0)
         );
         m.apply_member_list(&list(&["10.0.0.1:8848", "10.0.0.2:8848", "10.0.0.3:8848"]));
+        // Only this member has loaded its snapshot: it answers for everything.
+        assert!(m.is_responsible("127.0.0.1:8080"));
+        m.receive_report(&report("10.0.0.1:8848", 1));
+        m.receive_report(&report("10.0.0.3:8848", 3));
         // "hello" → index 1 of 3 (see responsibility tests).
         assert_eq!(m.responsible_member("hello").as_deref(), Some("10.0.0.2:8848"));
         assert!(m.is_responsible("hello"));

@@ -47,6 +47,7 @@
 //! - this module: [`ClusterSettings`] and [`Cluster`], which wires a lookup, a
 //!   [`Membership`] and the reporter together and stops them.
 
+pub mod faults;
 mod http_get;
 pub mod lookup;
 pub mod member;
@@ -65,11 +66,12 @@ use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 
+pub use self::faults::{FaultSettings, Faults};
 pub use self::lookup::{parse_member_list, AddressServerLookup, FileLookup, LookupSource, MemberLookup};
 pub use self::member::{on_report_result, Member, MemberState, Transition};
-pub use self::membership::Membership;
+pub use self::membership::{Membership, Responsibility};
 pub use self::metrics::ClusterMetrics;
-pub use self::peer::PeerService;
+pub use self::peer::{DistroHandler, PeerService};
 pub use self::reporter::{PeerAddressResolver, PeerChannels, Reporter};
 pub use self::responsibility::{java_string_hash, responsible_member};
 
@@ -93,6 +95,8 @@ pub struct ClusterSettings {
     /// Consecutive failed reports after which a member is `DOWN`
     /// (Nacos: `nacos.core.member.fail-access-cnt`).
     pub down_after_failures: u32,
+    /// Whether the peer-plane fault switch may be turned ([`faults`]).
+    pub fault_injection: bool,
 }
 
 impl Default for ClusterSettings {
@@ -104,6 +108,7 @@ impl Default for ClusterSettings {
             report_interval: Duration::from_secs(2),
             report_timeout: Duration::from_secs(1),
             down_after_failures: member::DEFAULT_DOWN_AFTER_FAILURES,
+            fault_injection: false,
         }
     }
 }
@@ -163,7 +168,8 @@ impl Cluster {
         let lookup = source.start(&local, &settings, metrics.clone()).await?;
         let membership =
             Arc::new(Membership::new(local.clone(), standalone, settings.down_after_failures, metrics.clone()));
-        let channels = Arc::new(PeerChannels::new(resolver, settings.report_timeout));
+        let faults = Arc::new(Faults::new(settings.fault_injection));
+        let channels = Arc::new(PeerChannels::new(resolver, settings.report_timeout).with_faults(faults));
         let (stop, stop_rx) = watch::channel(false);
 
         // Apply the first list before returning, so callers see the members
@@ -204,9 +210,15 @@ impl Cluster {
         self.lookup.as_ref()
     }
 
-    /// The `Peer` gRPC service answering reports for this membership.
+    /// The `Peer` gRPC service answering reports for this membership
+    /// (add Distro with [`PeerService::with_distro`]).
     pub fn peer_service(&self) -> PeerService {
-        PeerService::new(self.membership.clone())
+        PeerService::new(self.membership.clone()).with_faults(self.channels.faults().clone())
+    }
+
+    /// The peer-plane fault switch.
+    pub fn faults(&self) -> &Arc<Faults> {
+        self.channels.faults()
     }
 
     /// Stops the reporter, the list follower and the lookup, and waits for

@@ -1,9 +1,11 @@
-//! Member reports, inbound: the `Peer` gRPC service on the peer port.
+//! The `Peer` gRPC service on the peer port, inbound.
 //!
 //! `Report` records the sender's metadata (if it is a member) and answers
 //! with this node's own report, which is what the sender's reporter uses to
-//! mark us `UP`. The Distro and Raft RPCs of the same service answer
-//! `UNIMPLEMENTED` until those modules provide them.
+//! mark us `UP`. The Distro RPCs are answered by a [`DistroHandler`] (the
+//! node plugs in [`crate::distro::Distro`]); the Raft RPCs answer
+//! `UNIMPLEMENTED` until Raft exists. Calls from a member the fault switch
+//! blocks are refused with `UNAVAILABLE`, as a cut network would.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,26 +19,61 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use super::faults::Faults;
 use super::membership::Membership;
 
 /// The stream of snapshot chunks answered by `DistroSnapshot`.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
 
-/// The peer-port gRPC service (member reports for now).
+/// What answers the Distro RPCs of the peer service.
+pub trait DistroHandler: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies changed and removed clients sent by a peer.
+    fn sync(&self, request: DistroSyncRequest) -> Result<DistroAck, Status>;
+    /// Checks a peer's `(client, revision)` list against what is held.
+    fn verify(&self, request: DistroVerifyRequest) -> Result<DistroVerifyReply, Status>;
+    /// Streams everything held to a loading peer.
+    fn snapshot(&self, request: SnapshotRequest) -> Result<SnapshotStream, Status>;
+}
+
+/// The peer-port gRPC service.
 #[derive(Debug, Clone)]
 pub struct PeerService {
     membership: Arc<Membership>,
+    faults: Arc<Faults>,
+    distro: Option<Arc<dyn DistroHandler>>,
 }
 
 impl PeerService {
-    /// A service answering for `membership`.
+    /// A service answering reports for `membership` (Distro RPCs answer
+    /// `UNIMPLEMENTED` until [`PeerService::with_distro`]).
     pub fn new(membership: Arc<Membership>) -> PeerService {
-        PeerService { membership }
+        PeerService { membership, faults: Arc::default(), distro: None }
+    }
+
+    /// The same service, refusing calls from members `faults` blocks.
+    pub fn with_faults(self, faults: Arc<Faults>) -> PeerService {
+        PeerService { faults, ..self }
+    }
+
+    /// The same service, answering Distro RPCs with `distro`.
+    pub fn with_distro(self, distro: Arc<dyn DistroHandler>) -> PeerService {
+        PeerService { distro: Some(distro), ..self }
     }
 
     /// The tonic server wrapping this service, ready for `add_service`.
     pub fn into_server(self) -> PeerServer<PeerService> {
         PeerServer::new(self)
+    }
+
+    fn admit(&self, from: &str) -> Result<(), Status> {
+        if self.faults.is_blocked(from) {
+            return Err(Status::unavailable(format!("peer traffic with {from} is cut by fault injection")));
+        }
+        Ok(())
+    }
+
+    fn distro(&self) -> Result<&Arc<dyn DistroHandler>, Status> {
+        self.distro.as_ref().ok_or_else(|| later("Distro", "Distro"))
     }
 }
 
@@ -48,30 +85,37 @@ fn later(rpc: &str, module: &str) -> Status {
 impl Peer for PeerService {
     async fn report(&self, request: Request<MemberReport>) -> Result<Response<MemberReportReply>, Status> {
         let report = request.into_inner();
+        self.admit(&report.member)?;
         if !self.membership.receive_report(&report) {
             debug!(from = %report.member, "report from a node that is not in the member list");
         }
         Ok(Response::new(MemberReportReply { self_report: Some(self.membership.local_report()) }))
     }
 
-    async fn distro_sync(&self, _request: Request<DistroSyncRequest>) -> Result<Response<DistroAck>, Status> {
-        Err(later("DistroSync", "Distro"))
+    async fn distro_sync(&self, request: Request<DistroSyncRequest>) -> Result<Response<DistroAck>, Status> {
+        let request = request.into_inner();
+        self.admit(&request.source)?;
+        self.distro()?.sync(request).map(Response::new)
     }
 
     async fn distro_verify(
         &self,
-        _request: Request<DistroVerifyRequest>,
+        request: Request<DistroVerifyRequest>,
     ) -> Result<Response<DistroVerifyReply>, Status> {
-        Err(later("DistroVerify", "Distro"))
+        let request = request.into_inner();
+        self.admit(&request.source)?;
+        self.distro()?.verify(request).map(Response::new)
     }
 
     type DistroSnapshotStream = SnapshotStream;
 
     async fn distro_snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::DistroSnapshotStream>, Status> {
-        Err(later("DistroSnapshot", "Distro"))
+        let request = request.into_inner();
+        self.admit(&request.requester)?;
+        self.distro()?.snapshot(request).map(Response::new)
     }
 
     async fn raft_append(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -107,5 +151,14 @@ mod tests {
         let status = service.raft_vote(Request::new(RaftMessage::default())).await.expect_err("unimplemented");
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(status.message().contains("Raft"));
+
+        // A blocked member is refused, as a cut network would.
+        let faults = Arc::new(Faults::new(true));
+        faults.set(crate::cluster::FaultSettings { blocked_members: ["b:8848".to_string()].into(), drop_syncs: 0 });
+        let cut = PeerService::new(membership).with_faults(faults);
+        let incoming =
+            MemberReport { member: "b:8848".into(), version: "0.0.1".into(), distro_initialized: true, raft_id: 3 };
+        let status = cut.report(Request::new(incoming)).await.expect_err("blocked");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
     }
 }

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
+use super::faults::Faults;
 use super::membership::Membership;
 use super::metrics::ClusterMetrics;
 use crate::config::PEER_PORT_OFFSET;
@@ -90,19 +91,34 @@ pub struct PeerChannels {
     connect_timeout: Duration,
     /// member → (endpoint it was resolved to, channel).
     channels: Mutex<HashMap<String, (String, Channel)>>,
+    faults: Arc<Faults>,
 }
 
 impl PeerChannels {
     /// Channels resolved with `resolver`, each connection attempt bounded by
     /// `connect_timeout`.
     pub fn new(resolver: PeerAddressResolver, connect_timeout: Duration) -> PeerChannels {
-        PeerChannels { resolver, connect_timeout, channels: Mutex::new(HashMap::new()) }
+        PeerChannels { resolver, connect_timeout, channels: Mutex::new(HashMap::new()), faults: Arc::default() }
     }
 
-    /// The channel to `member`, or `None` when it has no peer endpoint. A
-    /// member whose endpoint resolves differently than before gets a new
-    /// channel. Cloning a `Channel` is cheap and shares the connection.
+    /// The same channels, cut by the fault switch `faults`.
+    pub fn with_faults(self, faults: Arc<Faults>) -> PeerChannels {
+        PeerChannels { faults, ..self }
+    }
+
+    /// The fault switch every peer call goes through.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// The channel to `member`, or `None` when it has no peer endpoint (or
+    /// the fault switch blocks it). A member whose endpoint resolves
+    /// differently than before gets a new channel. Cloning a `Channel` is
+    /// cheap and shares the connection.
     pub fn channel(&self, member: &str) -> Option<Channel> {
+        if self.faults.is_blocked(member) {
+            return None;
+        }
         let endpoint = self.resolver.resolve(member)?;
         let mut channels = self.channels.lock();
         if let Some((known, channel)) = channels.get(member) {

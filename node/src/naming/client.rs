@@ -4,7 +4,8 @@
 //! connection is a *connection-based* client (its instances live as long as the
 //! connection); an HTTP registration belongs to an *ip:port* client named
 //! `ip:port#true`, kept alive by beats. A client is also what Distro
-//! replicates: it carries a revision that grows with every change.
+//! replicates: it carries a revision that grows with every change, and an
+//! [`Origin`] saying whether this node or a peer last wrote it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -20,9 +21,31 @@ pub enum ClientKind {
     IpPort,
 }
 
+/// Suffix of ip:port client ids (Nacos marks ephemeral ip:port clients so).
+const IP_PORT_SUFFIX: &str = "#true";
+
 /// The id of the ip:port client that owns an HTTP-registered instance.
 pub fn ip_port_client_id(ip: &str, port: u16) -> String {
-    format!("{ip}:{port}#true")
+    format!("{ip}:{port}{IP_PORT_SUFFIX}")
+}
+
+/// The Distro responsibility tag of an ip:port client: its `ip:port`, the
+/// same tag an HTTP write for it is routed by.
+pub fn distro_tag(client_id: &str) -> &str {
+    client_id.strip_suffix(IP_PORT_SUFFIX).unwrap_or(client_id)
+}
+
+/// Where a client's current data was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// On this node: a connection to this node, or an ip:port client whose
+    /// last change was made here.
+    Local,
+    /// Received from the peer `source` (`host:port`) by Distro.
+    Synced {
+        /// The member it came from.
+        source: String,
+    },
 }
 
 /// One published instance and when it was last renewed by a beat.
@@ -45,12 +68,43 @@ pub struct Client {
     pub revision: u64,
     /// The instances this client publishes, per service.
     pub published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>>,
+    /// Who wrote the current data.
+    pub origin: Origin,
+    /// When a copy was last confirmed by its source (sync or verify); a copy
+    /// that goes unconfirmed for the Distro expiry is dropped.
+    pub refreshed: Instant,
 }
 
 impl Client {
-    /// A client that publishes nothing yet.
+    /// A local client that publishes nothing yet.
     pub fn new(id: impl Into<String>, kind: ClientKind) -> Self {
-        Client { id: id.into(), kind, revision: 0, published: HashMap::new() }
+        Client {
+            id: id.into(),
+            kind,
+            revision: 0,
+            published: HashMap::new(),
+            origin: Origin::Local,
+            refreshed: Instant::now(),
+        }
+    }
+
+    /// A connection to this node (the only clients whose removal is decided
+    /// here and nowhere else).
+    pub fn is_local_connection(&self) -> bool {
+        self.kind == ClientKind::Connection && self.origin == Origin::Local
+    }
+
+    /// Records a change made on this node: the revision moves past both the
+    /// previous one and the wall clock in milliseconds, so the later of two
+    /// writes made on different nodes (a partition) has the higher revision.
+    /// An ip:port client changed here becomes local; a connection keeps its
+    /// origin (its owner is the node it is connected to).
+    pub fn touch_local(&mut self) {
+        let now_ms = u64::try_from(super::store::now_millis()).unwrap_or(0);
+        self.revision = self.revision.saturating_add(1).max(now_ms);
+        if self.kind == ClientKind::IpPort {
+            self.origin = Origin::Local;
+        }
     }
 
     /// Number of instances published, over all services.

@@ -12,6 +12,6 @@ pub mod model;
 pub mod store;
 pub mod validate;
 
-pub use client::{ip_port_client_id, Client, ClientKind};
+pub use client::{distro_tag, ip_port_client_id, Client, ClientKind, Origin};
 pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
-pub use store::{BeatOutcome, NamingStore, Selection, StoreCounts};
+pub use store::{Applied, BeatOutcome, ClientCopy, NamingStore, Selection, StoreCounts, VerifyOutcome};

@@ -11,13 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::forward;
 use super::params::Params;
 use crate::error::{Error, Result};
-use crate::naming::{ip_port_client_id, validate, BeatOutcome, ClientKind, InstanceKey, InstanceWire};
+use crate::naming::{ip_port_client_id, validate, BeatOutcome, ClientKind, InstanceKey, InstanceWire, ServiceKey};
 use crate::state::NodeState;
 
 /// `code` of a beat that renewed (or registered) its instance.
@@ -97,17 +101,35 @@ fn beat_target(p: &Params, beat: Option<&BeatInfo>) -> Result<InstanceKey> {
 }
 
 /// `PUT /nacos/v1/ns/instance/beat`.
-pub async fn beat(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<BeatResponse>> {
+///
+/// A beat that reaches a member not responsible for the instance's
+/// `ip:port` is forwarded to the responsible one ([`forward`]).
+pub async fn beat(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    p: Params,
+) -> Result<Response<Body>> {
     let info = p.get("beat").map(parse_beat).transpose()?;
     let service_name = p.get("serviceName").or_else(|| info.as_ref().and_then(|b| b.service_name.as_deref()));
     let key = validate::service_key(p.get("namespaceId"), p.get("groupName"), service_name)?;
     let ikey = beat_target(&p, info.as_ref())?;
+    let tag = format!("{}:{}", ikey.ip, ikey.port);
+    if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+        return Ok(answer);
+    }
+    Ok(Json(beat_here(&state, &key, &ikey, info)?).into_response())
+}
+
+/// Applies a beat on this node.
+fn beat_here(state: &NodeState, key: &ServiceKey, ikey: &InstanceKey, info: Option<BeatInfo>) -> Result<BeatResponse> {
     let client = ip_port_client_id(&ikey.ip, ikey.port);
-    if let BeatOutcome::Renewed { interval_ms } = state.store.beat(&client, &key, &ikey, Instant::now()) {
-        return Ok(Json(BeatResponse::new(CODE_OK, interval_ms)));
+    if let BeatOutcome::Renewed { interval_ms } = state.store.beat(&client, key, ikey, Instant::now()) {
+        return Ok(BeatResponse::new(CODE_OK, interval_ms));
     }
     let Some(info) = info else {
-        return Ok(Json(BeatResponse::new(CODE_NOT_FOUND, DEFAULT_BEAT_INTERVAL_MS)));
+        return Ok(BeatResponse::new(CODE_NOT_FOUND, DEFAULT_BEAT_INTERVAL_MS));
     };
     // A full beat for an unknown instance registers it (Nacos does the same,
     // so that instances removed by expiry come back without a restart).
@@ -124,6 +146,6 @@ pub async fn beat(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json
     };
     let instance = validate::instance(&wire, Some(true), &state.limits)?;
     let interval_ms = instance.beat_interval_ms();
-    state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
-    Ok(Json(BeatResponse::new(CODE_OK, interval_ms)))
+    state.store.register_ephemeral(&client, ClientKind::IpPort, key, instance);
+    Ok(BeatResponse::new(CODE_OK, interval_ms))
 }

@@ -9,10 +9,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
+use super::forward;
 use super::params::{Params, CLUSTER_NAMES};
 use crate::error::{Error, Result};
 use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
@@ -35,31 +39,56 @@ fn new_instance(p: &Params, state: &NodeState) -> Result<Instance> {
     validate::instance(&wire, None, &state.limits)
 }
 
+/// The `ip:port` an ephemeral write is routed by.
+fn tag(ip: &str, port: u16) -> String {
+    format!("{ip}:{port}")
+}
+
 /// `POST /nacos/v1/ns/instance`: registers (or replaces) an instance.
-pub async fn register(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn register(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    p: Params,
+) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let instance = new_instance(&p, &state)?;
     if instance.ephemeral {
+        let tag = tag(&instance.ip, instance.port);
+        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+            return Ok(answer);
+        }
         let client = ip_port_client_id(&instance.ip, instance.port);
         state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
     } else {
         state.store.register_persistent(&key, instance);
     }
-    Ok("ok")
+    Ok("ok".into_response())
 }
 
 /// `DELETE /nacos/v1/ns/instance`: removes an instance. Removing one that
 /// does not exist is not an error, as in Nacos.
-pub async fn deregister(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn deregister(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    p: Params,
+) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     if p.bool("ephemeral")?.unwrap_or(true) {
+        let tag = tag(&ikey.ip, ikey.port);
+        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+            return Ok(answer);
+        }
         let client = ip_port_client_id(&ikey.ip, ikey.port);
         state.store.deregister_ephemeral(&client, &key, &ikey);
     } else {
         state.store.deregister_persistent(&key, &ikey);
     }
-    Ok("ok")
+    Ok("ok".into_response())
 }
 
 /// `PUT` and `PATCH /nacos/v1/ns/instance`: changes the weight, enabled
@@ -68,7 +97,13 @@ pub async fn deregister(State(state): State<Arc<NodeState>>, p: Params) -> Resul
 /// Parameters that are absent keep their current value (an empty `metadata`
 /// clears it). Nacos's PUT resets absent ones to defaults, but its clients
 /// always send all of them, so keeping is compatible and never loses data.
-pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn update(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    p: Params,
+) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     let weight = p.weight()?;
@@ -78,12 +113,19 @@ pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
     if let Some(m) = &metadata {
         validate::metadata(m, &state.limits)?;
     }
-    // Which store holds the instance is found by key; the flag is only checked.
-    p.bool("ephemeral")?;
-    let current = state
-        .store
-        .instance(&key, &ikey)
-        .ok_or_else(|| Error::NotFound(format!("instance not found: {ikey} in service {}", key.grouped_name())))?;
+    // Which store holds the instance is found by key; the flag only says
+    // whether an instance not held here may be an ephemeral one elsewhere.
+    let ephemeral_flag = p.bool("ephemeral")?;
+    let held = state.store.instance(&key, &ikey);
+    let ephemeral = held.as_ref().map_or(ephemeral_flag != Some(false), |i| i.ephemeral);
+    if ephemeral {
+        let tag = tag(&ikey.ip, ikey.port);
+        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+            return Ok(answer);
+        }
+    }
+    let current =
+        held.ok_or_else(|| Error::NotFound(format!("instance not found: {ikey} in service {}", key.grouped_name())))?;
     let updated = Instance {
         weight: weight.unwrap_or(current.weight),
         healthy: healthy.unwrap_or(current.healthy),
@@ -92,7 +134,7 @@ pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
         ..current
     };
     state.store.update_instance(&key, &updated)?;
-    Ok("ok")
+    Ok("ok".into_response())
 }
 
 /// What `GET /nacos/v1/ns/instance` answers (Nacos's `detail`).

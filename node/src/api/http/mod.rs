@@ -11,6 +11,7 @@
 //! - [`error`]: how an [`crate::Error`] becomes a response.
 //! - [`instance`]: register, deregister, update, detail and list.
 //! - [`beat`]: heartbeats of HTTP-registered instances.
+//! - [`forward`]: ip:port client writes go to the responsible member.
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
@@ -22,6 +23,7 @@
 pub mod beat;
 pub mod cluster;
 pub mod error;
+pub mod forward;
 pub mod instance;
 pub mod operator;
 pub mod params;

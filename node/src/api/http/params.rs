@@ -50,6 +50,11 @@ impl Params {
         Ok(Params { pairs })
     }
 
+    /// Every parameter, query first, in the order sent.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// The first value of `name`, as sent (possibly empty).
     pub fn raw(&self, name: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())

@@ -15,12 +15,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
-use super::client::{Client, ClientKind, Published};
+use super::client::{distro_tag, Client, ClientKind, Published};
 use super::model::{BeatTimeouts, Instance, InstanceKey, ServiceInfo, ServiceKey, ServiceMeta, CACHE_MILLIS};
 use crate::error::{Error, Result};
 
+mod replica;
+pub use replica::{Applied, ClientCopy, VerifyOutcome};
+
 /// Capacity of the change channel; a lagging listener resynchronises fully.
 const CHANGE_CHANNEL: usize = 4096;
+/// Capacity of the local client-change channel (Distro's input); a lagging
+/// listener resynchronises every local client.
+const LOCAL_CHANGE_CHANNEL: usize = 16384;
 
 /// A service as stored: its settings, the clients publishing into it and its
 /// persistent instances.
@@ -122,6 +128,7 @@ pub enum BeatOutcome {
 pub struct NamingStore {
     inner: RwLock<Inner>,
     changes: broadcast::Sender<ServiceKey>,
+    local_changes: broadcast::Sender<String>,
     timeouts: BeatTimeouts,
 }
 
@@ -129,7 +136,8 @@ impl NamingStore {
     /// An empty store using `timeouts` as the default beat expiry.
     pub fn new(timeouts: BeatTimeouts) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_CHANNEL);
-        NamingStore { inner: RwLock::new(Inner::default()), changes, timeouts }
+        let (local_changes, _) = broadcast::channel(LOCAL_CHANGE_CHANNEL);
+        NamingStore { inner: RwLock::new(Inner::default()), changes, local_changes, timeouts }
     }
 
     /// Default beat expiry.
@@ -145,6 +153,19 @@ impl NamingStore {
     fn notify(&self, key: &ServiceKey) {
         // No receiver is fine: nobody subscribes to anything yet.
         let _ = self.changes.send(key.clone());
+    }
+
+    /// Receives the id of every client changed or removed *on this node*
+    /// (registrations, deregistrations, beats that change health, expiry,
+    /// closed connections); Distro sends these to the other members. Data
+    /// applied from peers is not announced here.
+    pub fn subscribe_local_changes(&self) -> broadcast::Receiver<String> {
+        self.local_changes.subscribe()
+    }
+
+    fn changed_locally(&self, client_id: &str) {
+        // No receiver: standalone, or Distro not started.
+        let _ = self.local_changes.send(client_id.to_owned());
     }
 
     /// Makes sure a client exists (a connection after its setup, before it
@@ -169,10 +190,11 @@ impl NamingStore {
                 set.clear();
             }
             set.insert(instance.key(), Published { instance, last_beat: now });
-            client.revision += 1;
+            client.touch_local();
             inner.entry(key).publishers.insert(client_id.to_owned());
         }
         self.notify(key);
+        self.changed_locally(client_id);
     }
 
     /// Replaces everything a client publishes in one service with `instances`.
@@ -189,7 +211,7 @@ impl NamingStore {
             } else {
                 client.published.insert(key.clone(), set);
             }
-            client.revision += 1;
+            client.touch_local();
             let entry = inner.entry(key);
             if empty {
                 entry.publishers.remove(client_id);
@@ -199,6 +221,7 @@ impl NamingStore {
             inner.forget_if_empty(key);
         }
         self.notify(key);
+        self.changed_locally(client_id);
     }
 
     /// Removes a client's instance from a service. Returns whether anything
@@ -215,7 +238,7 @@ impl NamingStore {
             if now_empty {
                 client.published.remove(key);
             }
-            client.revision += 1;
+            client.touch_local();
             // An ip:port client exists only through its instances.
             let client_gone = client.kind == ClientKind::IpPort && client.published.is_empty();
             if client_gone {
@@ -231,6 +254,7 @@ impl NamingStore {
         };
         if removed {
             self.notify(key);
+            self.changed_locally(client_id);
         }
         removed
     }
@@ -252,6 +276,7 @@ impl NamingStore {
         for key in &touched {
             self.notify(key);
         }
+        self.changed_locally(client_id);
         true
     }
 
@@ -287,6 +312,7 @@ impl NamingStore {
     /// existing instance, ephemeral or persistent.
     pub fn update_instance(&self, key: &ServiceKey, update: &Instance) -> Result<()> {
         let ikey = update.key();
+        let mut changed_clients = Vec::new();
         {
             let mut inner = self.inner.write();
             let Inner { clients, services } = &mut *inner;
@@ -302,7 +328,8 @@ impl NamingStore {
                 if let Some(client) = clients.get_mut(id) {
                     if let Some(p) = client.published.get_mut(key).and_then(|m| m.get_mut(&ikey)) {
                         p.instance = Instance { ephemeral: true, ..update.clone() };
-                        client.revision += 1;
+                        client.touch_local();
+                        changed_clients.push(id.clone());
                         found = true;
                     }
                 }
@@ -312,6 +339,9 @@ impl NamingStore {
             }
         }
         self.notify(key);
+        for id in &changed_clients {
+            self.changed_locally(id);
+        }
         Ok(())
     }
 
@@ -334,55 +364,87 @@ impl NamingStore {
             let interval_ms = p.instance.beat_interval_ms();
             if changed {
                 if let Some(c) = inner.clients.get_mut(client_id) {
-                    c.revision += 1;
+                    c.touch_local();
                 }
             }
             (BeatOutcome::Renewed { interval_ms }, changed)
         };
         if changed {
             self.notify(key);
+            self.changed_locally(client_id);
         }
         outcome
     }
 
     /// Expires ip:port clients' instances that stopped beating: unhealthy after
-    /// the beat timeout, removed after the delete timeout. Returns the
-    /// services that changed.
-    pub fn expire_beats(&self, now: Instant) -> Vec<ServiceKey> {
+    /// the beat timeout, removed after the delete timeout. Only clients for
+    /// which `responsible(tag)` holds are checked (Distro: the responsible
+    /// member judges beats; the others hold copies). Returns the services
+    /// that changed.
+    ///
+    /// The scan runs under the shared lock; the exclusive lock is taken only
+    /// when some client actually has to change.
+    pub fn expire_beats(&self, now: Instant, responsible: impl Fn(&str) -> bool) -> Vec<ServiceKey> {
         let timeouts = self.timeouts;
+        let silent_ms = |p: &Published| u64::try_from(now.saturating_duration_since(p.last_beat).as_millis());
+        let verdict = |p: &Published| -> Option<bool> {
+            // Some(true): delete; Some(false): turn unhealthy; None: keep.
+            let silent = silent_ms(p).unwrap_or(u64::MAX);
+            if silent > p.instance.delete_timeout_ms(timeouts.delete_ms) {
+                Some(true)
+            } else if p.instance.healthy && silent > p.instance.beat_timeout_ms(timeouts.unhealthy_ms) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        let due: Vec<String> = {
+            let inner = self.inner.read();
+            inner
+                .clients
+                .values()
+                .filter(|c| c.kind == ClientKind::IpPort && responsible(distro_tag(&c.id)))
+                .filter(|c| c.published.values().flat_map(BTreeMap::values).any(|p| verdict(p).is_some()))
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        if due.is_empty() {
+            return Vec::new();
+        }
         let mut changed: BTreeSet<ServiceKey> = BTreeSet::new();
+        let mut changed_clients = Vec::new();
         {
             let mut inner = self.inner.write();
             let mut emptied: Vec<(String, ServiceKey)> = Vec::new();
-            let mut dead_clients: Vec<String> = Vec::new();
-            for client in inner.clients.values_mut().filter(|c| c.kind == ClientKind::IpPort) {
+            for id in &due {
+                let Some(client) = inner.clients.get_mut(id) else { continue };
                 let mut client_changed = false;
                 for (service, set) in client.published.iter_mut() {
-                    set.retain(|_, p| {
-                        let silent = now.saturating_duration_since(p.last_beat).as_millis();
-                        let silent = u64::try_from(silent).unwrap_or(u64::MAX);
-                        if silent > p.instance.delete_timeout_ms(timeouts.delete_ms) {
+                    set.retain(|_, p| match verdict(p) {
+                        Some(true) => {
                             changed.insert(service.clone());
                             client_changed = true;
-                            return false;
+                            false
                         }
-                        if p.instance.healthy && silent > p.instance.beat_timeout_ms(timeouts.unhealthy_ms) {
+                        Some(false) => {
                             p.instance.healthy = false;
                             changed.insert(service.clone());
                             client_changed = true;
+                            true
                         }
-                        true
+                        None => true,
                     });
                     if set.is_empty() {
-                        emptied.push((client.id.clone(), service.clone()));
+                        emptied.push((id.clone(), service.clone()));
                     }
                 }
                 client.published.retain(|_, set| !set.is_empty());
                 if client_changed {
-                    client.revision += 1;
+                    client.touch_local();
+                    changed_clients.push(id.clone());
                 }
                 if client.published.is_empty() {
-                    dead_clients.push(client.id.clone());
+                    inner.clients.remove(id);
                 }
             }
             for (client_id, service) in emptied {
@@ -391,12 +453,12 @@ impl NamingStore {
                 }
                 inner.forget_if_empty(&service);
             }
-            for id in dead_clients {
-                inner.clients.remove(&id);
-            }
         }
         for key in &changed {
             self.notify(key);
+        }
+        for id in &changed_clients {
+            self.changed_locally(id);
         }
         changed.into_iter().collect()
     }
@@ -602,7 +664,10 @@ mod tests {
         let info = store.query(&svc("a"), &Selection::default());
         assert_eq!(info.hosts.len(), 1);
         assert_eq!(info.hosts[0].ip, "10.0.0.2");
-        assert_eq!(store.client("c1").map(|c| c.revision), Some(2));
+        let first = store.client("c1").map(|c| c.revision).expect("client");
+        store.register_ephemeral("c1", ClientKind::Connection, &svc("a"), inst("10.0.0.3", 80));
+        let second = store.client("c1").map(|c| c.revision).expect("client");
+        assert!(second > first, "every change raises the revision ({first} → {second})");
     }
 
     #[test]
@@ -623,8 +688,8 @@ mod tests {
         let t0 = Instant::now();
         let i = inst("10.0.0.1", 80);
         store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &svc("a"), i.clone());
-        assert!(store.expire_beats(t0 + Duration::from_millis(50)).is_empty());
-        assert_eq!(store.expire_beats(t0 + Duration::from_millis(150)), vec![svc("a")]);
+        assert!(store.expire_beats(t0 + Duration::from_millis(50), |_| true).is_empty());
+        assert_eq!(store.expire_beats(t0 + Duration::from_millis(150), |_| true), vec![svc("a")]);
         assert!(!store.query(&svc("a"), &Selection::default()).hosts[0].healthy);
         let healthy_only = Selection { healthy_only: true, ..Selection::default() };
         assert!(store.query(&svc("a"), &healthy_only).hosts.is_empty());
@@ -633,7 +698,7 @@ mod tests {
         assert_eq!(outcome, BeatOutcome::Renewed { interval_ms: 5000 });
         assert!(store.query(&svc("a"), &Selection::default()).hosts[0].healthy);
         // Silence past the delete timeout removes it and its client.
-        store.expire_beats(t0 + Duration::from_millis(400));
+        store.expire_beats(t0 + Duration::from_millis(400), |_| true);
         assert!(store.query(&svc("a"), &Selection::default()).hosts.is_empty());
         assert!(!store.has_client("10.0.0.1:80#true"));
         assert_eq!(

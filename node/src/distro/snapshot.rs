@@ -1,0 +1,226 @@
+//! Snapshot bootstrap: serving the whole ephemeral data set as a stream of
+//! chunks, and loading it on start.
+//!
+//! The loader asks one peer at a time, healthy and already-loaded peers
+//! first, and applies each chunk as it arrives (the higher-revision rule
+//! makes a partial or stale chunk harmless, and nothing is held twice in
+//! memory). A snapshot from a peer that has loaded completes the bootstrap.
+//! A complete snapshot from a peer that has *not* loaded is accepted only
+//! when no loaded peer answers in the whole round (a fresh cluster, or a
+//! whole-cluster restart). When no peer answers at all, the next round
+//! starts after the load retry delay. A node with no peers is loaded at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use roster_proto::peer::peer_client::PeerClient;
+use roster_proto::peer::{SnapshotChunk, SnapshotRequest};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+use super::{codec, Distro};
+use crate::cluster::peer::SnapshotStream;
+use crate::cluster::Member;
+
+/// How long the loader waits for the next chunk before giving up on a peer.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most clients per chunk, whatever the requester asks for.
+const MAX_CHUNK_CLIENTS: usize = 5_000;
+
+/// How a load attempt from one peer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Every chunk arrived; `source_initialized` as the peer said.
+    Complete {
+        /// Whether the peer had itself loaded (or was alone).
+        source_initialized: bool,
+        /// Clients received.
+        clients: usize,
+    },
+    /// The peer could not be reached or the stream broke.
+    Failed(String),
+}
+
+/// The order in which peers are asked: healthy and loaded first, then
+/// healthy, then the rest (a member marked `DOWN` may just have started).
+pub fn load_order(peers: &[Member]) -> Vec<String> {
+    let mut ranked: Vec<(u8, &str)> = peers
+        .iter()
+        .map(|m| {
+            let rank = match (m.is_healthy(), m.distro_initialized) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, _) => 2,
+            };
+            (rank, m.address.as_str())
+        })
+        .collect();
+    ranked.sort();
+    ranked.into_iter().map(|(_, a)| a.to_owned()).collect()
+}
+
+/// What one round decided: the peer whose snapshot completes the load, if
+/// any. `attempts` are in the order they were made.
+pub fn choose_source(attempts: &[(String, Attempt)]) -> Option<&str> {
+    let complete = |want_loaded: bool| {
+        attempts.iter().find_map(|(peer, a)| match a {
+            Attempt::Complete { source_initialized, .. } if *source_initialized == want_loaded => Some(peer.as_str()),
+            _ => None,
+        })
+    };
+    complete(true).or_else(|| complete(false))
+}
+
+impl Distro {
+    /// Streams every client held, `chunk` clients at a time.
+    pub(crate) fn serve_snapshot(&self, request: &SnapshotRequest) -> SnapshotStream {
+        let chunk = usize::try_from(request.chunk_clients)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(self.settings.snapshot_chunk)
+            .min(MAX_CHUNK_CLIENTS);
+        let ids = self.store.client_ids();
+        let source_initialized = self.is_initialized();
+        let store = self.store.clone();
+        let (tx, rx) = mpsc::channel::<Result<SnapshotChunk, Status>>(2);
+        self.metrics.distro_event("snapshot_served", 1);
+        debug!(requester = %request.requester, clients = ids.len(), "serving a Distro snapshot");
+        tokio::spawn(async move {
+            let total = ids.len().div_ceil(chunk).max(1);
+            let mut batches = ids.chunks(chunk);
+            for n in 0..total {
+                let batch = batches.next().unwrap_or(&[]);
+                // Clients removed since the table of contents was taken are skipped.
+                let (copies, _) = store.client_copies(batch);
+                let message = SnapshotChunk {
+                    clients: copies.iter().map(codec::encode).collect(),
+                    source_initialized,
+                    last: n + 1 == total,
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return; // The loader went away.
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    /// Loads the snapshot, round after round, until some peer's completes
+    /// it; then marks this node initialized.
+    pub(crate) async fn run_loader(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut round = 0u32;
+        loop {
+            let peers = self.membership.members();
+            let peers: Vec<Member> = peers.into_iter().filter(|m| m.address != self.membership.local()).collect();
+            if peers.is_empty() {
+                self.mark_loaded(None);
+                return;
+            }
+            round += 1;
+            let mut attempts = Vec::new();
+            for peer in load_order(&peers) {
+                let attempt = self.load_from(&peer).await;
+                debug!(peer, round, ?attempt, "Distro snapshot attempt");
+                let loaded = matches!(attempt, Attempt::Complete { source_initialized: true, .. });
+                attempts.push((peer, attempt));
+                if loaded {
+                    break;
+                }
+            }
+            if let Some(source) = choose_source(&attempts) {
+                self.mark_loaded(Some(source.to_owned()));
+                return;
+            }
+            warn!(round, retry_in = ?self.settings.load_retry_delay, "no peer could serve a Distro snapshot");
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.load_retry_delay) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Loads one peer's snapshot, applying chunks as they arrive.
+    async fn load_from(&self, peer: &str) -> Attempt {
+        let Some(channel) = self.channels.channel(peer) else {
+            return Attempt::Failed("no peer endpoint (or cut by fault injection)".into());
+        };
+        let mut client = PeerClient::new(channel).max_decoding_message_size(super::MAX_PEER_MESSAGE_BYTES);
+        let request = SnapshotRequest {
+            requester: self.membership.local().to_owned(),
+            chunk_clients: u32::try_from(self.settings.snapshot_chunk).unwrap_or(u32::MAX),
+        };
+        let mut stream = match tokio::time::timeout(self.settings.sync_timeout, client.distro_snapshot(request)).await {
+            Err(_) => return Attempt::Failed("timed out".into()),
+            Ok(Err(status)) => return Attempt::Failed(status.to_string()),
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        let mut clients = 0usize;
+        loop {
+            let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, stream.next()).await {
+                Err(_) => return Attempt::Failed(format!("no chunk within {CHUNK_TIMEOUT:?}")),
+                Ok(None) => return Attempt::Failed("the stream ended before its last chunk".into()),
+                Ok(Some(Err(status))) => return Attempt::Failed(status.to_string()),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let now = Instant::now();
+            for data in chunk.clients {
+                match codec::decode(data, &self.limits) {
+                    Ok(copy) => {
+                        self.store.apply_copy(copy, peer, now);
+                        clients += 1;
+                    }
+                    Err(e) => warn!(peer, error = %e, "skipping an invalid client in a snapshot"),
+                }
+            }
+            if chunk.last {
+                return Attempt::Complete { source_initialized: chunk.source_initialized, clients };
+            }
+        }
+    }
+
+    fn mark_loaded(&self, source: Option<String>) {
+        {
+            let mut load = self.load.lock();
+            load.initialized = true;
+            load.source = source.clone();
+            load.loaded_at = Some(SystemTime::now());
+        }
+        self.membership.set_distro_initialized(true);
+        self.metrics.distro_event("snapshot_loaded", 1);
+        info!(source = source.as_deref().unwrap_or("none (no peers)"), "Distro snapshot loaded; node is initialized");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::MemberState;
+
+    fn member(address: &str, state: MemberState, loaded: bool) -> Member {
+        Member { state, distro_initialized: loaded, ..Member::new(address) }
+    }
+
+    #[test]
+    fn loaded_healthy_peers_are_asked_first() {
+        let peers = [
+            member("a:1", MemberState::Down, true),
+            member("b:1", MemberState::Up, false),
+            member("c:1", MemberState::Suspicious, true),
+            member("d:1", MemberState::Up, true),
+        ];
+        assert_eq!(load_order(&peers), ["c:1", "d:1", "b:1", "a:1"]);
+    }
+
+    #[test]
+    fn an_unloaded_snapshot_counts_only_when_no_loaded_one_does() {
+        let complete = |loaded| Attempt::Complete { source_initialized: loaded, clients: 0 };
+        let failed = || Attempt::Failed("refused".into());
+        assert_eq!(choose_source(&[]), None);
+        assert_eq!(choose_source(&[("a".into(), failed())]), None);
+        assert_eq!(choose_source(&[("a".into(), complete(false)), ("b".into(), failed())]), Some("a"));
+        assert_eq!(choose_source(&[("a".into(), complete(false)), ("b".into(), complete(true))]), Some("b"));
+    }
+}

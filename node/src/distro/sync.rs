@@ -1,0 +1,220 @@
+//! Sync, outbound: one queue and one sender task per peer.
+//!
+//! A changed client's id is added to every peer's pending set. The sender
+//! waits for the merge window, so that several changes to one client become
+//! one send, then sends the *current* data of every pending client (or its
+//! removal, when it is gone). A failed send puts its ids back and is retried
+//! after the retry delay, for as long as the peer is in the member list.
+//! Because the data is read at send time and each peer has one sender, an
+//! older state can never overtake a newer one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use roster_proto::peer::peer_client::PeerClient;
+use roster_proto::peer::DistroSyncRequest;
+use tokio::sync::{watch, Notify};
+use tracing::{debug, warn};
+
+use super::{codec, Distro};
+
+/// Most clients in one sync message.
+const MAX_CLIENTS_PER_SYNC: usize = 500;
+
+/// The clients waiting to be sent to one peer.
+#[derive(Debug, Default)]
+pub struct PeerQueue {
+    pending: Mutex<BTreeSet<String>>,
+    wake: Notify,
+}
+
+impl PeerQueue {
+    /// Adds client ids to send.
+    pub fn add(&self, ids: impl IntoIterator<Item = String>) {
+        let before = {
+            let mut pending = self.pending.lock();
+            let before = pending.len();
+            pending.extend(ids);
+            before != pending.len()
+        };
+        if before {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes up to `n` pending ids.
+    fn take(&self, n: usize) -> Vec<String> {
+        let mut pending = self.pending.lock();
+        let taken: Vec<String> = pending.iter().take(n).cloned().collect();
+        for id in &taken {
+            pending.remove(id);
+        }
+        taken
+    }
+
+    /// Ids waiting.
+    pub fn len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every peer's queue; a sender task is started with each queue.
+#[derive(Debug, Default)]
+pub struct SyncQueues {
+    queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
+}
+
+impl SyncQueues {
+    /// Ids waiting, over all peers.
+    pub fn pending(&self) -> usize {
+        self.queues.lock().values().map(|q| q.len()).sum()
+    }
+
+    /// Drops the queue of a peer that left (its sender ends).
+    fn remove(&self, peer: &str) {
+        self.queues.lock().remove(peer);
+    }
+}
+
+impl Distro {
+    /// Queues `ids` for `peer`, starting the peer's sender if needed.
+    pub(crate) fn queue(self: &Arc<Self>, peer: &str, ids: impl IntoIterator<Item = String>) {
+        let queue = {
+            let mut queues = self.queues.queues.lock();
+            match queues.get(peer) {
+                Some(q) => q.clone(),
+                None => {
+                    let q = Arc::new(PeerQueue::default());
+                    queues.insert(peer.to_owned(), q.clone());
+                    let distro = self.clone();
+                    let peer = peer.to_owned();
+                    let sender_queue = q.clone();
+                    let stop = self.stop_signal();
+                    tokio::spawn(async move { distro.run_sender(peer, sender_queue, stop).await });
+                    q
+                }
+            }
+        };
+        queue.add(ids);
+    }
+
+    /// Queues `ids` for every peer.
+    pub(crate) fn queue_all(self: &Arc<Self>, ids: &[String]) {
+        for peer in self.membership.peers() {
+            self.queue(&peer, ids.iter().cloned());
+        }
+    }
+
+    /// Forwards every local change to every peer's queue. A lagging
+    /// receiver (more changes than the channel holds) queues every client
+    /// this node vouches for.
+    pub(crate) async fn run_dispatcher(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut changes = self.store.subscribe_local_changes();
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(id) => self.queue_all(&[id]),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "Distro fell behind local changes; re-sending every local client");
+                        let responsibility = self.membership.responsibility();
+                        let ids: Vec<String> = self
+                            .store
+                            .verify_list(|tag| responsibility.is_local(tag))
+                            .into_iter()
+                            .map(|(id, _)| id)
+                            .collect();
+                        self.queue_all(&ids);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Sends `peer`'s queue until the peer leaves the member list.
+    async fn run_sender(self: Arc<Self>, peer: String, queue: Arc<PeerQueue>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if queue.is_empty() {
+                tokio::select! {
+                    _ = queue.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+            // The merge window: later changes to the same clients join this send.
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.sync_delay) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            while !queue.is_empty() {
+                if self.membership.member(&peer).is_none() {
+                    debug!(peer, dropped = queue.len(), "peer left the member list; its pending syncs are dropped");
+                    self.queues.remove(&peer);
+                    return;
+                }
+                let ids = queue.take(MAX_CLIENTS_PER_SYNC);
+                if let Err(e) = self.send_sync(&peer, &ids).await {
+                    self.metrics.distro_event("sync_failed", 1);
+                    debug!(peer, clients = ids.len(), error = %e, "Distro sync failed; will retry");
+                    queue.add(ids);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.sync_retry_delay) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the current state of `ids` to `peer` in one message.
+    async fn send_sync(&self, peer: &str, ids: &[String]) -> Result<(), String> {
+        let (copies, removed) = self.store.client_copies(ids);
+        let request = DistroSyncRequest {
+            source: self.membership.local().to_owned(),
+            upserts: copies.iter().map(codec::encode).collect(),
+            removed_client_ids: removed,
+        };
+        if self.channels.faults().drop_sync() {
+            self.metrics.distro_event("sync_dropped", 1);
+            debug!(peer, clients = ids.len(), "Distro sync dropped by fault injection");
+            return Ok(());
+        }
+        let channel = self.channels.channel(peer).ok_or("no peer endpoint (or cut by fault injection)")?;
+        let mut client = PeerClient::new(channel).max_decoding_message_size(super::MAX_PEER_MESSAGE_BYTES);
+        let mut call = tonic::Request::new(request);
+        call.set_timeout(self.settings.sync_timeout);
+        let ack = tokio::time::timeout(self.settings.sync_timeout, client.distro_sync(call))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|status| status.to_string())?
+            .into_inner();
+        if !ack.accepted {
+            return Err(format!("refused: {}", ack.message));
+        }
+        self.metrics.distro_event("sync_sent", 1);
+        self.metrics.distro_event("clients_sent", ids.len() as u64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_merges_and_takes_in_batches() {
+        let q = PeerQueue::default();
+        q.add(["b".to_string(), "a".to_string()]);
+        q.add(["a".to_string()]);
+        assert_eq!(q.len(), 2, "one entry per client however often it changed");
+        assert_eq!(q.take(1), ["a"]);
+        assert_eq!(q.take(5), ["b"]);
+        assert!(q.is_empty());
+    }
+}
