@@ -207,6 +207,11 @@ pub struct Config {
     #[arg(long, env = "ROSTER_DISTRO_COPY_EXPIRY", default_value = "3m", value_parser = parse_duration)]
     pub distro_copy_expiry: Duration,
 
+    /// Distro: how long a removed client is remembered, so that a copy
+    /// older than its removal (held across a partition) cannot revive it.
+    #[arg(long, env = "ROSTER_DISTRO_TOMBSTONE_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub distro_tombstone_ttl: Duration,
+
     /// Distro: how long to wait before another snapshot load round when no
     /// peer could serve one (Nacos: 30 s).
     #[arg(long, env = "ROSTER_DISTRO_LOAD_RETRY_DELAY", default_value = "5s", value_parser = parse_duration)]
@@ -261,6 +266,9 @@ impl Config {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));
             }
+        }
+        if self.distro_tombstone_ttl < self.distro_copy_expiry {
+            return Err(Error::Config("--distro-tombstone-ttl must not be shorter than --distro-copy-expiry".into()));
         }
         if self.distro_copy_expiry <= self.distro_verify_interval {
             return Err(Error::Config(

@@ -63,6 +63,9 @@ pub struct DistroSettings {
     pub verify_interval: Duration,
     /// Life of an unconfirmed copy.
     pub copy_expiry: Duration,
+    /// How long a removed client is remembered, so that an older copy
+    /// still held across a partition cannot bring it back.
+    pub tombstone_ttl: Duration,
     /// Wait between snapshot load rounds when no peer could serve one.
     pub load_retry_delay: Duration,
     /// Clients per snapshot chunk.
@@ -78,6 +81,7 @@ impl DistroSettings {
             sync_timeout: config.distro_sync_timeout,
             verify_interval: config.distro_verify_interval,
             copy_expiry: config.distro_copy_expiry,
+            tombstone_ttl: config.distro_tombstone_ttl,
             load_retry_delay: config.distro_load_retry_delay,
             snapshot_chunk: config.distro_snapshot_chunk,
         }
@@ -243,7 +247,7 @@ impl DistroHandler for DistroPeer {
                 replaced += 1;
             }
         }
-        let removed = request.removed_client_ids.iter().filter(|id| distro.store.remove_copy(id)).count();
+        let removed = request.removed.iter().filter(|r| distro.store.remove_copy(&r.client_id, r.revision)).count();
         distro.metrics.distro_event("clients_applied", replaced);
         distro.metrics.distro_event("clients_removed", removed as u64);
         debug!(source = %request.source, replaced, removed, "applied a Distro sync");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use roster_proto::peer::peer_client::PeerClient;
-use roster_proto::peer::DistroSyncRequest;
+use roster_proto::peer::{ClientRevision, DistroSyncRequest};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
@@ -178,7 +178,7 @@ impl Distro {
         let request = DistroSyncRequest {
             source: self.membership.local().to_owned(),
             upserts: copies.iter().map(codec::encode).collect(),
-            removed_client_ids: removed,
+            removed: removed.into_iter().map(|(client_id, revision)| ClientRevision { client_id, revision }).collect(),
         };
         if self.channels.faults().drop_sync() {
             self.metrics.distro_event("sync_dropped", 1);

@@ -42,7 +42,9 @@ impl Distro {
     pub(crate) fn expire_copies(&self) {
         let responsibility = self.membership.responsibility();
         let expired =
-            self.store.expire_copies(Instant::now(), self.settings.copy_expiry, |tag| responsibility.is_local(tag));
+            self.store.expire_copies(Instant::now(), self.settings.copy_expiry, self.settings.tombstone_ttl, |tag| {
+                responsibility.is_local(tag)
+            });
         if expired > 0 {
             self.metrics.distro_event("copies_expired", expired as u64);
             debug!(expired, "Distro copies expired without verification");

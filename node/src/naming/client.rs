@@ -35,6 +35,13 @@ pub fn distro_tag(client_id: &str) -> &str {
     client_id.strip_suffix(IP_PORT_SUFFIX).unwrap_or(client_id)
 }
 
+/// The revision that follows `revision` for a change made now: past both
+/// it and the wall clock in milliseconds.
+pub fn next_revision(revision: u64) -> u64 {
+    let now_ms = u64::try_from(super::store::now_millis()).unwrap_or(0);
+    revision.saturating_add(1).max(now_ms)
+}
+
 /// Where a client's current data was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -100,8 +107,7 @@ impl Client {
     /// An ip:port client changed here becomes local; a connection keeps its
     /// origin (its owner is the node it is connected to).
     pub fn touch_local(&mut self) {
-        let now_ms = u64::try_from(super::store::now_millis()).unwrap_or(0);
-        self.revision = self.revision.saturating_add(1).max(now_ms);
+        self.revision = next_revision(self.revision);
         if self.kind == ClientKind::IpPort {
             self.origin = Origin::Local;
         }

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
-use super::client::{distro_tag, Client, ClientKind, Published};
+use super::client::{distro_tag, next_revision, Client, ClientKind, Published};
 use super::model::{BeatTimeouts, Instance, InstanceKey, ServiceInfo, ServiceKey, ServiceMeta, CACHE_MILLIS};
 use crate::error::{Error, Result};
 
@@ -46,13 +46,48 @@ impl ServiceEntry {
     }
 }
 
+/// What is left of a removed client: the revision of its removal, so that
+/// an older copy arriving later (a partition healing, a late send) cannot
+/// bring it back. Kept for the Distro copy expiry.
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    revision: u64,
+    at: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     clients: HashMap<String, Client>,
     services: BTreeMap<ServiceKey, ServiceEntry>,
+    tombstones: HashMap<String, Tombstone>,
 }
 
 impl Inner {
+    /// The client `id`, created if absent; a client created again after its
+    /// removal continues from the removal's revision.
+    fn client_entry(&mut self, id: &str, kind: ClientKind) -> &mut Client {
+        let tombstones = &mut self.tombstones;
+        self.clients.entry(id.to_owned()).or_insert_with(|| {
+            let mut client = Client::new(id, kind);
+            client.revision = tombstones.remove(id).map_or(0, |t| t.revision);
+            client
+        })
+    }
+
+    /// Records that a client was removed at `revision`.
+    fn bury(&mut self, id: &str, revision: u64) {
+        let at = Instant::now();
+        let held = self.tombstones.entry(id.to_owned()).or_insert(Tombstone { revision, at });
+        if held.revision <= revision {
+            *held = Tombstone { revision, at };
+        }
+    }
+
+    /// The revision of a client's removal, if it was removed.
+    fn removed_at(&self, id: &str) -> Option<u64> {
+        self.tombstones.get(id).map(|t| t.revision)
+    }
+
     fn entry(&mut self, key: &ServiceKey) -> &mut ServiceEntry {
         self.services.entry(key.clone()).or_default()
     }
@@ -172,7 +207,7 @@ impl NamingStore {
     /// registers anything).
     pub fn ensure_client(&self, id: &str, kind: ClientKind) {
         let mut inner = self.inner.write();
-        inner.clients.entry(id.to_owned()).or_insert_with(|| Client::new(id, kind));
+        inner.client_entry(id, kind);
     }
 
     /// Registers an ephemeral instance for a client.
@@ -184,7 +219,7 @@ impl NamingStore {
         let now = Instant::now();
         {
             let mut inner = self.inner.write();
-            let client = inner.clients.entry(client_id.to_owned()).or_insert_with(|| Client::new(client_id, kind));
+            let client = inner.client_entry(client_id, kind);
             let set = client.published.entry(key.clone()).or_default();
             if kind == ClientKind::Connection {
                 set.clear();
@@ -202,7 +237,7 @@ impl NamingStore {
         let now = Instant::now();
         {
             let mut inner = self.inner.write();
-            let client = inner.clients.entry(client_id.to_owned()).or_insert_with(|| Client::new(client_id, kind));
+            let client = inner.client_entry(client_id, kind);
             let set: BTreeMap<InstanceKey, Published> =
                 instances.into_iter().map(|i| (i.key(), Published { instance: i, last_beat: now })).collect();
             let empty = set.is_empty();
@@ -241,8 +276,10 @@ impl NamingStore {
             client.touch_local();
             // An ip:port client exists only through its instances.
             let client_gone = client.kind == ClientKind::IpPort && client.published.is_empty();
+            let revision = client.revision;
             if client_gone {
                 inner.clients.remove(client_id);
+                inner.bury(client_id, next_revision(revision));
             }
             if now_empty {
                 if let Some(entry) = inner.services.get_mut(key) {
@@ -264,6 +301,7 @@ impl NamingStore {
         let touched: Vec<ServiceKey> = {
             let mut inner = self.inner.write();
             let Some(client) = inner.clients.remove(client_id) else { return false };
+            inner.bury(client_id, next_revision(client.revision));
             let keys: Vec<ServiceKey> = client.published.into_keys().collect();
             for key in &keys {
                 if let Some(entry) = inner.services.get_mut(key) {
@@ -315,7 +353,7 @@ impl NamingStore {
         let mut changed_clients = Vec::new();
         {
             let mut inner = self.inner.write();
-            let Inner { clients, services } = &mut *inner;
+            let Inner { clients, services, .. } = &mut *inner;
             let entry = services
                 .get_mut(key)
                 .ok_or_else(|| Error::NotFound(format!("service not found: {}", key.grouped_name())))?;
@@ -444,7 +482,9 @@ impl NamingStore {
                     changed_clients.push(id.clone());
                 }
                 if client.published.is_empty() {
+                    let revision = client.revision;
                     inner.clients.remove(id);
+                    inner.bury(id, next_revision(revision));
                 }
             }
             for (client_id, service) in emptied {

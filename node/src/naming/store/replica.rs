@@ -135,15 +135,16 @@ fn same_instances(a: &BTreeMap<InstanceKey, Published>, b: &BTreeMap<InstanceKey
 }
 
 impl NamingStore {
-    /// Copies of the clients `ids` that exist, and the ids that do not.
-    pub fn client_copies(&self, ids: &[String]) -> (Vec<ClientCopy>, Vec<String>) {
+    /// Copies of the clients `ids` that exist, and the ids that do not
+    /// with the revision of their removal (0 when not known).
+    pub fn client_copies(&self, ids: &[String]) -> (Vec<ClientCopy>, Vec<(String, u64)>) {
         let inner = self.inner.read();
         let mut copies = Vec::new();
         let mut absent = Vec::new();
         for id in ids {
             match inner.clients.get(id) {
                 Some(c) => copies.push(c.to_copy()),
-                None => absent.push(id.clone()),
+                None => absent.push((id.clone(), inner.removed_at(id).unwrap_or(0))),
             }
         }
         (copies, absent)
@@ -169,7 +170,11 @@ impl NamingStore {
                     confirm(held, now);
                     return Applied::Confirmed;
                 }
+            } else if inner.removed_at(&copy.id).is_some_and(|removed| removed >= copy.revision) {
+                // Removed after this copy was taken.
+                return Applied::Stale;
             }
+            inner.tombstones.remove(&copy.id);
             let mut published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>> = HashMap::new();
             for (service, instance) in copy.instances {
                 published.entry(service).or_default().insert(instance.key(), Published { instance, last_beat: now });
@@ -188,6 +193,7 @@ impl NamingStore {
             // An ip:port client exists only through its instances.
             if copy.kind == ClientKind::IpPort && inner.clients.get(&copy.id).is_some_and(|c| c.published.is_empty()) {
                 inner.clients.remove(&copy.id);
+                inner.bury(&copy.id, copy.revision);
             }
             (Applied::Replaced, changed)
         };
@@ -197,14 +203,27 @@ impl NamingStore {
         applied
     }
 
-    /// Removes a client a peer says is gone, unless it is a connection to
-    /// this node. Returns whether anything was removed.
-    pub fn remove_copy(&self, client_id: &str) -> bool {
+    /// Removes a client a peer says was removed at `revision` (0: unknown),
+    /// unless it is a connection to this node or held at a newer revision
+    /// (registered again since). Returns whether anything was removed.
+    pub fn remove_copy(&self, client_id: &str, revision: u64) -> bool {
         let touched = {
             let mut inner = self.inner.write();
-            match inner.clients.get(client_id) {
-                Some(c) if !c.is_local_connection() => inner.drop_client(client_id),
-                _ => return false,
+            let held = inner.clients.get(client_id).map(|c| (c.is_local_connection(), c.revision));
+            match held {
+                None => {
+                    if revision > 0 {
+                        inner.bury(client_id, revision);
+                    }
+                    return false;
+                }
+                Some((true, _)) => return false,
+                Some((false, held)) if revision > 0 && held > revision => return false,
+                Some((false, held)) => {
+                    let keys = inner.drop_client(client_id);
+                    inner.bury(client_id, revision.max(held));
+                    keys
+                }
             }
         };
         for key in &touched {
@@ -220,7 +239,9 @@ impl NamingStore {
         let mut outcome = VerifyOutcome::default();
         let mut inner = self.inner.write();
         for (id, revision) in clients {
+            let removed_at = inner.removed_at(id);
             match inner.clients.get_mut(id) {
+                None if removed_at.is_some_and(|r| r >= *revision) => outcome.newer_here.push(id.clone()),
                 None => outcome.missing.push(id.clone()),
                 Some(held) if held.revision < *revision => outcome.missing.push(id.clone()),
                 Some(held) if held.revision > *revision => outcome.newer_here.push(id.clone()),
@@ -242,10 +263,17 @@ impl NamingStore {
             .collect()
     }
 
-    /// Drops the copies not confirmed within `max_age` of `now`; returns how
-    /// many were dropped. Nothing is announced to peers: each node expires
-    /// its own copies.
-    pub fn expire_copies(&self, now: Instant, max_age: Duration, responsible: impl Fn(&str) -> bool) -> usize {
+    /// Drops the copies not confirmed within `max_age` of `now`, and the
+    /// removal records older than `tombstone_ttl`; returns how many copies
+    /// were dropped. Nothing is announced to peers: each node expires its
+    /// own copies.
+    pub fn expire_copies(
+        &self,
+        now: Instant,
+        max_age: Duration,
+        tombstone_ttl: Duration,
+        responsible: impl Fn(&str) -> bool,
+    ) -> usize {
         let expired: Vec<String> = {
             let inner = self.inner.read();
             inner
@@ -255,6 +283,10 @@ impl NamingStore {
                 .map(|c| c.id.clone())
                 .collect()
         };
+        {
+            let mut inner = self.inner.write();
+            inner.tombstones.retain(|_, t| now.saturating_duration_since(t.at) <= tombstone_ttl);
+        }
         if expired.is_empty() {
             return 0;
         }
@@ -372,7 +404,7 @@ mod tests {
     fn a_local_connection_is_never_removed_by_a_peer_but_takes_newer_data() {
         let store = NamingStore::new(BeatTimeouts::default());
         store.register_ephemeral("conn", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
-        assert!(!store.remove_copy("conn"));
+        assert!(!store.remove_copy("conn", 0));
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
         let held = store.client("conn").map(|c| c.revision).expect("held");
         let newer = copy("conn", ClientKind::Connection, held + 1, &[("a", "10.0.0.1", 80)]);
@@ -398,7 +430,10 @@ mod tests {
         assert_eq!(outcome.missing, ["older", "absent"]);
         assert_eq!(outcome.newer_here, ["newer"]);
         // Only the confirmed copy survives an expiry measured from before the round.
-        let dropped = store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), |_| false);
+        let dropped =
+            store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30), |_| {
+                false
+            });
         assert_eq!(dropped, 2);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
     }
@@ -416,9 +451,51 @@ mod tests {
         vouched.sort();
         assert_eq!(vouched, ["10.0.0.3:80#true", "local-conn"]);
         assert_eq!(store.verified_count(mine), 2);
-        let dropped = store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), mine);
+        let dropped =
+            store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30), mine);
         assert_eq!(dropped, 2, "the peer's connection and the ip:port copy another member is responsible for");
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80", "10.0.0.3:80"]);
+    }
+
+    #[test]
+    fn a_removal_outlives_older_copies_and_yields_to_newer_ones() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let now = Instant::now();
+        let id = "10.0.0.1:80#true";
+        let ip = ClientKind::IpPort;
+        store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:1", now);
+        // A removal older than what is held is ignored (registered again since).
+        assert!(!store.remove_copy(id, 4));
+        assert!(store.remove_copy(id, 6));
+        // The copy taken before the removal cannot bring it back, by sync or verify.
+        assert_eq!(store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:2", now), Applied::Stale);
+        let outcome = store.verify(&[(id.to_string(), 5)], now);
+        assert_eq!(outcome.newer_here, [id], "the removal is newer: it is sent back");
+        assert_eq!(store.client_copies(&[id.to_string()]).1, [(id.to_string(), 6)]);
+        // A registration after the removal wins.
+        assert_eq!(store.apply_copy(copy(id, ip, 7, &[("a", "10.0.0.1", 80)]), "p:2", now), Applied::Replaced);
+        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
+        // A removal this node has not seen the client for is remembered too.
+        assert!(!store.remove_copy("other", 9));
+        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Stale);
+        // Removal records are forgotten after their own retention.
+        store.expire_copies(now + Duration::from_secs(20), Duration::from_secs(5), Duration::from_secs(30), |_| false);
+        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Stale);
+        store.expire_copies(now + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30), |_| false);
+        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Replaced);
+    }
+
+    #[test]
+    fn a_local_client_created_again_continues_past_its_removal() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let id = "10.0.0.1:80#true";
+        store.register_ephemeral(id, ClientKind::IpPort, &svc("a"), inst("10.0.0.1", 80));
+        let first = store.client(id).map(|c| c.revision).expect("held");
+        store.deregister_ephemeral(id, &svc("a"), &inst("10.0.0.1", 80).key());
+        let removed = store.client_copies(&[id.to_string()]).1[0].1;
+        assert!(removed > first);
+        store.register_ephemeral(id, ClientKind::IpPort, &svc("a"), inst("10.0.0.1", 80));
+        assert!(store.client(id).map(|c| c.revision).expect("held") > removed);
     }
 
     #[test]
@@ -437,7 +514,7 @@ mod tests {
         source.register_ephemeral("c1", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
         source.register_ephemeral("c1", ClientKind::Connection, &svc("b"), inst("10.0.0.1", 81));
         let (copies, absent) = source.client_copies(&["c1".into(), "gone".into()]);
-        assert_eq!(absent, ["gone"]);
+        assert_eq!(absent, [("gone".to_string(), 0)]);
         let target = NamingStore::new(BeatTimeouts::default());
         for c in copies {
             target.apply_copy(c, "src:1", Instant::now());

@@ -1,0 +1,457 @@
+//! Distro with real `roster-node` processes on loopback (DESIGN §5):
+//! replication of gRPC and HTTP registrations, pushes across nodes,
+//! scale-up with snapshot bootstrap (file and address-server lookups),
+//! `kill -9`, a partition made with the peer fault switch, and a dropped
+//! sync repaired by verify.
+//!
+//! Timers are shortened so that every scenario takes seconds; every wait
+//! polls for a condition with a bound.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, NamingServiceBuilder};
+use nacos_sdk::api::props::ClientProps;
+use roster_e2e::cluster::{
+    beat, deregister_http, instances, is_ready, member_states, register_http, set_faults, status, AddressServer,
+    SdkClient,
+};
+use roster_e2e::{eventually, loopback_ips, NodeProcess};
+use roster_node::cluster::responsible_member;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// How the nodes find each other.
+enum Lookup<'a> {
+    File(&'a Path),
+    AddressServer(&'a str),
+}
+
+/// Starts a node on `ip` (standard ports) with short Distro timers and the
+/// fault switch enabled. `extra` flags come last and win.
+fn start_node(ip: &str, lookup: &Lookup<'_>, extra: &[&str]) -> NodeProcess {
+    let advertise = format!("{ip}:8848");
+    let mut args: Vec<String> = ["--bind", ip, "--advertise", &advertise].iter().map(|s| s.to_string()).collect();
+    match lookup {
+        Lookup::File(conf) => {
+            args.extend(["--lookup".into(), "file".into(), "--cluster-conf".into()]);
+            args.push(conf.to_string_lossy().into_owned());
+            args.extend(["--cluster-conf-poll-interval".into(), "100ms".into()]);
+        }
+        Lookup::AddressServer(url) => {
+            args.extend(["--lookup".into(), "address-server".into(), "--address-server-url".into()]);
+            args.push((*url).to_owned());
+            args.extend(["--address-server-poll-interval".into(), "100ms".into()]);
+        }
+    }
+    let timers = [
+        ("--member-report-interval", "200ms"),
+        ("--member-report-timeout", "300ms"),
+        ("--member-down-after-failures", "2"),
+        ("--distro-sync-delay", "50ms"),
+        ("--distro-sync-retry-delay", "200ms"),
+        ("--distro-sync-timeout", "1s"),
+        ("--distro-verify-interval", "300ms"),
+        ("--distro-copy-expiry", "2s"),
+        ("--distro-load-retry-delay", "300ms"),
+        ("--beat-check-interval", "200ms"),
+        ("--push-delay", "20ms"),
+    ];
+    for (flag, value) in timers {
+        args.extend([flag.to_string(), value.to_string()]);
+    }
+    args.push("--fault-injection".into());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    NodeProcess::start(&args, &[]).expect("node starts")
+}
+
+fn member(ip: &str) -> String {
+    format!("{ip}:8848")
+}
+
+/// Writes the member file atomically.
+fn write_conf(path: &Path, members: &[String]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, members.iter().map(|m| format!("{m}\n")).collect::<String>()).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// Waits until `node` sees exactly `members`, each in `state`.
+async fn wait_members(node: &NodeProcess, members: &[String], state: &str) {
+    let mut want: Vec<(String, String)> = members.iter().map(|m| (m.clone(), state.to_owned())).collect();
+    want.sort();
+    let what = format!("{} to see {want:?}", node.http);
+    eventually(&what, WAIT, || async { (member_states(node.http).await? == want).then_some(()) }).await;
+}
+
+/// Waits until every node is ready and sees every member `UP`.
+async fn wait_formed(nodes: &[&NodeProcess], members: &[String]) {
+    for node in nodes {
+        wait_members(node, members, "UP").await;
+        eventually(&format!("{} ready", node.http), WAIT, || async { is_ready(node.http).await.then_some(()) }).await;
+    }
+}
+
+/// Waits until every node answers `expected` for `service`.
+async fn wait_instances(nodes: &[&NodeProcess], service: &str, expected: &[String]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    for node in nodes {
+        let what = format!("{service} on {} to be {expected:?}", node.http);
+        eventually(&what, WAIT, || async { (instances(node.http, service).await? == expected).then_some(()) }).await;
+    }
+}
+
+/// Waits until every node answers the same (non-empty) list for `service`
+/// and returns it.
+async fn wait_agreement(nodes: &[&NodeProcess], service: &str) -> Vec<String> {
+    let what = format!("every node to agree on {service}");
+    eventually(&what, WAIT, || async {
+        let mut lists = Vec::new();
+        for node in nodes {
+            lists.push(instances(node.http, service).await?);
+        }
+        let first = lists[0].clone();
+        (!first.is_empty() && lists.iter().all(|l| *l == first)).then_some(first)
+    })
+    .await
+}
+
+/// A port whose ip:port tag `members` (sorted) hand to `owner`.
+fn port_owned_by(ip: &str, members: &[String], owner: &str, from: u16) -> u16 {
+    let mut sorted = members.to_vec();
+    sorted.sort();
+    (from..from + 1000)
+        .find(|p| responsible_member(&format!("{ip}:{p}"), &sorted) == Some(owner))
+        .expect("some port maps to every member")
+}
+
+fn up(i: &str, p: u16) -> String {
+    format!("{i}:{p}:true")
+}
+
+/// Subscribes to `service` on the node at `http` with the official SDK and
+/// returns the host lists pushed to it.
+async fn subscribe(http: SocketAddr, grpc: u16, service: &str) -> tokio::sync::mpsc::UnboundedReceiver<Vec<String>> {
+    #[derive(Debug)]
+    struct Forward(tokio::sync::mpsc::UnboundedSender<Vec<String>>);
+    impl NamingEventListener for Forward {
+        fn event(&self, event: Arc<NamingChangeEvent>) {
+            let hosts = event.instances.as_ref().map_or_else(Vec::new, |list| {
+                let mut hosts: Vec<String> = list.iter().map(|i| format!("{}:{}", i.ip, i.port)).collect();
+                hosts.sort();
+                hosts
+            });
+            let _ = self.0.send(hosts);
+        }
+    }
+    let props = ClientProps::new()
+        .server_addr(http.to_string())
+        .remote_grpc_port(grpc)
+        .env_first(false)
+        .load_cache_at_start(false)
+        .naming_push_empty_protection(false)
+        .app_name("distro-subscriber");
+    let naming = NamingServiceBuilder::new(props).build().await.expect("naming client");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    naming.subscribe(service.to_owned(), None, Vec::new(), Arc::new(Forward(tx))).await.expect("subscribe");
+    // The SDK's runtime is process-global: leak the client so its connection
+    // lives for the rest of the test (the node process is killed at the end).
+    std::mem::forget(naming);
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_replicate_grpc_and_http_writes_and_push_across_nodes() {
+    let ips = loopback_ips(3);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_conf(&conf, &members);
+    let lookup = Lookup::File(&conf);
+    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &[])).collect();
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&all, &members).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // A subscriber on C, before anything exists.
+    let mut pushed = subscribe(c.http, c.grpc.port(), "svc-push").await;
+
+    // A gRPC registration on A and HTTP registrations on B.
+    let _grpc_client = SdkClient::register(a.http, a.grpc.port(), "svc-grpc", "10.1.0.1", 7001).expect("sdk client");
+    register_http(b.http, "svc-http", "10.1.0.2", 7002).await.expect("register");
+    register_http(b.http, "svc-http", "10.1.0.3", 7003).await.expect("register");
+    wait_instances(&all, "svc-grpc", &[up("10.1.0.1", 7001)]).await;
+    wait_instances(&all, "svc-http", &[up("10.1.0.2", 7002), up("10.1.0.3", 7003)]).await;
+
+    // A change made on A is pushed to the subscriber on C.
+    let _pushed_client = SdkClient::register(a.http, a.grpc.port(), "svc-push", "10.1.0.9", 7009).expect("sdk client");
+    let seen = eventually("the subscriber on C to be pushed A's instance", WAIT, || {
+        let got = pushed.try_recv().ok();
+        async move { got.filter(|hosts| hosts.contains(&"10.1.0.9:7009".to_string())) }
+    })
+    .await;
+    assert_eq!(seen, ["10.1.0.9:7009"]);
+
+    // An HTTP deregistration on C (forwarded to the responsible member if
+    // need be) removes the instance everywhere.
+    deregister_http(c.http, "svc-http", "10.1.0.2", 7002).await.expect("deregister");
+    wait_instances(&all, "svc-http", &[up("10.1.0.3", 7003)]).await;
+
+    // Every node holds the same data and says where its snapshot came from.
+    for node in &all {
+        let s = status(node.http).await.expect("status");
+        assert_eq!(s["distro"]["initialized"], true, "{s}");
+        assert_eq!(s["ready"], true);
+    }
+}
+
+/// Scale-up 3 → 5: the new members load the snapshot from a loaded peer,
+/// hold every instance, and only then report ready.
+async fn scale_up(use_address_server: bool) {
+    let ips = loopback_ips(5);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_conf(&conf, &members[..3]);
+    let server = AddressServer::start(&ips[0], &members[..3]).await.expect("address server");
+    let url = server.url();
+    let lookup = if use_address_server { Lookup::AddressServer(&url) } else { Lookup::File(&conf) };
+    // Long beat timeouts: the HTTP instances must outlive the test without beats.
+    let extra = ["--beat-timeout", "120s", "--beat-delete-timeout", "240s", "--distro-snapshot-chunk", "4"];
+    let mut nodes: Vec<NodeProcess> = ips[..3].iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let first: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&first, &members[..3]).await;
+
+    // 30 HTTP instances spread over the three nodes, and one gRPC client.
+    let mut expected = Vec::new();
+    for i in 0..30u16 {
+        let ip = format!("10.2.0.{}", i + 1);
+        register_http(nodes[usize::from(i) % 3].http, "svc-scale", &ip, 8000 + i).await.expect("register");
+        expected.push(up(&ip, 8000 + i));
+    }
+    let _client =
+        SdkClient::register(nodes[1].http, nodes[1].grpc.port(), "svc-scale", "10.2.1.1", 9000).expect("sdk client");
+    expected.push(up("10.2.1.1", 9000));
+    expected.sort();
+    wait_instances(&first, "svc-scale", &expected).await;
+
+    // Grow the list, then start the two new members with it.
+    if use_address_server {
+        server.set(&members);
+    } else {
+        write_conf(&conf, &members);
+    }
+    for ip in &ips[3..] {
+        nodes.push(start_node(ip, &lookup, &extra));
+    }
+    let source_set: BTreeSet<String> = members[..3].iter().cloned().collect();
+    for node in &nodes[3..] {
+        // Watch the node until it is ready: it must never be ready without
+        // every instance and a named snapshot source.
+        let observed = eventually(&format!("{} to turn ready", node.http), WAIT, || async {
+            let s = status(node.http).await?;
+            let ready = s["ready"] == Value::Bool(true);
+            if ready {
+                let held = instances(node.http, "svc-scale").await?;
+                assert_eq!(held, expected, "{} is ready without every instance", node.http);
+                return Some(s);
+            }
+            None
+        })
+        .await;
+        let distro = &observed["distro"];
+        assert_eq!(distro["initialized"], true);
+        let source = distro["snapshotSource"].as_str().expect("a snapshot source").to_owned();
+        assert!(source_set.contains(&source), "snapshot from {source}, not an original member");
+        assert!(distro["snapshotLoadedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    let everyone: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&everyone, &members).await;
+    wait_instances(&everyone, "svc-scale", &expected).await;
+
+    // A write on a new member reaches the old ones.
+    register_http(nodes[4].http, "svc-scale", "10.2.2.1", 9100).await.expect("register");
+    expected.push(up("10.2.2.1", 9100));
+    wait_instances(&everyone, "svc-scale", &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_up_by_file_loads_the_snapshot_before_ready() {
+    scale_up(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scale_up_by_address_server_loads_the_snapshot_before_ready() {
+    scale_up(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_node_loses_its_connections_but_its_ip_port_clients_live_on() {
+    let ips = loopback_ips(3);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_conf(&conf, &members);
+    let lookup = Lookup::File(&conf);
+    let extra = ["--beat-timeout", "1500ms", "--beat-delete-timeout", "3s"];
+    let mut nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&all, &members).await;
+    let victim = members[2].clone();
+
+    // A gRPC client of the victim, and HTTP clients the victim is responsible for.
+    let mut grpc_client =
+        SdkClient::register(nodes[2].http, nodes[2].grpc.port(), "svc-kill", "10.3.0.1", 7100).expect("sdk client");
+    let ports: Vec<u16> = {
+        let first = port_owned_by("10.3.1.1", &members, &victim, 8000);
+        let second = port_owned_by("10.3.1.1", &members, &victim, first + 1);
+        vec![first, second]
+    };
+    for port in &ports {
+        register_http(nodes[0].http, "svc-kill", "10.3.1.1", *port).await.expect("register");
+    }
+    let mut expected: Vec<String> = ports.iter().map(|p| up("10.3.1.1", *p)).collect();
+    expected.push(up("10.3.0.1", 7100));
+    wait_instances(&all, "svc-kill", &expected).await;
+
+    // The HTTP clients keep beating through A for the rest of the test.
+    let beating = {
+        let (a, ports) = (nodes[0].http, ports.clone());
+        tokio::spawn(async move {
+            loop {
+                for port in &ports {
+                    let _ = beat(a, "svc-kill", "10.3.1.1", *port).await;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    let killed_at = Instant::now();
+    nodes[2].kill();
+    let survivors: Vec<&NodeProcess> = nodes[..2].iter().collect();
+    for node in &survivors {
+        let mut want = vec![(members[0].clone(), "UP".to_string()), (members[1].clone(), "UP".to_string())];
+        want.push((victim.clone(), "DOWN".to_string()));
+        want.sort();
+        eventually("the victim to be DOWN", WAIT, || async { (member_states(node.http).await? == want).then_some(()) })
+            .await;
+    }
+    // The victim's gRPC client goes with it (its copies expire) ...
+    let http_only: Vec<String> = ports.iter().map(|p| up("10.3.1.1", *p)).collect();
+    wait_instances(&survivors, "svc-kill", &http_only).await;
+    // ... while its ip:port clients stay registered and healthy on every
+    // survivor for longer than a delete timeout after the kill.
+    let hold = Duration::from_secs(5);
+    while killed_at.elapsed() < hold {
+        for node in &survivors {
+            let held = instances(node.http, "svc-kill").await.expect("list");
+            assert_eq!(held, http_only, "{} after {:?}", node.http, killed_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // They are now judged by a survivor: once the beats stop, they expire.
+    beating.abort();
+    wait_instances(&survivors, "svc-kill", &[]).await;
+    grpc_client.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
+    let ips = loopback_ips(3);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_conf(&conf, &members);
+    let lookup = Lookup::File(&conf);
+    let extra = ["--beat-timeout", "120s", "--beat-delete-timeout", "240s", "--distro-tombstone-ttl", "60s"];
+    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&all, &members).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Before: one HTTP instance A is responsible for (so A keeps vouching
+    // for it through the partition), and one gRPC client on B.
+    let owned = port_owned_by("10.4.0.1", &members, &members[0], 7200);
+    register_http(a.http, "svc-part", "10.4.0.1", owned).await.expect("register");
+    let _client = SdkClient::register(b.http, b.grpc.port(), "svc-part", "10.4.0.2", 7201).expect("sdk client");
+    wait_instances(&all, "svc-part", &[up("10.4.0.1", owned), up("10.4.0.2", 7201)]).await;
+
+    // Cut A from B and C, both ways, and wait until each side sees it.
+    set_faults(a.http, &[&members[1], &members[2]], 0).await.expect("faults");
+    set_faults(b.http, &[&members[0]], 0).await.expect("faults");
+    set_faults(c.http, &[&members[0]], 0).await.expect("faults");
+    let mut a_view = vec![
+        (members[0].clone(), "UP".to_string()),
+        (members[1].clone(), "DOWN".to_string()),
+        (members[2].clone(), "DOWN".to_string()),
+    ];
+    a_view.sort();
+    eventually("A to see B and C DOWN", WAIT, || async { (member_states(a.http).await? == a_view).then_some(()) })
+        .await;
+    for node in [b, c] {
+        let mut view = vec![
+            (members[0].clone(), "DOWN".to_string()),
+            (members[1].clone(), "UP".to_string()),
+            (members[2].clone(), "UP".to_string()),
+        ];
+        view.sort();
+        eventually("B and C to see A DOWN", WAIT, || async { (member_states(node.http).await? == view).then_some(()) })
+            .await;
+    }
+
+    // Writes succeed on both sides.
+    register_http(a.http, "svc-part", "10.4.1.1", 7300).await.expect("write on A's side");
+    register_http(c.http, "svc-part", "10.4.1.2", 7301).await.expect("write on B and C's side");
+    deregister_http(b.http, "svc-part", "10.4.0.1", owned).await.expect("delete on B and C's side");
+    wait_instances(&[b, c], "svc-part", &[up("10.4.0.2", 7201), up("10.4.1.2", 7301)]).await;
+    // A cannot confirm B's connection any more: its copy expires there.
+    wait_instances(&[a], "svc-part", &[up("10.4.0.1", owned), up("10.4.1.1", 7300)]).await;
+
+    // Heal. Every node converges on the same data: both sides' writes, the
+    // gRPC client again on A, and the deletion made on B's side.
+    for node in &all {
+        set_faults(node.http, &[], 0).await.expect("heal");
+    }
+    wait_formed(&all, &members).await;
+    let agreed = wait_agreement(&all, "svc-part").await;
+    assert!(agreed.contains(&up("10.4.1.1", 7300)), "A's write survives: {agreed:?}");
+    assert!(agreed.contains(&up("10.4.1.2", 7301)), "C's write survives: {agreed:?}");
+    assert!(agreed.contains(&up("10.4.0.2", 7201)), "B's connection is back on A: {agreed:?}");
+    // The deletion made on B's side wins although A, responsible for the
+    // instance, held it and vouched for it all along: the removal record is
+    // newer than A's data, so B and C send it back instead of asking for
+    // the instance.
+    assert!(!agreed.contains(&up("10.4.0.1", owned)), "the deletion made during the partition holds: {agreed:?}");
+    assert_eq!(agreed.len(), 3, "{agreed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_sync_is_repaired_by_verify() {
+    let ips = loopback_ips(3);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_conf(&conf, &members);
+    let lookup = Lookup::File(&conf);
+    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &[])).collect();
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_formed(&all, &members).await;
+    let a = &nodes[0];
+
+    // A drops its next two syncs: the ones to B and C for this client.
+    set_faults(a.http, &[], 2).await.expect("faults");
+    let _client = SdkClient::register(a.http, a.grpc.port(), "svc-drop", "10.5.0.1", 7400).expect("sdk client");
+    wait_instances(&all, "svc-drop", &[up("10.5.0.1", 7400)]).await;
+
+    let s = status(a.http).await.expect("status");
+    assert_eq!(s["distro"]["droppedSyncs"], 2, "both syncs were dropped: {s}");
+    let repairs = s["distro"]["verifyRepairs"].as_u64().expect("verifyRepairs");
+    assert!(repairs >= 2, "B and C got the client through verify (repairs: {repairs})");
+}
