@@ -131,6 +131,13 @@ fn port_owned_by(ip: &str, members: &[String], owner: &str, from: u16) -> u16 {
         .expect("some port maps to every member")
 }
 
+/// The node's count of one Distro event, from `/metrics`.
+async fn distro_event(http: SocketAddr, event: &str) -> u64 {
+    let text = reqwest::get(format!("http://{http}/metrics")).await.expect("metrics").text().await.expect("text");
+    let prefix = format!("roster_distro_events_total{{event=\"{event}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
 fn up(i: &str, p: u16) -> String {
     format!("{i}:{p}:true")
 }
@@ -182,12 +189,19 @@ async fn three_nodes_replicate_grpc_and_http_writes_and_push_across_nodes() {
     // A subscriber on C, before anything exists.
     let mut pushed = subscribe(c.http, c.grpc.port(), "svc-push").await;
 
-    // A gRPC registration on A and HTTP registrations on B.
-    let _grpc_client = SdkClient::register(a.http, a.grpc.port(), "svc-grpc", "10.1.0.1", 7001).expect("sdk client");
-    register_http(b.http, "svc-http", "10.1.0.2", 7002).await.expect("register");
-    register_http(b.http, "svc-http", "10.1.0.3", 7003).await.expect("register");
+    // A gRPC registration on A, and HTTP registrations on B of an instance
+    // B is responsible for and of one C is (which B forwards to C).
+    let mut grpc_client = SdkClient::register(a.http, a.grpc.port(), "svc-grpc", "10.1.0.1", 7001).expect("sdk client");
+    let (p2, p3) = (
+        port_owned_by("10.1.0.2", &members, &members[1], 7002),
+        port_owned_by("10.1.0.3", &members, &members[2], 7003),
+    );
+    register_http(b.http, "svc-http", "10.1.0.2", p2).await.expect("register");
+    register_http(b.http, "svc-http", "10.1.0.3", p3).await.expect("register");
     wait_instances(&all, "svc-grpc", &[up("10.1.0.1", 7001)]).await;
-    wait_instances(&all, "svc-http", &[up("10.1.0.2", 7002), up("10.1.0.3", 7003)]).await;
+    wait_instances(&all, "svc-http", &[up("10.1.0.2", p2), up("10.1.0.3", p3)]).await;
+    assert_eq!(distro_event(b.http, "http_forwarded").await, 1, "B forwarded the write C is responsible for");
+    assert_eq!(distro_event(c.http, "http_forwarded").await, 0);
 
     // A change made on A is pushed to the subscriber on C.
     let _pushed_client = SdkClient::register(a.http, a.grpc.port(), "svc-push", "10.1.0.9", 7009).expect("sdk client");
@@ -198,10 +212,15 @@ async fn three_nodes_replicate_grpc_and_http_writes_and_push_across_nodes() {
     .await;
     assert_eq!(seen, ["10.1.0.9:7009"]);
 
-    // An HTTP deregistration on C (forwarded to the responsible member if
-    // need be) removes the instance everywhere.
-    deregister_http(c.http, "svc-http", "10.1.0.2", 7002).await.expect("deregister");
-    wait_instances(&all, "svc-http", &[up("10.1.0.3", 7003)]).await;
+    // An HTTP deregistration on C (forwarded to B, responsible) removes the
+    // instance everywhere.
+    deregister_http(c.http, "svc-http", "10.1.0.2", p2).await.expect("deregister");
+    wait_instances(&all, "svc-http", &[up("10.1.0.3", p3)]).await;
+    assert_eq!(distro_event(c.http, "http_forwarded").await, 1);
+
+    // A client that dies (SIGKILL) is removed from every node.
+    grpc_client.kill();
+    wait_instances(&all, "svc-grpc", &[]).await;
 
     // Every node holds the same data and says where its snapshot came from.
     for node in &all {

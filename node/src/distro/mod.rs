@@ -290,7 +290,103 @@ pub fn rfc3339(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use roster_proto::peer::{ClientRevision, SnapshotChunk};
+    use tokio_stream::StreamExt;
+
     use super::*;
+    use crate::cluster::{ClusterMetrics, PeerAddressResolver};
+    use crate::naming::{ClientCopy, ClientKind, Instance, Selection, ServiceKey};
+
+    fn distro() -> Arc<Distro> {
+        let metrics = Arc::new(Metrics::new());
+        let membership = Arc::new(Membership::new("a:8848", false, 3, Arc::new(ClusterMetrics::new())));
+        let channels = Arc::new(PeerChannels::new(PeerAddressResolver::default(), Duration::from_millis(100)));
+        let store = Arc::new(NamingStore::new(Default::default()));
+        let limits = Limits { max_metadata_bytes: 1024, max_batch_instances: 10 };
+        let settings = DistroSettings {
+            sync_delay: Duration::from_millis(10),
+            sync_retry_delay: Duration::from_millis(10),
+            sync_timeout: Duration::from_millis(100),
+            verify_interval: Duration::from_millis(100),
+            copy_expiry: Duration::from_secs(1),
+            tombstone_ttl: Duration::from_secs(2),
+            load_retry_delay: Duration::from_millis(10),
+            snapshot_chunk: 2,
+        };
+        Distro::new(store, membership, channels, metrics, limits, settings)
+    }
+
+    fn client(id: &str, revision: u64, ip: &str) -> ClientCopy {
+        let instance = Instance {
+            ip: ip.into(),
+            port: 80,
+            weight: 1.0,
+            healthy: true,
+            enabled: true,
+            ephemeral: true,
+            cluster: "DEFAULT".into(),
+            metadata: BTreeMap::new(),
+        };
+        ClientCopy {
+            id: id.into(),
+            kind: ClientKind::Connection,
+            revision,
+            instances: vec![(ServiceKey::new("public", "DEFAULT_GROUP", "s"), instance)],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sync_with_one_bad_client_changes_nothing() {
+        let d = distro();
+        let peer = DistroPeer(d.clone());
+        let good = codec::encode(&client("c1", 1, "10.0.0.1"));
+        let mut bad = codec::encode(&client("c2", 1, "10.0.0.2"));
+        bad.instances[0].instance_json = "not json".into();
+        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good.clone(), bad], removed: vec![] };
+        let status = peer.sync(request).expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(d.store.counts().clients, 0, "nothing applied");
+
+        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good], removed: vec![] };
+        assert!(peer.sync(request).expect("accepted").accepted);
+        let held = d.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "s"), &Selection::default());
+        assert_eq!(held.hosts.len(), 1);
+        // Verify: held at that revision is confirmed; unknown is missing.
+        let reply = peer
+            .verify(DistroVerifyRequest {
+                source: "b:8848".into(),
+                clients: vec![
+                    ClientRevision { client_id: "c1".into(), revision: 1 },
+                    ClientRevision { client_id: "c9".into(), revision: 3 },
+                ],
+            })
+            .expect("verify");
+        assert_eq!(reply.missing_client_ids, ["c9"]);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_streams_every_client_in_chunks() {
+        let d = distro();
+        for n in 0..5 {
+            d.store.apply_copy(client(&format!("c{n}"), 1, &format!("10.0.0.{n}")), "b:8848", Instant::now());
+        }
+        let stream = DistroPeer(d.clone())
+            .snapshot(SnapshotRequest { requester: "c:8848".into(), chunk_clients: 0 })
+            .expect("stream");
+        let chunks: Vec<SnapshotChunk> = stream.map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(chunks.iter().map(|c| c.clients.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(chunks.iter().map(|c| c.last).collect::<Vec<_>>(), [false, false, true]);
+        assert!(chunks.iter().all(|c| !c.source_initialized), "this node has not loaded");
+
+        // An empty node answers one empty, last chunk.
+        let empty = distro();
+        let stream = DistroPeer(empty).snapshot(SnapshotRequest::default()).expect("stream");
+        let chunks: Vec<SnapshotChunk> = stream.map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].last && chunks[0].clients.is_empty());
+    }
 
     #[test]
     fn rfc3339_formats_utc() {
