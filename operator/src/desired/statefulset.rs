@@ -25,8 +25,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -44,6 +44,8 @@ pub const DATA_VOLUME: &str = "data";
 pub const AUTH_DIR: &str = "/etc/roster/auth";
 /// Pod-template annotation with the hash of the ConfigMap data.
 pub const CONFIG_HASH_ANNOTATION: &str = "roster.dev/config-hash";
+/// Group id of the node image's user (see docker/node.Dockerfile).
+pub const NODE_GROUP: i64 = 65532;
 /// Readiness endpoint of a member (DESIGN §7).
 pub const READINESS_PATH: &str = "/nacos/v1/console/health/readiness";
 /// Liveness endpoint of a member.
@@ -198,6 +200,11 @@ pub fn statefulset(t: &Target<'_>, settings: &OperatorSettings, replicas: i32) -
                     node_selector: spec.node_selector.clone(),
                     affinity: spec.affinity.clone(),
                     tolerations: spec.tolerations.clone(),
+                    // The node image runs as 65532; fsGroup makes the data volume writable for it.
+                    security_context: Some(PodSecurityContext {
+                        fs_group: Some(NODE_GROUP),
+                        ..PodSecurityContext::default()
+                    }),
                     // Time to move gRPC clients to other members before stopping (DESIGN §5, draining).
                     termination_grace_period_seconds: Some(30),
                     volumes: (!volumes.is_empty()).then_some(volumes),
