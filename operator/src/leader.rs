@@ -288,3 +288,86 @@ mod tests {
         assert!(t.retry_period < t.renew_deadline);
     }
 }
+
+#[cfg(test)]
+mod api_tests {
+    //! The elector against a mocked API server: create, renew, and losing a
+    //! compare-and-swap race.
+
+    use super::*;
+    use http::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use kube::Client;
+    use serde_json::json;
+
+    fn elector() -> (LeaderElector, tower_test::mock::Handle<Request<Body>, Response<Body>>) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api = Api::<Lease>::namespaced(Client::new(service, "default"), "roster-system");
+        (LeaderElector::new(api, "roster-operator", "pod-a", LeaseTiming::default()), handle)
+    }
+
+    fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: StatusCode, body: serde_json::Value) {
+        let bytes = serde_json::to_vec(&body).expect("json");
+        send.send_response(Response::builder().status(status).body(Body::from(bytes)).expect("response"));
+    }
+
+    async fn body_of(req: Request<Body>) -> serde_json::Value {
+        let bytes = req.into_body().collect_bytes().await.expect("body");
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+
+    const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/roster-system/leases/roster-operator";
+
+    #[tokio::test]
+    async fn creates_then_renews_then_loses_a_race() {
+        let (mut elector, mut api) = elector();
+        let server = tokio::spawn(async move {
+            // Round 1: no Lease -> create it.
+            let (req, send) = api.next_request().await.expect("get");
+            assert_eq!((req.method(), req.uri().path()), (&Method::GET, PATH));
+            respond(send, StatusCode::NOT_FOUND, json!({"kind": "Status", "code": 404, "reason": "NotFound"}));
+            let (req, send) = api.next_request().await.expect("create");
+            assert_eq!(req.method(), Method::POST);
+            let created = body_of(req).await;
+            assert_eq!(created["spec"]["holderIdentity"], "pod-a");
+            assert_eq!(created["spec"]["leaseDurationSeconds"], 15);
+            let mut stored = created.clone();
+            stored["metadata"]["resourceVersion"] = json!("1");
+            respond(send, StatusCode::CREATED, stored.clone());
+            // Round 2: our Lease -> renew with a compare-and-swap on resourceVersion 1.
+            let (_, send) = api.next_request().await.expect("get");
+            respond(send, StatusCode::OK, stored.clone());
+            let (req, send) = api.next_request().await.expect("replace");
+            assert_eq!((req.method(), req.uri().path()), (&Method::PUT, PATH));
+            let renewed = body_of(req).await;
+            assert_eq!(renewed["metadata"]["resourceVersion"], "1");
+            assert_eq!(renewed["spec"]["holderIdentity"], "pod-a");
+            assert_eq!(renewed["spec"]["leaseTransitions"], 0);
+            // Someone else wrote in between: 409.
+            respond(send, StatusCode::CONFLICT, json!({"kind": "Status", "code": 409, "reason": "Conflict"}));
+        });
+        assert!(elector.try_acquire_or_renew().await.expect("round 1"));
+        assert!(!elector.try_acquire_or_renew().await.expect("round 2 lost the race"));
+        server.await.expect("scenario");
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_live_holder() {
+        let (mut elector, mut api) = elector();
+        let server = tokio::spawn(async move {
+            let (_, send) = api.next_request().await.expect("get");
+            respond(
+                send,
+                StatusCode::OK,
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": "roster-operator", "resourceVersion": "7"},
+                       "spec": {"holderIdentity": "pod-b", "leaseDurationSeconds": 15}}),
+            );
+            // No write may follow.
+            let next = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+            assert!(next.is_err(), "a candidate must not write a Lease someone else holds");
+        });
+        assert!(!elector.try_acquire_or_renew().await.expect("round"));
+        server.await.expect("scenario");
+    }
+}
