@@ -44,13 +44,15 @@ pub const QUANTITY_PATTERN: &str =
 pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Default Distro sync delay: changes to one client inside this window are
-/// merged into one send (Nacos `distro.data.sync.delayMs`).
-pub const DEFAULT_DISTRO_SYNC_DELAY_MS: i64 = 1_000;
+/// merged into one send (the node's default; Nacos's
+/// `distro.data.sync.delayMs` is 1 s).
+pub const DEFAULT_DISTRO_SYNC_DELAY_MS: i64 = 200;
 /// Default Distro verify interval (Nacos `distro.data.verify.intervalMs`).
 pub const DEFAULT_DISTRO_VERIFY_INTERVAL_MS: i64 = 5_000;
 /// Default delay before a node retries loading the Distro snapshot after every
-/// peer failed (Nacos `distro.data.load.retryDelayMs`).
-pub const DEFAULT_DISTRO_LOAD_RETRY_DELAY_MS: i64 = 30_000;
+/// peer failed (the node's default; Nacos's `distro.data.load.retryDelayMs`
+/// is 30 s).
+pub const DEFAULT_DISTRO_LOAD_RETRY_DELAY_MS: i64 = 5_000;
 /// Default expiry of a synced client copy that stops being verified (Nacos
 /// `naming.client.expired.time`, 3 minutes).
 pub const DEFAULT_DISTRO_CLIENT_EXPIRY_MS: i64 = 180_000;

@@ -330,9 +330,9 @@ fn effective_timings_fill_defaults() {
     assert_eq!(
         DistroSpec::effective(None),
         DistroTiming {
-            sync_delay_ms: 1_000,
+            sync_delay_ms: 200,
             verify_interval_ms: 5_000,
-            load_retry_delay_ms: 30_000,
+            load_retry_delay_ms: 5_000,
             client_expiry_ms: 180_000,
         }
     );

@@ -1,0 +1,301 @@
+//! The reconciler against a mocked Kubernetes API (every call asserted) and
+//! fake members serving their status over real HTTP.
+
+use super::*;
+use crate::desired::test_support::cluster;
+use crate::fixtures::{endpoints_for, test_context, ApiServerVerifier, FakeMember};
+use crate::node_status::Endpoints;
+use http::StatusCode;
+use roster_crds::{CONDITION_DEGRADED, CONDITION_MEMBERSHIP_CONVERGED, CONDITION_RAFT_QUORUM};
+use serde_json::{json, Value};
+
+const NS: &str = "ns";
+const CM: &str = "/api/v1/namespaces/ns/configmaps/demo-config";
+const HEADLESS: &str = "/api/v1/namespaces/ns/services/demo-headless";
+const CLIENT: &str = "/api/v1/namespaces/ns/services/demo";
+const PDB: &str = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/demo";
+const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/demo";
+const STATUS: &str = "/apis/roster.dev/v1alpha1/namespaces/ns/registryclusters/demo/status";
+
+fn addr(i: i32) -> String {
+    names::member_address("demo", NS, i)
+}
+
+/// A member's status document: ready, Distro loaded, Raft with `voters`, led by 0.
+fn member_doc(i: i32, voters: &[i32], listed: i32) -> Value {
+    json!({
+        "member": addr(i), "version": "0.1.0", "lookup": "address-server", "ready": true,
+        "members": (0..listed).map(|j| json!({"address": addr(j), "state": "UP"})).collect::<Vec<_>>(),
+        "distro": {"initialized": true, "snapshotSource": addr(0)},
+        "raft": {"role": if i == 0 { "Leader" } else { "Follower" }, "term": 2, "leader": addr(0),
+                 "voters": voters.iter().map(|&j| addr(j)).collect::<Vec<_>>(), "learners": [],
+                 "appliedIndex": 42}
+    })
+}
+
+/// The StatefulSet as the API server would return it, with `replicas` pods all ready.
+fn existing_statefulset(rc: &RegistryCluster, ctx: &Context, replicas: i32) -> Value {
+    let t = Target::new(rc).expect("target");
+    let mut sts = serde_json::to_value(desired::statefulset::statefulset(&t, &ctx.settings, replicas)).expect("json");
+    sts["metadata"]["generation"] = json!(1);
+    sts["status"] = json!({"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas,
+                           "currentRevision": "r1", "updateRevision": "r1", "observedGeneration": 1});
+    sts
+}
+
+/// Answers the four applies that do not depend on observations.
+async fn expect_fixed_objects(api: &mut ApiServerVerifier) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for path in [CM, HEADLESS, CLIENT, PDB] {
+        bodies.push(api.expect_apply(path).await);
+    }
+    bodies
+}
+
+/// Answers the status patch with the object plus the patched status, and returns the status.
+async fn expect_status_patch(api: &mut ApiServerVerifier, rc: &RegistryCluster) -> RegistryClusterStatus {
+    let call = api.next().await;
+    call.assert_apply(STATUS);
+    assert_eq!(call.body["apiVersion"], "roster.dev/v1alpha1");
+    assert_eq!(call.body["kind"], "RegistryCluster");
+    let status: RegistryClusterStatus =
+        serde_json::from_value(call.body["status"].clone()).expect("the patch carries a valid status");
+    let mut obj = serde_json::to_value(rc).expect("json");
+    obj["status"] = call.body["status"].clone();
+    call.respond(StatusCode::OK, &obj);
+    status
+}
+
+fn cond<'a>(s: &'a RegistryClusterStatus, t: &str) -> (&'a str, &'a str, &'a str) {
+    let c = find_condition(&s.conditions, t).unwrap_or_else(|| panic!("{t} missing"));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_owned_objects_a_status_and_an_event() {
+    let (ctx, mut api, lists) = test_context(Endpoints::Dns);
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+
+    let bodies = expect_fixed_objects(&mut api).await;
+    for body in &bodies {
+        let owner = &body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "RegistryCluster", "{body}");
+        assert_eq!(owner["name"], "demo");
+        assert_eq!(owner["uid"], "uid-1");
+        assert_eq!(owner["controller"], true);
+        assert_eq!(body["metadata"]["namespace"], NS);
+    }
+    assert_eq!(bodies[0]["kind"], "ConfigMap");
+    assert_eq!(bodies[0]["data"]["ROSTER_DATA_DIR"], "/var/lib/roster");
+    assert_eq!(bodies[1]["spec"]["clusterIP"], "None");
+    assert_eq!(bodies[1]["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(bodies[2]["spec"]["type"], "ClusterIP");
+    assert_eq!(bodies[3]["kind"], "PodDisruptionBudget");
+    assert_eq!(bodies[3]["spec"]["maxUnavailable"], 1);
+
+    api.expect_get(STS).await.not_found();
+    let sts = api.expect_apply(STS).await;
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+    assert_eq!(sts["spec"]["serviceName"], "demo-headless");
+    let env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env.as_array().expect("env").iter().any(|e| e["name"] == "ROSTER_ADDRESS_SERVER_URL"
+        && e["value"] == "http://roster-operator.roster-system.svc:8080/v1/clusters/ns/demo/serverlist"));
+    assert_eq!(lists.get(NS, "demo"), Some((0..3).map(addr).collect()), "the list is published");
+
+    let status = expect_status_patch(&mut api, &rc).await;
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(cond(&status, CONDITION_PROGRESSING).0, "True");
+    assert_eq!(cond(&status, CONDITION_PROGRESSING).1, "ScalingUp");
+    assert_eq!(cond(&status, CONDITION_AVAILABLE).0, "False");
+    assert_eq!(cond(&status, CONDITION_RAFT_QUORUM).1, "NoMemberReachable");
+    assert_eq!(status.conditions.len(), 6);
+    assert!(status.conditions.iter().all(|c| c.observed_generation == Some(1)));
+    assert_eq!(status.members.len(), 3);
+
+    api.expect_event(NS, "Creating").await;
+    let action = reconciler.await.expect("task").expect("reconcile succeeds");
+    assert_eq!(action, Action::requeue(REQUEUE_ACTIVE));
+    api.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_let_go() {
+    let all = [0, 1, 2, 3, 4];
+    let mut fakes = Vec::new();
+    for i in 0..5 {
+        fakes.push(FakeMember::start(member_doc(i, &all, 3)).await);
+    }
+    let pairs: Vec<(String, &FakeMember)> = (0..5).map(|i| (addr(i), &fakes[i as usize])).collect();
+    let (ctx, mut api, lists) = test_context(endpoints_for(&pairs));
+    // The user scaled 5 -> 3; the StatefulSet still runs 5.
+    let rc = cluster(3);
+
+    // Reconcile 1: Raft still counts members 3 and 4.
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    let get = api.expect_get(STS).await;
+    assert_eq!(
+        lists.get(NS, "demo"),
+        Some((0..3).map(addr).collect()),
+        "the departing members left the server list before the StatefulSet was read or changed"
+    );
+    get.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 5));
+    let call = api.next().await;
+    call.assert_apply(STS);
+    assert_eq!(call.body["spec"]["replicas"], 5, "the StatefulSet keeps all pods while Raft counts them");
+    let mut answer = existing_statefulset(&rc, &ctx, 5);
+    answer["spec"] = call.body["spec"].clone();
+    call.respond(StatusCode::OK, &answer);
+    let first = expect_status_patch(&mut api, &rc).await;
+    let (status, reason, message) = cond(&first, CONDITION_PROGRESSING);
+    assert_eq!((status, reason), ("True", "WaitingForRaftRemoval"));
+    assert!(message.contains("demo-4, demo-3"), "{message}");
+    assert_eq!(cond(&first, CONDITION_MEMBERSHIP_CONVERGED).1, "PodsPending");
+    assert_eq!(cond(&first, CONDITION_AVAILABLE).0, "True");
+    assert_eq!(first.leader.as_deref(), Some(addr(0).as_str()));
+    assert_eq!(first.replicas, 5, "five members still joined");
+    for reason in ["WaitingForRaftRemoval", "LeaderChanged", "SnapshotBootstrapped", "Available"] {
+        api.expect_event(NS, reason).await;
+    }
+    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+
+    // Reconcile 2: Raft removed member 4 only; the StatefulSet may drop just that pod.
+    for (i, fake) in fakes.iter().enumerate() {
+        fake.set(member_doc(i as i32, &[0, 1, 2, 3], 3));
+    }
+    let mut rc2 = rc.clone();
+    rc2.status = Some(first.clone());
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc2.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 5));
+    let sts = api.expect_apply(STS).await;
+    assert_eq!(sts["spec"]["replicas"], 4, "highest member first");
+    let second = expect_status_patch(&mut api, &rc2).await;
+    assert_eq!(cond(&second, CONDITION_PROGRESSING).1, "ScalingDown");
+    api.expect_event(NS, "ScalingDown").await;
+    reconciler.await.expect("task").expect("reconcile");
+
+    // Reconcile 3: Raft let member 3 go as well.
+    for (i, fake) in fakes.iter().enumerate() {
+        fake.set(member_doc(i as i32, &[0, 1, 2], 3));
+    }
+    let mut rc3 = rc.clone();
+    rc3.status = Some(second);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc3.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 4));
+    let sts = api.expect_apply(STS).await;
+    assert_eq!(sts["spec"]["replicas"], 3);
+    expect_status_patch(&mut api, &rc3).await;
+    api.expect_event(NS, "ScalingDown").await;
+    reconciler.await.expect("task").expect("reconcile");
+    api.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_stable_cluster_reports_available_and_requeues_slowly() {
+    let voters = [0, 1, 2];
+    let mut fakes = Vec::new();
+    for i in 0..3 {
+        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
+    }
+    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 3));
+    let call = api.next().await;
+    call.assert_apply(STS);
+    assert_eq!(call.body["spec"]["replicas"], 3);
+    call.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 3));
+    let status = expect_status_patch(&mut api, &rc).await;
+    assert_eq!(cond(&status, CONDITION_AVAILABLE).0, "True");
+    assert_eq!(cond(&status, CONDITION_PROGRESSING).1, "Stable");
+    assert_eq!(cond(&status, CONDITION_DEGRADED).1, "Healthy");
+    assert_eq!(cond(&status, CONDITION_MEMBERSHIP_CONVERGED).0, "True");
+    assert_eq!((status.replicas, status.ready_replicas), (3, 3));
+    for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
+        api.expect_event(NS, reason).await;
+    }
+    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_STABLE));
+}
+
+#[tokio::test]
+async fn api_errors_back_off_and_are_counted() {
+    let (ctx, mut api, _lists) = test_context(Endpoints::Dns);
+    let rc = Arc::new(cluster(3));
+    for expected in [5, 10, 20] {
+        let reconciler = tokio::spawn(reconcile(rc.clone(), ctx.clone()));
+        let call = api.next().await;
+        call.assert_apply(CM);
+        call.respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd is sad",
+                    "reason": "InternalError", "code": 500}),
+        );
+        let err = reconciler.await.expect("task").expect_err("the API error surfaces");
+        assert!(matches!(err, Error::Kube(_)), "{err}");
+        assert_eq!(error_policy(rc.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(expected)));
+    }
+    let text = ctx.metrics.render();
+    assert!(text.contains(r#"roster_operator_reconcile_failures_total{cluster="ns/demo",error="kube"} 3"#), "{text}");
+}
+
+#[tokio::test]
+async fn a_resource_without_uid_is_refused_before_any_call() {
+    let (ctx, mut api, lists) = test_context(Endpoints::Dns);
+    let mut rc = cluster(3);
+    rc.metadata.uid = None;
+    let err = reconcile(Arc::new(rc), ctx).await.expect_err("invalid");
+    assert!(matches!(err, Error::InvalidResource(_)));
+    assert!(lists.is_empty());
+    api.expect_silence(Duration::from_millis(50)).await;
+}
+
+#[test]
+fn backoff_doubles_up_to_five_minutes() {
+    assert_eq!(backoff(1), Duration::from_secs(5));
+    assert_eq!(backoff(2), Duration::from_secs(10));
+    assert_eq!(backoff(7), Duration::from_secs(300));
+    assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+}
+
+#[test]
+fn list_sync_follows_applies_deletes_and_relists() {
+    let lists = ServerLists::new();
+    let mut sync = ListSync::default();
+    let mut other = cluster(5);
+    other.metadata.name = Some("other".into());
+    sync.handle(&lists, watcher::Event::Init);
+    sync.handle(&lists, watcher::Event::InitApply(cluster(3)));
+    sync.handle(&lists, watcher::Event::InitApply(other.clone()));
+    sync.handle(&lists, watcher::Event::InitDone);
+    assert_eq!(lists.get(NS, "demo").map(|l| l.len()), Some(3));
+    assert_eq!(lists.get(NS, "other").map(|l| l.len()), Some(5));
+    sync.handle(&lists, watcher::Event::Apply(cluster(1)));
+    assert_eq!(lists.get(NS, "demo"), Some(vec![addr(0)]));
+    sync.handle(&lists, watcher::Event::Delete(cluster(1)));
+    assert_eq!(lists.get(NS, "demo"), None);
+    // "other" is deleted while the watch is down: the re-list drops it.
+    sync.handle(&lists, watcher::Event::Apply(cluster(3)));
+    sync.handle(&lists, watcher::Event::Init);
+    sync.handle(&lists, watcher::Event::InitApply(cluster(3)));
+    sync.handle(&lists, watcher::Event::InitDone);
+    assert_eq!(lists.get(NS, "other"), None);
+    assert_eq!(lists.len(), 1);
+}
+
+#[test]
+fn leader_changes_are_announced_once() {
+    let mut before = RegistryClusterStatus { leader: Some(addr(0)), ..RegistryClusterStatus::default() };
+    let after = RegistryClusterStatus { leader: Some(addr(1)), ..RegistryClusterStatus::default() };
+    let events = planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 });
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason, "LeaderChanged");
+    assert_eq!(events[0].note.as_deref(), Some("Raft leader changed from demo-0 to demo-1"));
+    before.leader = Some(addr(1));
+    assert!(planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 }).is_empty());
+}
