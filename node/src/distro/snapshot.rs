@@ -134,6 +134,7 @@ impl Distro {
                 self.mark_loaded(Some(source.to_owned()));
                 return;
             }
+            self.metrics.distro_event("snapshot_round_failed", 1);
             warn!(round, retry_in = ?self.settings.load_retry_delay, "no peer could serve a Distro snapshot");
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.load_retry_delay) => {}
