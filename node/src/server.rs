@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
+use crate::raft::{RaftContext, RaftNode};
 use crate::state::NodeState;
 use crate::status;
 
@@ -85,6 +86,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     )
     .await?;
     let state = NodeState::new(config, cluster.membership().clone(), metrics);
+    let raft = start_raft(&state, &cluster).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let push = PushService::new(
@@ -107,7 +109,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let (unary, stream) = grpc::services(state.clone());
     let client_api = tonic::transport::Server::builder().add_service(unary).add_service(stream);
     let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");
-    let peer_api = tonic::transport::Server::builder().add_service(cluster.peer_service().into_server());
+    let peer_api =
+        tonic::transport::Server::builder().add_service(cluster.peer_service().with_raft(raft.rpc()).into_server());
     let peer_server = spawn_grpc(peer_api, peer_listener, shutdown_rx.clone(), "peer gRPC");
 
     let app = http::router(state.clone())
@@ -144,6 +147,29 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         servers: vec![grpc_server, http_server, peer_server],
         background,
     })
+}
+
+/// Starts this member's Raft over the data directory and publishes it in `state`.
+async fn start_raft(state: &Arc<NodeState>, cluster: &Cluster) -> Result<Arc<RaftNode>> {
+    let list = match cluster.lookup() {
+        Some(lookup) => lookup.subscribe(),
+        None => watch::channel(vec![state.member.clone()]).1,
+    };
+    let raft = RaftNode::start(RaftContext {
+        settings: state.config.raft_settings(),
+        data_dir: state.config.data_dir.clone(),
+        local: state.member.clone(),
+        standalone: state.membership.is_standalone(),
+        store: state.store.clone(),
+        membership: state.membership.clone(),
+        channels: cluster.channels().clone(),
+        list,
+    })
+    .await?;
+    if state.raft.set(raft.clone()).is_err() {
+        return Err(Error::Internal("Raft was started twice".into()));
+    }
+    Ok(raft)
 }
 
 /// Serves a gRPC router on `listener` until `shutdown` turns true.
@@ -192,6 +218,9 @@ impl RunningNode {
         }
         for task in self.background {
             task.abort();
+        }
+        if let Some(raft) = self.state.raft.get() {
+            raft.shutdown().await;
         }
         self.cluster.shutdown().await;
         info!(member = %self.state.member, "roster node stopped");

@@ -1,7 +1,7 @@
 //! What the three planes of a node share: the store, metrics, limits and
 //! who this member is. Each plane takes the parts it needs from here.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::api::grpc::connection::Connections;
@@ -34,9 +34,16 @@ pub struct NodeState {
     pub subscribers: Arc<Subscribers>,
     /// When the node started (for uptime).
     pub started: Instant,
+    /// The Raft member, set once at start-up before any client is served.
+    pub raft: OnceLock<Arc<crate::raft::RaftNode>>,
 }
 
 impl NodeState {
+    /// The Raft member; an error until it is set (never the case once serving).
+    pub fn raft(&self) -> crate::error::Result<&Arc<crate::raft::RaftNode>> {
+        self.raft.get().ok_or_else(|| crate::error::Error::NotReady("Raft is not started yet".into()))
+    }
+
     /// Builds the shared state for `config`, with `membership` naming this
     /// member and its peers, and `metrics` already registered.
     pub fn new(config: Config, membership: Arc<Membership>, metrics: Arc<Metrics>) -> Arc<Self> {
@@ -56,6 +63,7 @@ impl NodeState {
             limits,
             config,
             started: Instant::now(),
+            raft: OnceLock::new(),
         })
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `Report` records the sender's metadata (if it is a member) and answers
 //! with this node's own report, which is what the sender's reporter uses to
-//! mark us `UP`. The Distro and Raft RPCs of the same service answer
-//! `UNIMPLEMENTED` until those modules provide them.
+//! mark us `UP`. The Raft RPCs are handed to [`crate::raft::RaftRpc`] when
+//! the node runs Raft ([`PeerService::with_raft`]); the Distro RPCs answer
+//! `UNIMPLEMENTED` until that module provides them.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use super::membership::Membership;
+use crate::raft::RaftRpc;
 
 /// The stream of snapshot chunks answered by `DistroSnapshot`.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
@@ -26,17 +28,31 @@ pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status
 #[derive(Debug, Clone)]
 pub struct PeerService {
     membership: Arc<Membership>,
+    raft: Option<RaftRpc>,
 }
 
 impl PeerService {
     /// A service answering for `membership`.
     pub fn new(membership: Arc<Membership>) -> PeerService {
-        PeerService { membership }
+        PeerService { membership, raft: None }
+    }
+
+    /// Answers the Raft RPCs with `raft`.
+    pub fn with_raft(mut self, raft: RaftRpc) -> PeerService {
+        self.raft = Some(raft);
+        self
     }
 
     /// The tonic server wrapping this service, ready for `add_service`.
+    /// Raft messages (log batches, snapshot chunks) may exceed tonic's 4 MiB default.
     pub fn into_server(self) -> PeerServer<PeerService> {
         PeerServer::new(self)
+            .max_decoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
+    }
+
+    fn raft(&self) -> Result<&RaftRpc, Status> {
+        self.raft.as_ref().ok_or_else(|| later("Raft RPCs", "Raft"))
     }
 }
 
@@ -74,16 +90,20 @@ impl Peer for PeerService {
         Err(later("DistroSnapshot", "Distro"))
     }
 
-    async fn raft_append(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftAppend", "Raft"))
+    async fn raft_append(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.append(request.into_inner()).await.map(Response::new)
     }
 
-    async fn raft_vote(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftVote", "Raft"))
+    async fn raft_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.vote(request.into_inner()).await.map(Response::new)
     }
 
-    async fn raft_snapshot(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftSnapshot", "Raft"))
+    async fn raft_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.snapshot(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn raft_forward(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.forward(request.into_inner()).await.map(Response::new)
     }
 }
 
