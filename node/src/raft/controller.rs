@@ -79,6 +79,12 @@ pub fn group_view(id: NodeId, metrics: &RaftMetrics) -> GroupView {
     }
 }
 
+/// Whether the local member is the only voter of its group.
+fn is_sole_voter(id: NodeId, metrics: &RaftMetrics) -> bool {
+    let configs = metrics.membership_config.membership().get_joint_config();
+    configs.len() == 1 && configs.iter().all(|c| c.len() == 1 && c.contains(&id))
+}
+
 impl Controller {
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -103,6 +109,14 @@ impl Controller {
                             last_wait = Some(why);
                         }
                     }
+                }
+                continue;
+            }
+            if metrics.current_leader.is_none() && is_sole_voter(self.id, &metrics) {
+                // A single-voter group (standalone) need not wait out an
+                // election timeout after a start.
+                if let Err(e) = self.raft.trigger().elect().await {
+                    warn!(error = %e, "could not start an election");
                 }
                 continue;
             }
