@@ -420,3 +420,31 @@ fn fastrand_lite(seed: u32) -> impl FnMut() -> u64 {
         x
     }
 }
+
+#[tokio::test]
+async fn a_wiped_member_rejoins_under_a_new_id() {
+    let mut c = Cluster::new(3, 3, &[]);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    let mut acked = BTreeMap::new();
+    write_all(&c, leader, 5000..5005, &mut acked).await;
+    let wiped = (leader + 1) % 3;
+    let old_id = status(&c.base(wiped)).await.expect("status")["raft"]["id"].clone();
+    c.kill(wiped);
+    std::fs::remove_dir_all(c.dir.path().join(format!("data-{wiped}"))).expect("wipe the data directory");
+    c.start(wiped);
+    let new_id = status(&c.base(wiped)).await.expect("status")["raft"]["id"].clone();
+    assert_ne!(old_id, new_id, "a wiped member gets a new Raft id");
+    // The leader replaces the old id by the new one: three voters again, the
+    // wiped member among them with everything written.
+    eventually("the wiped member is a voter again", WAIT, || async {
+        let s = status(&c.base(wiped)).await?;
+        (s["raft"]["role"] == "Follower" || s["raft"]["role"] == "Leader").then_some(())
+    })
+    .await;
+    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    write_all(&c, leader, 5005..5008, &mut acked).await;
+    wait_holding(&c, &[0, 1, 2], &acked, "after the wipe").await;
+}
