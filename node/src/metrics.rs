@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::cluster::ClusterMetrics;
 use crate::naming::StoreCounts;
+use crate::raft::metrics::RaftMetricSet;
 
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +57,8 @@ pub struct Metrics {
     pub pushes: Family<PushLabels, Counter>,
     /// Member lookup and report metrics.
     pub cluster: Arc<ClusterMetrics>,
+    /// Raft metrics.
+    pub raft: Arc<RaftMetricSet>,
     services: Gauge,
     instances: Gauge,
     clients: Gauge,
@@ -87,7 +90,20 @@ impl Metrics {
         registry.register("clients", "Clients holding ephemeral instances", clients.clone());
         let cluster = Arc::new(ClusterMetrics::new());
         cluster.register(&mut registry);
-        Metrics { registry, http_requests, grpc_requests, connections, pushes, cluster, services, instances, clients }
+        let raft = Arc::new(RaftMetricSet::new());
+        raft.register(&mut registry);
+        Metrics {
+            registry,
+            http_requests,
+            grpc_requests,
+            connections,
+            pushes,
+            cluster,
+            raft,
+            services,
+            instances,
+            clients,
+        }
     }
 
     /// Counts one gRPC request.

@@ -164,6 +164,7 @@ async fn start_raft(state: &Arc<NodeState>, cluster: &Cluster) -> Result<Arc<Raf
         membership: state.membership.clone(),
         channels: cluster.channels().clone(),
         list,
+        metrics: state.metrics.raft.clone(),
     })
     .await?;
     if state.raft.set(raft.clone()).is_err() {

@@ -51,6 +51,18 @@ async fn persistent_data_survives_a_restart() {
     .await;
     assert_eq!(code, 200);
     let before = status(&base).await["raft"]["appliedIndex"].as_u64().unwrap_or(0);
+    // Raft metrics: writes by outcome (three refusals: the existing service,
+    // the non-empty delete and the 404 delete), and the gauges.
+    eventually("Raft metrics exposed", WAIT, || async {
+        let text = reqwest::get(format!("{base}/metrics")).await.ok()?.text().await.ok()?;
+        let has = |l: &str| text.lines().any(|x| x == l);
+        (has("roster_raft_writes_total{result=\"ok\"} 3")
+            && has("roster_raft_writes_total{result=\"refused\"} 3")
+            && has("roster_raft_leader 1")
+            && has("roster_raft_voters 1"))
+            .then_some(())
+    })
+    .await;
     node.shutdown().await;
 
     config.data_dir = data_dir;

@@ -11,6 +11,7 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::metrics::RaftMetricSet;
 use super::network::{self, ForwardReply, ForwardRequest};
 use super::reconfigure::{self, Action, GroupView, ListedMember, NoBootstrap};
 use super::types::{NodeId, Raft, RaftMetrics};
@@ -38,6 +39,8 @@ pub struct Controller {
     pub change_timeout: Duration,
     /// How far behind a learner may be and still be promoted.
     pub catch_up_lag: u64,
+    /// Where to count changes.
+    pub metrics: Arc<RaftMetricSet>,
 }
 
 /// The lookup list with what membership knows of each member.
@@ -156,6 +159,13 @@ impl Controller {
 
     async fn execute(&self, action: Action) {
         info!(action = ?action, "Raft membership change");
+        let name = match &action {
+            Action::FinishJoint(_) => "finish_joint",
+            Action::RemoveLearner(_) => "remove_learner",
+            Action::RemoveVoter(_) => "remove_voter",
+            Action::AddLearner(..) => "add_learner",
+            Action::Promote(_) => "promote",
+        };
         let raft = &self.raft;
         let change = async {
             match action.clone() {
@@ -174,10 +184,20 @@ impl Controller {
                 }
             }
         };
-        match tokio::time::timeout(self.change_timeout, change).await {
-            Ok(Ok(resp)) => info!(action = ?action, log = %resp.log_id, "Raft membership change committed"),
-            Ok(Err(e)) => warn!(action = ?action, error = %e, "Raft membership change failed"),
-            Err(_) => warn!(action = ?action, "Raft membership change did not commit in time; will look again"),
-        }
+        let result = match tokio::time::timeout(self.change_timeout, change).await {
+            Ok(Ok(resp)) => {
+                info!(action = ?action, log = %resp.log_id, "Raft membership change committed");
+                "ok"
+            }
+            Ok(Err(e)) => {
+                warn!(action = ?action, error = %e, "Raft membership change failed");
+                "failed"
+            }
+            Err(_) => {
+                warn!(action = ?action, "Raft membership change did not commit in time; will look again");
+                "timeout"
+            }
+        };
+        self.metrics.membership_change(name, result);
     }
 }

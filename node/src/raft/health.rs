@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use super::command::Command;
+use super::metrics::RaftMetricSet;
 use super::state_machine::SmState;
 use super::types::{NodeId, Raft};
 use crate::naming::{Instance, InstanceKey, ServiceKey};
@@ -126,6 +127,8 @@ pub struct HealthChecker {
     pub interval: Duration,
     /// Timeout of one check.
     pub timeout: Duration,
+    /// Where to count verdicts.
+    pub metrics: Arc<RaftMetricSet>,
 }
 
 impl HealthChecker {
@@ -166,8 +169,12 @@ impl HealthChecker {
                 let Some(healthy) = verdict(instance.healthy, passed, count) else { continue };
                 info!(service = %service, instance = %key.1, healthy, "persistent instance health changed");
                 let cmd = Command::SetHealth { service, instance: key.1, healthy };
-                if let Err(e) = self.raft.client_write(cmd).await {
-                    debug!(error = %e, "health verdict not committed (no longer leader?)");
+                match self.raft.client_write(cmd).await {
+                    Ok(_) => RaftMetricSet::count(
+                        &self.metrics.health_verdicts,
+                        if healthy { "healthy" } else { "unhealthy" },
+                    ),
+                    Err(e) => debug!(error = %e, "health verdict not committed (no longer leader?)"),
                 }
             }
             failures = seen;

@@ -28,6 +28,7 @@
 //! - [`reconfigure`]: pure decisions: bootstrap and membership changes.
 //! - [`controller`]: the task that executes them.
 //! - [`health`]: server-side health checks of persistent instances.
+//! - [`metrics`]: Prometheus metrics of writes, forwards, changes and indexes.
 //! - [`status`]: the `raft` section of `/roster/v1/status`.
 //!
 //! # Files
@@ -38,6 +39,7 @@ pub mod command;
 pub mod controller;
 pub mod health;
 pub mod log_store;
+pub mod metrics;
 pub mod network;
 pub mod node_id;
 pub mod reconfigure;
@@ -58,6 +60,7 @@ use tracing::{info, warn};
 
 pub use self::command::{ApplyError, ApplyResult, Command, PersistentData};
 pub use self::log_store::LogStore;
+use self::metrics::RaftMetricSet;
 pub use self::network::RaftRpc;
 use self::network::{CallError, ForwardReply, ForwardRequest};
 pub use self::state_machine::{SmState, StateMachine};
@@ -182,6 +185,8 @@ pub struct RaftContext {
     pub channels: Arc<PeerChannels>,
     /// The lookup list: the members the group should have.
     pub list: watch::Receiver<Vec<String>>,
+    /// Where to count.
+    pub metrics: Arc<RaftMetricSet>,
 }
 
 /// A running Raft member.
@@ -193,6 +198,7 @@ pub struct RaftNode {
     log: LogStore,
     state: Arc<RwLock<SmState>>,
     rpc: RaftRpc,
+    metrics: Arc<RaftMetricSet>,
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -235,8 +241,12 @@ impl RaftNode {
             interval: ctx.settings.heartbeat_interval.max(Duration::from_millis(100)),
             change_timeout: ctx.settings.election_timeout_max.saturating_mul(4).max(Duration::from_secs(5)),
             catch_up_lag: CATCH_UP_LAG,
+            metrics: ctx.metrics.clone(),
         };
-        let mut tasks = vec![tokio::spawn(controller.run(stop_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(controller.run(stop_rx.clone())),
+            tokio::spawn(follow_gauges(raft.clone(), log.clone(), ctx.metrics.clone(), stop_rx.clone())),
+        ];
         if !ctx.settings.health_check_interval.is_zero() {
             let checker = health::HealthChecker {
                 raft: raft.clone(),
@@ -244,6 +254,7 @@ impl RaftNode {
                 state: state.clone(),
                 interval: ctx.settings.health_check_interval,
                 timeout: ctx.settings.health_check_timeout,
+                metrics: ctx.metrics.clone(),
             };
             tasks.push(tokio::spawn(checker.run(stop_rx)));
         }
@@ -256,6 +267,7 @@ impl RaftNode {
             log,
             state,
             rpc,
+            metrics: ctx.metrics,
             stop,
             tasks: parking_lot::Mutex::new(tasks),
         }))
@@ -296,6 +308,17 @@ impl RaftNode {
     /// to the write timeout. An error means the write was not acknowledged
     /// (it was refused, or its outcome is unknown).
     pub async fn write(&self, command: Command) -> Result<()> {
+        let result = self.propose(command).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(Error::NotFound(_) | Error::Conflict(_)) => "refused",
+            Err(_) => "unavailable",
+        };
+        RaftMetricSet::count(&self.metrics.writes, outcome);
+        result
+    }
+
+    async fn propose(&self, command: Command) -> Result<()> {
         let deadline = Instant::now() + self.settings.write_timeout;
         let mut metrics = self.raft.metrics();
         loop {
@@ -306,7 +329,15 @@ impl RaftNode {
                         if leader != self.id {
                             let left = deadline.saturating_duration_since(Instant::now());
                             let request = ForwardRequest::Write(command.clone());
-                            match network::forward(&self.channels, leader, &node.addr, request, left).await {
+                            let forwarded = network::forward(&self.channels, leader, &node.addr, request, left).await;
+                            let outcome = match &forwarded {
+                                Ok(ForwardReply::Applied(_)) => "ok",
+                                Ok(ForwardReply::NotLeader) => "not_leader",
+                                Err(CallError::Unreachable(_)) => "unreachable",
+                                _ => "failed",
+                            };
+                            RaftMetricSet::count(&self.metrics.forwards, outcome);
+                            match forwarded {
                                 Ok(ForwardReply::Applied(result)) => return result.map_err(ApplyError::into_error),
                                 Ok(ForwardReply::NotLeader) | Err(CallError::Unreachable(_)) => {}
                                 Ok(ForwardReply::Failed(e)) => {
@@ -342,7 +373,7 @@ impl RaftNode {
         }
     }
 
-    /// Stops the controller, the health checker and Raft.
+    /// Stops the controller, the health checker, the gauges and Raft.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
         let tasks: Vec<JoinHandle<()>> = self.tasks.lock().drain(..).collect();
@@ -356,6 +387,21 @@ impl RaftNode {
             warn!(error = %e, "Raft shutdown failed");
         }
         info!(raft_id = self.id, "raft stopped");
+    }
+}
+
+/// Keeps the Raft gauges in step with Raft's metrics (and the committed
+/// index, which changes without them).
+async fn follow_gauges(raft: Raft, log: LogStore, metrics: Arc<RaftMetricSet>, mut stop: watch::Receiver<bool>) {
+    let mut changes = raft.metrics();
+    loop {
+        let status = RaftStatus::from_metrics(&changes.borrow_and_update(), log.committed_index());
+        metrics.observe(&status);
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 
