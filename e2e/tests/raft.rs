@@ -232,6 +232,7 @@ async fn three_nodes_replicate_fail_over_and_survive_a_full_restart() {
     let took = killed_at.elapsed();
     assert_ne!(new_leader, leader);
     assert!(took <= ELECTION_BOUND, "a new leader took {took:?} (bound {ELECTION_BOUND:?})");
+    eprintln!("a new leader was elected {took:?} after the old one was killed");
     for via in &survivors {
         let first = 1100 + 10 * *via as u16;
         write_all(&c, *via, first..first + 5, &mut acked).await;
@@ -393,6 +394,7 @@ async fn random_kills_and_restarts_lose_no_acknowledged_write() {
     let acked = record.acked.lock().expect("lock").clone();
     let attempted = record.attempted.lock().expect("lock").clone();
     assert!(acked.len() > 10, "writes went through: {}", acked.len());
+    eprintln!("{rounds} chaos rounds: {} writes acknowledged of {} attempted", acked.len(), attempted.len());
     wait_holding(&c, &[0, 1, 2], &acked, "after chaos").await;
     // Converged: every node holds the same writes, each one somebody wrote.
     let held: Vec<BTreeMap<u16, String>> = eventually("every node holds the same writes", WAIT, || async {

@@ -60,7 +60,7 @@ async fn persistent_data_survives_a_restart() {
             && has("roster_raft_writes_total{result=\"refused\"} 3")
             && has("roster_raft_leader 1")
             && has("roster_raft_voters 1"))
-            .then_some(())
+        .then_some(())
     })
     .await;
     node.shutdown().await;
