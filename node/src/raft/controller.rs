@@ -102,7 +102,10 @@ impl Controller {
             let metrics = self.raft.metrics().borrow().clone();
             let list = self.list.borrow().clone();
             let listed = listed_members(&list, &self.local, self.id, &self.membership);
-            let initialized = metrics.membership_config.membership().nodes().next().is_some();
+            // Metrics may lag the state loaded at start: ask Raft itself
+            // before considering a bootstrap.
+            let initialized = metrics.membership_config.membership().nodes().next().is_some()
+                || self.raft.is_initialized().await.unwrap_or(true);
             if !initialized {
                 match reconfigure::bootstrap_candidate(&self.local, self.id, self.standalone, false, &listed) {
                     Ok(voters) => self.bootstrap(voters, &list).await,
