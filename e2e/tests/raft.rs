@@ -113,9 +113,11 @@ impl Cluster {
             HEARTBEAT,
             "--raft-write-timeout",
             "5s",
-            "--health-check-interval",
-            "0",
         ];
+        // No health checks unless a test asks for them.
+        if !self.extra.iter().any(|a| a == "--health-check-interval") {
+            args.extend(["--health-check-interval", "0"]);
+        }
         args.extend(self.extra.iter().map(String::as_str));
         self.nodes[i] = Some(NodeProcess::start(&args, &[]).expect("node starts"));
     }
@@ -449,4 +451,35 @@ async fn a_wiped_member_rejoins_under_a_new_id() {
     let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
     write_all(&c, leader, 5005..5008, &mut acked).await;
     wait_holding(&c, &[0, 1, 2], &acked, "after the wipe").await;
+}
+
+#[tokio::test]
+async fn the_leader_health_checks_and_every_member_sees_the_verdict() {
+    let mut c = Cluster::new(3, 3, &["--health-check-interval", "100ms", "--health-check-timeout", "300ms"]);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    // A loopback port nobody listens on (bound, then released).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let follower = (leader + 1) % 3;
+    let port = closed.to_string();
+    let params = [("serviceName", "checked"), ("ip", "127.0.0.1"), ("port", port.as_str()), ("ephemeral", "false")];
+    let r = http().post(format!("{}/nacos/v1/ns/instance", c.base(follower))).form(&params).send().await;
+    assert_eq!(r.expect("register").status(), 200);
+    for i in 0..3 {
+        eventually(&format!("node {i} sees the instance unhealthy"), WAIT, || async {
+            let list: Value = http()
+                .get(format!("{}/nacos/v1/ns/instance/list", c.base(i)))
+                .query(&[("serviceName", "checked")])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (list["hosts"][0]["healthy"] == false).then_some(())
+        })
+        .await;
+    }
 }
