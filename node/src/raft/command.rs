@@ -8,7 +8,7 @@
 //! persistent instances) happens here, not in the handler that proposed it.
 //!
 //! What Raft cannot see (ephemeral instances, owned by Distro) is checked by
-//! the handler before it proposes; see [`crate::raft::writes`].
+//! the handler before it proposes (`api/http/service.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -11,7 +11,7 @@
 //!
 //! Outbound, one [`PeerLink`] per target reuses the member's channel from
 //! [`PeerChannels`]; inbound, [`RaftRpc`] hands each message to the local
-//! [`Raft`](super::types::Raft).
+//! [`Raft`] handle.
 
 use std::sync::Arc;
 use std::time::Duration;
