@@ -81,6 +81,9 @@ pub fn loopback_ips(n: u8) -> Vec<String> {
 #[derive(Debug)]
 pub struct NodeProcess {
     child: Child,
+    /// The data directory the harness made for it (when the test gave none),
+    /// removed with the process.
+    _data_dir: Option<tempfile::TempDir>,
     /// Bound main HTTP address.
     pub http: SocketAddr,
     /// Bound client gRPC address.
@@ -90,10 +93,19 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `roster-node` with `args` and `envs`, waiting (bounded) until
     /// it logs the addresses it serves on. Pass `--port 0` (or
-    /// `ROSTER_PORT=0`) for ephemeral ports.
+    /// `ROSTER_PORT=0`) for ephemeral ports. Without `--data-dir` (or
+    /// `ROSTER_DATA_DIR`) the node gets a fresh temporary one; pass one to
+    /// keep data across a restart.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<NodeProcess> {
         let bin = binary("roster-node", "roster-node")?;
-        let mut child = Command::new(bin)
+        let given =
+            args.iter().any(|a| a.starts_with("--data-dir")) || envs.iter().any(|(k, _)| *k == "ROSTER_DATA_DIR");
+        let data_dir = if given { None } else { Some(tempfile::tempdir().context("temporary data dir")?) };
+        let mut command = Command::new(bin);
+        if let Some(dir) = &data_dir {
+            command.arg("--data-dir").arg(dir.path());
+        }
+        let mut child = command
             .args(args)
             .envs(envs.iter().copied())
             .env("ROSTER_LOG_FORMAT", "json")
@@ -123,7 +135,7 @@ impl NodeProcess {
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((http, grpc))) => Ok(NodeProcess { child, http, grpc }),
+            Ok(Ok((http, grpc))) => Ok(NodeProcess { child, _data_dir: data_dir, http, grpc }),
             Ok(Err(e)) => {
                 let _ = child.kill();
                 let status = child.wait().ok();

@@ -30,7 +30,13 @@ async fn environment_variables_configure_the_node() {
     let status = get_json(&format!("http://{}/roster/v1/status", node.http)).await;
     assert_eq!(status["member"], "node-a.example:8848");
     assert_eq!(status["lookup"], "standalone");
-    assert_eq!(status["ready"], true);
+    // Ready once the node leads its single-voter Raft group.
+    eventually("the standalone node is ready", Duration::from_secs(10), || async {
+        let status: Value =
+            reqwest::get(format!("http://{}/roster/v1/status", node.http)).await.ok()?.json().await.ok()?;
+        (status["ready"] == true).then_some(())
+    })
+    .await;
     // The beat timeouts reach the instances' JSON.
     let client = reqwest::Client::new();
     let ok = client
@@ -55,8 +61,11 @@ async fn flags_configure_the_node_and_override_the_environment() {
     .expect("node starts");
     let status = get_json(&format!("http://{}/roster/v1/status", node.http)).await;
     assert_eq!(status["member"], "127.0.0.9:8848");
-    let ready = reqwest::get(format!("http://{}/nacos/v1/console/health/readiness", node.http)).await.expect("GET");
-    assert_eq!(ready.status(), 200);
+    eventually("readiness answers 200", Duration::from_secs(10), || async {
+        let ready = reqwest::get(format!("http://{}/nacos/v1/console/health/readiness", node.http)).await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
     node.kill();
 }
 

@@ -229,6 +229,38 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "ROSTER_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Shortest Raft election timeout.
+    #[arg(long, env = "ROSTER_RAFT_ELECTION_TIMEOUT_MIN", default_value = "1000ms", value_parser = parse_duration)]
+    pub raft_election_timeout_min: Duration,
+
+    /// Longest Raft election timeout: a leader lost is replaced within about this.
+    #[arg(long, env = "ROSTER_RAFT_ELECTION_TIMEOUT_MAX", default_value = "2000ms", value_parser = parse_duration)]
+    pub raft_election_timeout_max: Duration,
+
+    /// How often the Raft leader sends heartbeats.
+    #[arg(long, env = "ROSTER_RAFT_HEARTBEAT_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub raft_heartbeat_interval: Duration,
+
+    /// Build a Raft snapshot (and compact the log) after this many entries.
+    #[arg(long, env = "ROSTER_RAFT_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    pub raft_snapshot_logs: u64,
+
+    /// Raft log entries kept behind a snapshot for members that lag briefly.
+    #[arg(long, env = "ROSTER_RAFT_LOGS_TO_KEEP", default_value_t = 1_000)]
+    pub raft_logs_to_keep: u64,
+
+    /// How long a persistent write may wait for a Raft leader and its commit.
+    #[arg(long, env = "ROSTER_RAFT_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub raft_write_timeout: Duration,
+
+    /// Time between health checks of persistent instances (by the Raft leader); 0 turns them off.
+    #[arg(long, env = "ROSTER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Timeout of one health check of a persistent instance.
+    #[arg(long, env = "ROSTER_HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub health_check_timeout: Duration,
 }
 
 impl Default for Config {
@@ -284,7 +316,22 @@ impl Config {
         if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
             return Err(Error::Config("--lookup address-server needs --address-server-url".into()));
         }
+        self.raft_settings().validate()?;
         self.cluster_settings().validate()
+    }
+
+    /// Raft timing, compaction and health-check settings.
+    pub fn raft_settings(&self) -> crate::raft::RaftSettings {
+        crate::raft::RaftSettings {
+            election_timeout_min: self.raft_election_timeout_min,
+            election_timeout_max: self.raft_election_timeout_max,
+            heartbeat_interval: self.raft_heartbeat_interval,
+            snapshot_logs: self.raft_snapshot_logs,
+            logs_to_keep: self.raft_logs_to_keep,
+            write_timeout: self.raft_write_timeout,
+            health_check_interval: self.health_check_interval,
+            health_check_timeout: self.health_check_timeout,
+        }
     }
 
     /// Lookup and member-report settings.

@@ -12,6 +12,8 @@
 //! - [`cluster`]: member lookup (standalone, file, address server), member
 //!   health reports over the peer port, Distro responsibility.
 //! - [`distro`]: the AP replication of ephemeral instances between members.
+//! - [`raft`]: Raft (CP): persistent instances and service settings, durable
+//!   and replicated; writes are forwarded to the leader, reads stay local.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod metrics;
 pub mod naming;
 pub mod push;
+pub mod raft;
 pub mod server;
 pub mod state;
 pub mod status;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::cluster::ClusterMetrics;
 use crate::naming::StoreCounts;
+use crate::raft::metrics::RaftMetricSet;
 
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +66,8 @@ pub struct Metrics {
     pub distro: Family<DistroLabels, Counter>,
     /// Member lookup and report metrics.
     pub cluster: Arc<ClusterMetrics>,
+    /// Raft metrics.
+    pub raft: Arc<RaftMetricSet>,
     services: Gauge,
     instances: Gauge,
     clients: Gauge,
@@ -98,6 +101,8 @@ impl Metrics {
         registry.register("clients", "Clients holding ephemeral instances", clients.clone());
         let cluster = Arc::new(ClusterMetrics::new());
         cluster.register(&mut registry);
+        let raft = Arc::new(RaftMetricSet::new());
+        raft.register(&mut registry);
         Metrics {
             registry,
             http_requests,
@@ -106,6 +111,7 @@ impl Metrics {
             pushes,
             distro,
             cluster,
+            raft,
             services,
             instances,
             clients,

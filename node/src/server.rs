@@ -19,6 +19,7 @@ use crate::distro::{DistroPeer, MAX_PEER_MESSAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
+use crate::raft::{RaftContext, RaftNode};
 use crate::state::NodeState;
 use crate::status;
 
@@ -86,6 +87,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     )
     .await?;
     let state = NodeState::new(config, &cluster, metrics);
+    let raft = start_raft(&state, &cluster).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let push = PushService::new(
@@ -109,7 +111,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let (unary, stream) = grpc::services(state.clone());
     let client_api = tonic::transport::Server::builder().add_service(unary).add_service(stream);
     let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");
-    let peer_service = cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone())));
+    let peer_service =
+        cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone()))).with_raft(raft.rpc());
     let peer_api = tonic::transport::Server::builder().add_service(
         peer_service
             .into_server()
@@ -152,6 +155,30 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         servers: vec![grpc_server, http_server, peer_server],
         background,
     })
+}
+
+/// Starts this member's Raft over the data directory and publishes it in `state`.
+async fn start_raft(state: &Arc<NodeState>, cluster: &Cluster) -> Result<Arc<RaftNode>> {
+    let list = match cluster.lookup() {
+        Some(lookup) => lookup.subscribe(),
+        None => watch::channel(vec![state.member.clone()]).1,
+    };
+    let raft = RaftNode::start(RaftContext {
+        settings: state.config.raft_settings(),
+        data_dir: state.config.data_dir.clone(),
+        local: state.member.clone(),
+        standalone: state.membership.is_standalone(),
+        store: state.store.clone(),
+        membership: state.membership.clone(),
+        channels: cluster.channels().clone(),
+        list,
+        metrics: state.metrics.raft.clone(),
+    })
+    .await?;
+    if state.raft.set(raft.clone()).is_err() {
+        return Err(Error::Internal("Raft was started twice".into()));
+    }
+    Ok(raft)
 }
 
 /// Serves a gRPC router on `listener` until `shutdown` turns true.
@@ -202,6 +229,9 @@ impl RunningNode {
         self.state.distro.stop();
         for task in self.background {
             task.abort();
+        }
+        if let Some(raft) = self.state.raft.get() {
+            raft.shutdown().await;
         }
         self.cluster.shutdown().await;
         info!(member = %self.state.member, "roster node stopped");

@@ -1,7 +1,7 @@
 //! What the three planes of a node share: the store, metrics, limits and
 //! who this member is. Each plane takes the parts it needs from here.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::api::grpc::connection::Connections;
@@ -41,12 +41,19 @@ pub struct NodeState {
     pub subscribers: Arc<Subscribers>,
     /// When the node started (for uptime).
     pub started: Instant,
+    /// The Raft member, set once at start-up before any client is served.
+    pub raft: OnceLock<Arc<crate::raft::RaftNode>>,
 }
 
 impl NodeState {
+    /// The Raft member; an error until it is set (never the case once serving).
+    pub fn raft(&self) -> crate::error::Result<&Arc<crate::raft::RaftNode>> {
+        self.raft.get().ok_or_else(|| crate::error::Error::NotReady("Raft is not started yet".into()))
+    }
+
     /// Builds the shared state for `config`, with `cluster` naming this
     /// member and its peers, and `metrics` already registered. Distro is
-    /// created but not started.
+    /// created but not started; Raft is set by the server once started.
     pub fn new(config: Config, cluster: &Cluster, metrics: Arc<Metrics>) -> Arc<Self> {
         let membership = cluster.membership().clone();
         let timeouts = BeatTimeouts {
@@ -81,6 +88,7 @@ impl NodeState {
             limits,
             config,
             started: Instant::now(),
+            raft: OnceLock::new(),
         })
     }
 }

@@ -1,8 +1,10 @@
 //! Admin plane: `/roster/v1/status`, the health endpoints and `/metrics`.
 //!
 //! The status document is the contract the operator and the e2e suite read
-//! (DESIGN §7). Parts that do not exist in this build (`raft`) are `null`
-//! rather than invented.
+//! (DESIGN §7). `raft` is `null` only before Raft has started.
+//!
+//! Readiness is the conjunction of named checks, one per subsystem, so each
+//! can be read (and added) on its own: [`distro_ready`] and [`raft_ready`].
 //!
 //! With `--fault-injection`, `GET`/`PUT /roster/v1/faults` reads and sets the
 //! peer-plane fault switch ([`crate::cluster::faults`]); without it that
@@ -67,18 +69,40 @@ pub struct NodeStatus {
     pub members: Vec<MemberStatus>,
     /// Distro state.
     pub distro: Option<DistroStatus>,
-    /// Raft state; `null` until Raft exists in this build.
-    pub raft: Option<serde_json::Value>,
+    /// Raft state (DESIGN §7); `null` only before Raft has started.
+    pub raft: Option<crate::raft::RaftStatus>,
     /// Store sizes.
     pub store: StoreStatus,
     /// Seconds since start.
     pub uptime_seconds: u64,
 }
 
-/// Whether the node is ready for clients: once it holds the Distro
-/// snapshot (at once when standalone).
+/// Whether the node is ready for clients: every readiness check passes.
 pub fn is_ready(state: &NodeState) -> bool {
+    not_ready_reason(state).is_none()
+}
+
+/// Distro's readiness check: the snapshot is loaded (at once when
+/// standalone, or when no peer is listed).
+pub fn distro_ready(state: &NodeState) -> bool {
     state.distro.is_initialized()
+}
+
+/// Raft's readiness check: this member knows a Raft leader, so persistent
+/// writes can be committed (a standalone node is its own leader).
+pub fn raft_ready(state: &NodeState) -> bool {
+    state.raft.get().is_some_and(|r| r.has_leader())
+}
+
+/// Why the node is not ready, or `None` when it is.
+pub fn not_ready_reason(state: &NodeState) -> Option<&'static str> {
+    if !distro_ready(state) {
+        return Some("distro: snapshot not loaded yet");
+    }
+    if !raft_ready(state) {
+        return Some("raft: no leader known");
+    }
+    None
 }
 
 /// Builds the status document.
@@ -96,7 +120,7 @@ pub fn status(state: &NodeState) -> NodeStatus {
             .map(|m| MemberStatus { address: m.address, state: m.state.as_str() })
             .collect(),
         distro: Some(state.distro.status()),
-        raft: None,
+        raft: state.raft.get().map(|r| r.status()),
         store: StoreStatus {
             services: counts.services,
             instances: counts.instances,
@@ -116,10 +140,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(
             "/nacos/v1/console/health/readiness",
             get(|State(s): State<Arc<NodeState>>| async move {
-                if is_ready(&s) {
-                    (StatusCode::OK, "OK")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                match not_ready_reason(&s) {
+                    None => (StatusCode::OK, "OK".to_string()),
+                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")),
                 }
             }),
         )

@@ -6,7 +6,7 @@ mod common;
 use roster_node::naming::{ClientKind, Instance, ServiceKey};
 use serde_json::Value;
 
-use common::{start, test_config};
+use common::{eventually, start, test_config};
 
 #[tokio::test]
 async fn status_health_and_metrics() {
@@ -25,8 +25,12 @@ async fn status_health_and_metrics() {
     };
     node.state.store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &key, instance);
 
-    let status: Value =
-        reqwest::get(format!("{base}/roster/v1/status")).await.expect("GET").json().await.expect("json");
+    // A standalone node is ready once it leads its single-voter Raft group.
+    let status: Value = eventually("the standalone node is ready", std::time::Duration::from_secs(10), || async {
+        let status: Value = reqwest::get(format!("{base}/roster/v1/status")).await.ok()?.json().await.ok()?;
+        (status["ready"] == true).then_some(status)
+    })
+    .await;
     assert_eq!(status["member"], format!("127.0.0.1:{}", node.http_addr.port()));
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["lookup"], "standalone");
@@ -40,7 +44,16 @@ async fn status_health_and_metrics() {
     assert_eq!(status["distro"]["responsibleClients"], 1);
     assert_eq!(status["distro"]["clients"], 1);
     assert_eq!(status["distro"]["pendingSyncs"], 0);
-    assert!(status["raft"].is_null(), "no Raft yet");
+    let raft = &status["raft"];
+    assert_eq!(raft["role"], "Leader", "{raft}");
+    assert_eq!(raft["leader"], status["member"]);
+    assert_eq!(raft["voters"], serde_json::json!([status["member"]]));
+    assert_eq!(raft["learners"], serde_json::json!([]));
+    assert!(raft["term"].as_u64().is_some_and(|t| t >= 1), "{raft}");
+    assert!(raft["id"].as_str().is_some_and(|id| id.parse::<u64>().is_ok_and(|id| id != 0)), "{raft}");
+    for index in ["lastLogIndex", "committedIndex", "appliedIndex"] {
+        assert!(raft[index].as_u64().is_some(), "{index} in {raft}");
+    }
     assert_eq!(status["store"]["instances"], 1);
     assert_eq!(status["store"]["services"], 1);
 

@@ -3,9 +3,12 @@
 //! `Report` records the sender's metadata (if it is a member) and answers
 //! with this node's own report, which is what the sender's reporter uses to
 //! mark us `UP`. The Distro RPCs are answered by a [`DistroHandler`] (the
-//! node plugs in [`crate::distro::Distro`]); the Raft RPCs answer
-//! `UNIMPLEMENTED` until Raft exists. Calls from a member the fault switch
-//! blocks are refused with `UNAVAILABLE`, as a cut network would.
+//! node plugs in [`crate::distro::Distro`], [`PeerService::with_distro`]);
+//! the Raft RPCs are handed to [`crate::raft::RaftRpc`]
+//! ([`PeerService::with_raft`]); either answers `UNIMPLEMENTED` when not
+//! plugged in. Reports and Distro calls from a member the fault switch
+//! blocks are refused with `UNAVAILABLE`, as a cut network would (Raft
+//! messages carry no sender; the switch cuts them on the sending side).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tracing::debug;
 
 use super::faults::Faults;
 use super::membership::Membership;
+use crate::raft::RaftRpc;
 
 /// The stream of snapshot chunks answered by `DistroSnapshot`.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
@@ -41,13 +45,14 @@ pub struct PeerService {
     membership: Arc<Membership>,
     faults: Arc<Faults>,
     distro: Option<Arc<dyn DistroHandler>>,
+    raft: Option<RaftRpc>,
 }
 
 impl PeerService {
     /// A service answering reports for `membership` (Distro RPCs answer
     /// `UNIMPLEMENTED` until [`PeerService::with_distro`]).
     pub fn new(membership: Arc<Membership>) -> PeerService {
-        PeerService { membership, faults: Arc::default(), distro: None }
+        PeerService { membership, faults: Arc::default(), distro: None, raft: None }
     }
 
     /// The same service, refusing calls from members `faults` blocks.
@@ -60,9 +65,22 @@ impl PeerService {
         PeerService { distro: Some(distro), ..self }
     }
 
+    /// Answers the Raft RPCs with `raft`.
+    pub fn with_raft(mut self, raft: RaftRpc) -> PeerService {
+        self.raft = Some(raft);
+        self
+    }
+
     /// The tonic server wrapping this service, ready for `add_service`.
+    /// Raft messages (log batches, snapshot chunks) may exceed tonic's 4 MiB default.
     pub fn into_server(self) -> PeerServer<PeerService> {
         PeerServer::new(self)
+            .max_decoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
+    }
+
+    fn raft(&self) -> Result<&RaftRpc, Status> {
+        self.raft.as_ref().ok_or_else(|| later("Raft RPCs", "Raft"))
     }
 
     fn admit(&self, from: &str) -> Result<(), Status> {
@@ -118,16 +136,20 @@ impl Peer for PeerService {
         self.distro()?.snapshot(request).map(Response::new)
     }
 
-    async fn raft_append(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftAppend", "Raft"))
+    async fn raft_append(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.append(request.into_inner()).await.map(Response::new)
     }
 
-    async fn raft_vote(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftVote", "Raft"))
+    async fn raft_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.vote(request.into_inner()).await.map(Response::new)
     }
 
-    async fn raft_snapshot(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(later("RaftSnapshot", "Raft"))
+    async fn raft_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.snapshot(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn raft_forward(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.raft()?.forward(request.into_inner()).await.map(Response::new)
     }
 }
 

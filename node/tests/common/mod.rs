@@ -3,11 +3,25 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use roster_node::{Config, RunningNode};
 
-/// A config for tests: loopback, ephemeral ports, short timers.
+/// A fresh data directory for one node of this test process, under
+/// cargo's per-target temporary directory (`target/tmp`).
+pub fn data_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("node-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A config for tests: loopback, ephemeral ports, short timers, its own
+/// data directory, and no health checks of persistent instances (tests
+/// register them at addresses that must never be contacted).
 pub fn test_config() -> Config {
     Config {
         bind: "127.0.0.1".parse().expect("loopback"),
@@ -15,6 +29,11 @@ pub fn test_config() -> Config {
         push_delay: Duration::from_millis(20),
         push_retry_delay: Duration::from_millis(200),
         beat_check_interval: Duration::from_millis(100),
+        data_dir: data_dir(),
+        raft_election_timeout_min: Duration::from_millis(150),
+        raft_election_timeout_max: Duration::from_millis(300),
+        raft_heartbeat_interval: Duration::from_millis(50),
+        health_check_interval: Duration::ZERO,
         ..Config::default()
     }
 }

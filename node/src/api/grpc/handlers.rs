@@ -12,6 +12,7 @@ use super::payload::{ok_response, Envelope};
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::{validate, ClientKind, InstanceKey, Selection};
+use crate::raft::Command;
 use crate::state::NodeState;
 
 /// Largest page a `ServiceListRequest` may ask for.
@@ -24,7 +25,7 @@ pub async fn handle(state: &NodeState, conn: &Connection, env: &Envelope) -> Res
     match env.type_name.as_str() {
         "HealthCheckRequest" => Ok(ok_response("HealthCheckResponse", rid, json!({}))),
         "InstanceRequest" => instance(state, conn, env.parse()?, rid, true),
-        "PersistentInstanceRequest" => instance(state, conn, env.parse()?, rid, false),
+        "PersistentInstanceRequest" => persistent_instance(state, env.parse()?, rid).await,
         "BatchInstanceRequest" => batch_instance(state, conn, env.parse()?, rid),
         "ServiceQueryRequest" => service_query(state, env.parse()?, rid),
         "SubscribeServiceRequest" => subscribe(state, conn, env.parse()?, rid),
@@ -86,6 +87,23 @@ fn instance(
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
     }
+    Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
+}
+
+/// `PersistentInstanceRequest`: persistent instances belong to no
+/// connection; they are written through Raft (forwarded to the leader when
+/// this node follows) and answered once committed.
+async fn persistent_instance(state: &NodeState, req: InstanceRequest, rid: Option<&str>) -> Result<Payload> {
+    let service = req.base.service_key()?;
+    let wire = req.instance.ok_or_else(|| Error::invalid("Param 'instance' is required."))?;
+    let command = match req.kind.as_str() {
+        "registerInstance" => {
+            Command::RegisterInstance { service, instance: validate::instance(&wire, Some(false), &state.limits)? }
+        }
+        "deregisterInstance" => Command::DeregisterInstance { service, instance: instance_key(&wire)? },
+        other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
+    };
+    state.raft()?.write(command).await?;
     Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
 }
 

@@ -4,7 +4,8 @@
 //! Ephemeral instances registered over HTTP belong to the *ip:port client*
 //! `ip:port#true` of the instance's own address, as in Nacos 2: beats keep
 //! that client alive and beat expiry removes it. Persistent instances
-//! (`ephemeral=false`) belong to no client and stay until deregistered.
+//! (`ephemeral=false`) belong to no client and stay until deregistered; they
+//! are written through Raft.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::forward;
 use super::params::{Params, CLUSTER_NAMES};
 use crate::error::{Error, Result};
 use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
+use crate::raft::Command;
 use crate::state::NodeState;
 
 /// Builds a new instance from register parameters, with Nacos's defaults
@@ -62,7 +64,7 @@ pub async fn register(
         let client = ip_port_client_id(&instance.ip, instance.port);
         state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
     } else {
-        state.store.register_persistent(&key, instance);
+        state.raft()?.write(Command::RegisterInstance { service: key, instance }).await?;
     }
     Ok("ok".into_response())
 }
@@ -86,7 +88,7 @@ pub async fn deregister(
         let client = ip_port_client_id(&ikey.ip, ikey.port);
         state.store.deregister_ephemeral(&client, &key, &ikey);
     } else {
-        state.store.deregister_persistent(&key, &ikey);
+        state.raft()?.write(Command::DeregisterInstance { service: key, instance: ikey }).await?;
     }
     Ok("ok".into_response())
 }
@@ -126,6 +128,12 @@ pub async fn update(
     }
     let current =
         held.ok_or_else(|| Error::NotFound(format!("instance not found: {ikey} in service {}", key.grouped_name())))?;
+    if !current.ephemeral {
+        // Persistent: only the given fields travel, merged when applied.
+        let command = Command::UpdateInstance { service: key, instance: ikey, weight, healthy, enabled, metadata };
+        state.raft()?.write(command).await?;
+        return Ok("ok".into_response());
+    }
     let updated = Instance {
         weight: weight.unwrap_or(current.weight),
         healthy: healthy.unwrap_or(current.healthy),

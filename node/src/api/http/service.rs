@@ -3,6 +3,7 @@
 //!
 //! A service exists implicitly while it has instances; creating it
 //! explicitly keeps it (and its settings) when the instances are gone.
+//! Service settings are written through Raft; reads are local.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::params::Params;
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::{validate, ServiceMeta};
+use crate::raft::Command;
 use crate::state::NodeState;
 
 /// Largest page `GET /nacos/v1/ns/service/list` serves.
@@ -66,7 +68,7 @@ pub async fn create(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
         selector: selector(&p)?.unwrap_or(defaults.selector),
         explicit: true,
     };
-    state.store.create_service(&key, meta)?;
+    state.raft()?.write(Command::CreateService { service: key, meta }).await?;
     Ok("ok")
 }
 
@@ -77,25 +79,28 @@ pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
     let threshold = protect_threshold(&p)?;
     let metadata = metadata(&p, &state)?;
     let selector = selector(&p)?;
-    let current = state
-        .store
-        .service(&key)
-        .ok_or_else(|| Error::NotFound(format!("service {} not found!", key.grouped_name())))?
-        .meta;
-    let meta = ServiceMeta {
-        protect_threshold: threshold.unwrap_or(current.protect_threshold),
-        metadata: metadata.unwrap_or(current.metadata),
-        selector: selector.unwrap_or(current.selector),
-        explicit: true,
-    };
-    state.store.update_service(&key, meta)?;
+    // The service may exist only through ephemeral instances, which Raft
+    // does not see: existence is checked here, the merge happens when applied.
+    if state.store.service(&key).is_none() {
+        return Err(Error::NotFound(format!("service {} not found!", key.grouped_name())));
+    }
+    let command = Command::UpdateService { service: key, protect_threshold: threshold, metadata, selector };
+    state.raft()?.write(command).await?;
     Ok("ok")
 }
 
 /// `DELETE /nacos/v1/ns/service`: 404 if absent, 400 while it has instances.
 pub async fn delete(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
     let key = p.service_key()?;
-    state.store.delete_service(&key)?;
+    // Ephemeral instances are Distro's, invisible to Raft: checked here;
+    // persistent ones and existence are decided when applied.
+    if state.store.has_ephemeral_instances(&key) {
+        return Err(Error::Conflict(format!(
+            "Service {} is not empty, can't be delete. Please unregister instance first",
+            key.grouped_name()
+        )));
+    }
+    state.raft()?.write(Command::DeleteService { service: key }).await?;
     Ok("ok")
 }
 

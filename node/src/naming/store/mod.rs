@@ -98,6 +98,20 @@ impl Inner {
         }
     }
 
+    /// Sets a service's explicit settings and persistent instances; returns
+    /// whether anything changed.
+    fn set_persistent(&mut self, key: &ServiceKey, meta: Option<ServiceMeta>, instances: Vec<Instance>) -> bool {
+        let meta = meta.map(|m| ServiceMeta { explicit: true, ..m }).unwrap_or_default();
+        let persistent: BTreeMap<InstanceKey, Instance> =
+            instances.into_iter().map(|i| (i.key(), Instance { ephemeral: false, ..i })).collect();
+        let entry = self.entry(key);
+        let changed = entry.meta != meta || entry.persistent != persistent;
+        entry.meta = meta;
+        entry.persistent = persistent;
+        self.forget_if_empty(key);
+        changed
+    }
+
     /// Every instance of a service: ephemeral ones from publishers, then persistent.
     fn instances<'a>(&'a self, key: &ServiceKey, entry: &'a ServiceEntry) -> Vec<&'a Instance> {
         let mut out: Vec<&Instance> = entry
@@ -344,6 +358,52 @@ impl NamingStore {
             self.notify(key);
         }
         removed
+    }
+
+    /// Makes one service's Raft-owned part what Raft holds: its explicit
+    /// settings (`None`: none, the service is implicit) and its persistent
+    /// instances. Ephemeral publishers are left alone (Distro owns them).
+    pub fn set_persistent_service(&self, key: &ServiceKey, meta: Option<ServiceMeta>, instances: Vec<Instance>) {
+        let changed = self.inner.write().set_persistent(key, meta, instances);
+        if changed {
+            self.notify(key);
+        }
+    }
+
+    /// Replaces the Raft-owned part of the whole store (a Raft snapshot was
+    /// installed, or the state was loaded at start): every service not in
+    /// `services` loses its explicit settings and persistent instances.
+    pub fn replace_persistent(&self, services: Vec<(ServiceKey, Option<ServiceMeta>, Vec<Instance>)>) {
+        let mut touched = Vec::new();
+        {
+            let mut inner = self.inner.write();
+            let keep: BTreeSet<&ServiceKey> = services.iter().map(|(k, _, _)| k).collect();
+            let stale: Vec<ServiceKey> = inner
+                .services
+                .iter()
+                .filter(|(k, e)| !keep.contains(k) && (e.meta.explicit || !e.persistent.is_empty()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in stale {
+                if inner.set_persistent(&key, None, Vec::new()) {
+                    touched.push(key);
+                }
+            }
+            for (key, meta, instances) in services {
+                if inner.set_persistent(&key, meta, instances) {
+                    touched.push(key);
+                }
+            }
+        }
+        for key in &touched {
+            self.notify(key);
+        }
+    }
+
+    /// Whether a service has ephemeral instances (checked before a service
+    /// deletion is proposed to Raft, which cannot see them).
+    pub fn has_ephemeral_instances(&self, key: &ServiceKey) -> bool {
+        self.inner.read().services.get(key).is_some_and(|e| !e.publishers.is_empty())
     }
 
     /// Replaces the mutable fields (weight, enabled, healthy, metadata) of an
