@@ -407,7 +407,8 @@ impl NamingStore {
     }
 
     /// Replaces the mutable fields (weight, enabled, healthy, metadata) of an
-    /// existing instance, ephemeral or persistent.
+    /// existing ephemeral instance. Persistent instances change only through
+    /// Raft, never here.
     pub fn update_instance(&self, key: &ServiceKey, update: &Instance) -> Result<()> {
         let ikey = update.key();
         let mut changed_clients = Vec::new();
@@ -418,10 +419,6 @@ impl NamingStore {
                 .get_mut(key)
                 .ok_or_else(|| Error::NotFound(format!("service not found: {}", key.grouped_name())))?;
             let mut found = false;
-            if let Some(existing) = entry.persistent.get_mut(&ikey) {
-                *existing = Instance { ephemeral: false, ..update.clone() };
-                found = true;
-            }
             for id in &entry.publishers {
                 if let Some(client) = clients.get_mut(id) {
                     if let Some(p) = client.published.get_mut(key).and_then(|m| m.get_mut(&ikey)) {
@@ -843,6 +840,19 @@ mod tests {
         let east = store.query(&svc("a"), &Selection { clusters: vec!["east".into()], ..Selection::default() });
         assert_eq!(east.hosts.len(), 1);
         assert_eq!(east.clusters, "east");
+    }
+
+    #[test]
+    fn an_ephemeral_update_never_touches_a_persistent_twin() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        store.register_persistent(&svc("a"), Instance { ephemeral: false, ..inst("10.0.0.1", 80) });
+        store.register_ephemeral("c", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        store.update_instance(&svc("a"), &Instance { weight: 7.0, ..inst("10.0.0.1", 80) }).expect("update");
+        let weights: Vec<f64> = store.query(&svc("a"), &Selection::default()).hosts.iter().map(|h| h.weight).collect();
+        assert_eq!(weights.iter().filter(|w| **w == 7.0).count(), 1, "only the ephemeral one: {weights:?}");
+        // With no ephemeral instance of that key, nothing is updated here.
+        store.remove_client("c");
+        assert!(store.update_instance(&svc("a"), &inst("10.0.0.1", 80)).is_err());
     }
 
     #[test]
