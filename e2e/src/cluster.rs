@@ -1,18 +1,62 @@
 //! Helpers for tests of several nodes: reading a node's status and
-//! instances over HTTP, the fault switch, a killable SDK client process and
-//! a small address server.
+//! instances over HTTP, the fault switch, node flags and member files, and
+//! a killable SDK client process.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::binary;
+
+/// Writes a member list file atomically (temporary file, then rename), as
+/// operators and ConfigMap updates do, so a node never reads half of it.
+pub fn write_member_file(path: &Path, members: &[String]) {
+    let tmp = path.with_extension("tmp");
+    let text: String = members.iter().map(|m| format!("{m}\n")).collect();
+    std::fs::write(&tmp, text).expect("write the member file");
+    std::fs::rename(&tmp, path).expect("rename the member file");
+}
+
+/// Where a node finds its members.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// A `cluster.conf` file.
+    File(&'a Path),
+    /// An address-server URL.
+    AddressServer(&'a str),
+}
+
+/// Flags of a node on `ip` (standard ports) that finds its members through
+/// `lookup`, with membership timers short enough for tests: the list is
+/// re-read every 100 ms, members report every 200 ms and are `DOWN` after
+/// two failed reports.
+pub fn node_args(ip: &str, lookup: Lookup<'_>) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["--bind", ip, "--advertise", &format!("{ip}:8848")].iter().map(|s| s.to_string()).collect();
+    let source = match lookup {
+        Lookup::File(conf) => [
+            ("--lookup", "file".to_string()),
+            ("--cluster-conf", conf.to_string_lossy().into_owned()),
+            ("--cluster-conf-poll-interval", "100ms".to_string()),
+        ],
+        Lookup::AddressServer(url) => [
+            ("--lookup", "address-server".to_string()),
+            ("--address-server-url", url.to_string()),
+            ("--address-server-poll-interval", "100ms".to_string()),
+        ],
+    };
+    let timers = [
+        ("--member-report-interval", "200ms".to_string()),
+        ("--member-report-timeout", "300ms".to_string()),
+        ("--member-down-after-failures", "2".to_string()),
+    ];
+    args.extend(source.into_iter().chain(timers).flat_map(|(flag, value)| [flag.to_string(), value]));
+    args
+}
 
 /// A node's `/roster/v1/status`, or `None` when it does not answer.
 pub async fn status(http: SocketAddr) -> Option<Value> {
@@ -37,6 +81,22 @@ pub async fn member_states(http: SocketAddr) -> Option<Vec<(String, String)>> {
         .collect();
     out.sort();
     Some(out)
+}
+
+/// Waits until the node at `http` sees exactly `expected` (address, state),
+/// in any order, failing after `limit` with the last states it saw.
+pub async fn wait_member_states(http: SocketAddr, expected: &[(String, &str)], what: &str, limit: Duration) {
+    let mut expected: Vec<(String, String)> = expected.iter().map(|(a, s)| (a.clone(), (*s).to_owned())).collect();
+    expected.sort();
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = member_states(http).await;
+        if seen.as_ref() == Some(&expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: expected {expected:?} on {http}, last seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The instances of `service` (default namespace and group) as the node
@@ -148,7 +208,7 @@ impl SdkClient {
             let _ = tx.send(line);
         });
         let client = SdkClient { child };
-        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) if line.trim() == "registered" => Ok(client),
             Ok(line) => bail!("sdk-client said {line:?} instead of registering"),
             Err(_) => bail!("sdk-client did not register within 30 s"),
@@ -165,71 +225,5 @@ impl SdkClient {
 impl Drop for SdkClient {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A minimal address server: answers every `GET` with the current member
-/// list, one `host:port` per line, as DESIGN §8's server list does.
-#[derive(Debug)]
-pub struct AddressServer {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    members: Arc<Mutex<Vec<String>>>,
-    task: JoinHandle<()>,
-}
-
-impl AddressServer {
-    /// Starts serving `members` on an ephemeral port of `ip`.
-    pub async fn start(ip: &str, members: &[String]) -> Result<AddressServer> {
-        let listener = TcpListener::bind((ip, 0)).await.context("binding the address server")?;
-        let addr = listener.local_addr()?;
-        let list = Arc::new(Mutex::new(members.to_vec()));
-        let served = list.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let body = served.lock().map(|m| m.iter().map(|a| format!("{a}\n")).collect::<String>());
-                let body = body.unwrap_or_default();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut reader = BufReader::new(read);
-                    // Read the request head; the answer does not depend on it.
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).await.is_ok_and(|n| n > 0) {
-                        if line == "\r\n" || line == "\n" {
-                            break;
-                        }
-                        line.clear();
-                    }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = write.write_all(head.as_bytes()).await;
-                    let _ = write.write_all(body.as_bytes()).await;
-                    let _ = write.shutdown().await;
-                    let mut rest = Vec::new();
-                    let _ = reader.read_to_end(&mut rest).await;
-                });
-            }
-        });
-        Ok(AddressServer { addr, members: list, task })
-    }
-
-    /// The URL nodes poll.
-    pub fn url(&self) -> String {
-        format!("http://{}/v1/clusters/test/demo/serverlist", self.addr)
-    }
-
-    /// Replaces the member list.
-    pub fn set(&self, members: &[String]) {
-        if let Ok(mut m) = self.members.lock() {
-            *m = members.to_vec();
-        }
-    }
-}
-
-impl Drop for AddressServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -8,8 +8,8 @@
 //! - [`binary`]: locating (and if needed building) workspace binaries.
 //! - [`NodeProcess`]: one running node process.
 //! - [`eventually`]: bounded polling for a condition.
-//! - [`cluster`]: reading nodes over HTTP, the fault switch, a killable SDK
-//!   client and a small address server, for tests of several nodes.
+//! - [`cluster`]: reading nodes over HTTP, the fault switch, node flags and
+//!   member files, and a killable SDK client, for tests of several nodes.
 //! - `src/bin/sdk-client.rs`: a client process using the official Rust
 //!   Nacos client, so tests can kill a client the way a crash would.
 #![deny(missing_docs)]

@@ -9,49 +9,27 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, NamingServiceBuilder};
 use nacos_sdk::api::props::ClientProps;
 use roster_e2e::cluster::{
-    beat, deregister_http, instances, is_ready, member_states, register_http, set_faults, status, AddressServer,
-    SdkClient,
+    beat, deregister_http, instances, is_ready, node_args, register_http, set_faults, status, wait_member_states,
+    write_member_file, Lookup, SdkClient,
 };
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
 use roster_node::cluster::responsible_member;
+use roster_operator::address_server::{AddressServer, ServerLists};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// How the nodes find each other.
-enum Lookup<'a> {
-    File(&'a Path),
-    AddressServer(&'a str),
-}
-
-/// Starts a node on `ip` (standard ports) with short Distro timers and the
-/// fault switch enabled. `extra` flags come last and win.
-fn start_node(ip: &str, lookup: &Lookup<'_>, extra: &[&str]) -> NodeProcess {
-    let advertise = format!("{ip}:8848");
-    let mut args: Vec<String> = ["--bind", ip, "--advertise", &advertise].iter().map(|s| s.to_string()).collect();
-    match lookup {
-        Lookup::File(conf) => {
-            args.extend(["--lookup".into(), "file".into(), "--cluster-conf".into()]);
-            args.push(conf.to_string_lossy().into_owned());
-            args.extend(["--cluster-conf-poll-interval".into(), "100ms".into()]);
-        }
-        Lookup::AddressServer(url) => {
-            args.extend(["--lookup".into(), "address-server".into(), "--address-server-url".into()]);
-            args.push((*url).to_owned());
-            args.extend(["--address-server-poll-interval".into(), "100ms".into()]);
-        }
-    }
+/// Starts a node on `ip` (standard ports) with short membership and Distro
+/// timers and the fault switch enabled. `extra` flags come last and win.
+fn start_node(ip: &str, lookup: Lookup<'_>, extra: &[&str]) -> NodeProcess {
+    let mut args = node_args(ip, lookup);
     let timers = [
-        ("--member-report-interval", "200ms"),
-        ("--member-report-timeout", "300ms"),
-        ("--member-down-after-failures", "2"),
         ("--distro-sync-delay", "50ms"),
         ("--distro-sync-retry-delay", "200ms"),
         ("--distro-sync-timeout", "1s"),
@@ -61,9 +39,7 @@ fn start_node(ip: &str, lookup: &Lookup<'_>, extra: &[&str]) -> NodeProcess {
         ("--beat-check-interval", "200ms"),
         ("--push-delay", "20ms"),
     ];
-    for (flag, value) in timers {
-        args.extend([flag.to_string(), value.to_string()]);
-    }
+    args.extend(timers.iter().flat_map(|(flag, value)| [flag.to_string(), value.to_string()]));
     args.push("--fault-injection".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -74,27 +50,32 @@ fn member(ip: &str) -> String {
     format!("{ip}:8848")
 }
 
-/// Writes the member file atomically.
-fn write_conf(path: &Path, members: &[String]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, members.iter().map(|m| format!("{m}\n")).collect::<String>()).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
-/// Waits until `node` sees exactly `members`, each in `state`.
-async fn wait_members(node: &NodeProcess, members: &[String], state: &str) {
-    let mut want: Vec<(String, String)> = members.iter().map(|m| (m.clone(), state.to_owned())).collect();
-    want.sort();
-    let what = format!("{} to see {want:?}", node.http);
-    eventually(&what, WAIT, || async { (member_states(node.http).await? == want).then_some(()) }).await;
-}
-
 /// Waits until every node is ready and sees every member `UP`.
 async fn wait_formed(nodes: &[&NodeProcess], members: &[String]) {
+    let all_up: Vec<(String, &str)> = members.iter().map(|m| (m.clone(), "UP")).collect();
     for node in nodes {
-        wait_members(node, members, "UP").await;
+        wait_member_states(node.http, &all_up, "every member UP", WAIT).await;
         eventually(&format!("{} ready", node.http), WAIT, || async { is_ready(node.http).await.then_some(()) }).await;
     }
+}
+
+/// Three nodes listed in one `cluster.conf`, formed and ready.
+struct ThreeNodes {
+    /// Holds the member file.
+    _dir: tempfile::TempDir,
+    members: Vec<String>,
+    nodes: Vec<NodeProcess>,
+}
+
+async fn three_nodes(extra: &[&str]) -> ThreeNodes {
+    let ips = loopback_ips(3);
+    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("cluster.conf");
+    write_member_file(&conf, &members);
+    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, Lookup::File(&conf), extra)).collect();
+    wait_formed(&nodes.iter().collect::<Vec<_>>(), &members).await;
+    ThreeNodes { _dir: dir, members, nodes }
 }
 
 /// Waits until every node answers `expected` for `service`.
@@ -175,15 +156,8 @@ async fn subscribe(http: SocketAddr, grpc: u16, service: &str) -> tokio::sync::m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_grpc_and_http_writes_and_push_across_nodes() {
-    let ips = loopback_ips(3);
-    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
-    write_conf(&conf, &members);
-    let lookup = Lookup::File(&conf);
-    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &[])).collect();
+    let ThreeNodes { _dir, members, nodes } = three_nodes(&[]).await;
     let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_formed(&all, &members).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     // A subscriber on C, before anything exists.
@@ -237,13 +211,18 @@ async fn scale_up(use_address_server: bool) {
     let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("cluster.conf");
-    write_conf(&conf, &members[..3]);
-    let server = AddressServer::start(&ips[0], &members[..3]).await.expect("address server");
-    let url = server.url();
+    write_member_file(&conf, &members[..3]);
+    // The operator's own address server, serving the first three members.
+    let lists = ServerLists::new();
+    lists.set("test", "demo", members[..3].to_vec());
+    let bind = format!("{}:0", ips[0]).parse().expect("address");
+    let (server, _task) =
+        AddressServer::new(lists.clone()).spawn(bind, std::future::pending()).await.expect("address server");
+    let url = format!("http://{server}/v1/clusters/test/demo/serverlist");
     let lookup = if use_address_server { Lookup::AddressServer(&url) } else { Lookup::File(&conf) };
     // Long beat timeouts: the HTTP instances must outlive the test without beats.
     let extra = ["--beat-timeout", "120s", "--beat-delete-timeout", "240s", "--distro-snapshot-chunk", "4"];
-    let mut nodes: Vec<NodeProcess> = ips[..3].iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let mut nodes: Vec<NodeProcess> = ips[..3].iter().map(|ip| start_node(ip, lookup, &extra)).collect();
     let first: Vec<&NodeProcess> = nodes.iter().collect();
     wait_formed(&first, &members[..3]).await;
 
@@ -262,12 +241,12 @@ async fn scale_up(use_address_server: bool) {
 
     // Grow the list, then start the two new members with it.
     if use_address_server {
-        server.set(&members);
+        lists.set("test", "demo", members.clone());
     } else {
-        write_conf(&conf, &members);
+        write_member_file(&conf, &members);
     }
     for ip in &ips[3..] {
-        nodes.push(start_node(ip, &lookup, &extra));
+        nodes.push(start_node(ip, lookup, &extra));
     }
     let source_set: BTreeSet<String> = members[..3].iter().cloned().collect();
     for node in &nodes[3..] {
@@ -312,16 +291,9 @@ async fn scale_up_by_address_server_loads_the_snapshot_before_ready() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_node_loses_its_connections_but_its_ip_port_clients_live_on() {
-    let ips = loopback_ips(3);
-    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
-    write_conf(&conf, &members);
-    let lookup = Lookup::File(&conf);
     let extra = ["--beat-timeout", "1500ms", "--beat-delete-timeout", "3s"];
-    let mut nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let ThreeNodes { _dir, members, mut nodes } = three_nodes(&extra).await;
     let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_formed(&all, &members).await;
     let victim = members[2].clone();
 
     // A gRPC client of the victim, and HTTP clients the victim is responsible for.
@@ -355,12 +327,9 @@ async fn killed_node_loses_its_connections_but_its_ip_port_clients_live_on() {
     let killed_at = Instant::now();
     nodes[2].kill();
     let survivors: Vec<&NodeProcess> = nodes[..2].iter().collect();
+    let want = [(members[0].clone(), "UP"), (members[1].clone(), "UP"), (victim.clone(), "DOWN")];
     for node in &survivors {
-        let mut want = vec![(members[0].clone(), "UP".to_string()), (members[1].clone(), "UP".to_string())];
-        want.push((victim.clone(), "DOWN".to_string()));
-        want.sort();
-        eventually("the victim to be DOWN", WAIT, || async { (member_states(node.http).await? == want).then_some(()) })
-            .await;
+        wait_member_states(node.http, &want, "the victim to be DOWN", WAIT).await;
     }
     // The victim's gRPC client goes with it (its copies expire) ...
     let http_only: Vec<String> = ports.iter().map(|p| up("10.3.1.1", *p)).collect();
@@ -383,16 +352,9 @@ async fn killed_node_loses_its_connections_but_its_ip_port_clients_live_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
-    let ips = loopback_ips(3);
-    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
-    write_conf(&conf, &members);
-    let lookup = Lookup::File(&conf);
     let extra = ["--beat-timeout", "120s", "--beat-delete-timeout", "240s", "--distro-tombstone-ttl", "60s"];
-    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &extra)).collect();
+    let ThreeNodes { _dir, members, nodes } = three_nodes(&extra).await;
     let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_formed(&all, &members).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     // Before: one HTTP instance A is responsible for (so A keeps vouching
@@ -406,23 +368,11 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
     set_faults(a.http, &[&members[1], &members[2]], 0).await.expect("faults");
     set_faults(b.http, &[&members[0]], 0).await.expect("faults");
     set_faults(c.http, &[&members[0]], 0).await.expect("faults");
-    let mut a_view = vec![
-        (members[0].clone(), "UP".to_string()),
-        (members[1].clone(), "DOWN".to_string()),
-        (members[2].clone(), "DOWN".to_string()),
-    ];
-    a_view.sort();
-    eventually("A to see B and C DOWN", WAIT, || async { (member_states(a.http).await? == a_view).then_some(()) })
-        .await;
+    let a_view = [(members[0].clone(), "UP"), (members[1].clone(), "DOWN"), (members[2].clone(), "DOWN")];
+    wait_member_states(a.http, &a_view, "A to see B and C DOWN", WAIT).await;
+    let other_view = [(members[0].clone(), "DOWN"), (members[1].clone(), "UP"), (members[2].clone(), "UP")];
     for node in [b, c] {
-        let mut view = vec![
-            (members[0].clone(), "DOWN".to_string()),
-            (members[1].clone(), "UP".to_string()),
-            (members[2].clone(), "UP".to_string()),
-        ];
-        view.sort();
-        eventually("B and C to see A DOWN", WAIT, || async { (member_states(node.http).await? == view).then_some(()) })
-            .await;
+        wait_member_states(node.http, &other_view, "B and C to see A DOWN", WAIT).await;
     }
 
     // Writes succeed on both sides.
@@ -453,15 +403,8 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_sync_is_repaired_by_verify() {
-    let ips = loopback_ips(3);
-    let members: Vec<String> = ips.iter().map(|ip| member(ip)).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
-    write_conf(&conf, &members);
-    let lookup = Lookup::File(&conf);
-    let nodes: Vec<NodeProcess> = ips.iter().map(|ip| start_node(ip, &lookup, &[])).collect();
+    let ThreeNodes { _dir, nodes, .. } = three_nodes(&[]).await;
     let all: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_formed(&all, &members).await;
     let a = &nodes[0];
 
     // A drops its next two syncs: the ones to B and C for this client.

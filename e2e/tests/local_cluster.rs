@@ -83,14 +83,11 @@ async fn the_run_command_serves_scales_and_stops_on_ctrl_c() {
     // Ctrl-C stops everything cleanly.
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill -INT").success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "roster-cluster did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = eventually("roster-cluster to stop on Ctrl-C", WAIT, || {
+        let exited = child.try_wait().expect("wait");
+        async move { exited }
+    })
+    .await;
     assert!(exit.success(), "{exit:?}");
     for i in 0..2 {
         assert!(status(node(i)).await.is_none(), "node {i} still answers after Ctrl-C");

@@ -4,67 +4,22 @@
 //! comes back; editing the file adds and removes members.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use roster_e2e::cluster::{node_args, wait_member_states, write_member_file, Lookup};
 use roster_e2e::{loopback_ips, NodeProcess};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn start_node(ip: &str, conf: &Path) -> NodeProcess {
-    let advertise = format!("{ip}:8848");
-    let conf = conf.to_string_lossy().into_owned();
-    let args = [
-        "--bind",
-        ip,
-        "--advertise",
-        &advertise,
-        "--lookup",
-        "file",
-        "--cluster-conf",
-        &conf,
-        "--cluster-conf-poll-interval",
-        "100ms",
-        "--member-report-interval",
-        "200ms",
-        "--member-report-timeout",
-        "300ms",
-        "--member-down-after-failures",
-        "2",
-    ];
+    let args = node_args(ip, Lookup::File(conf));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     NodeProcess::start(&args, &[]).expect("node starts")
 }
 
-/// Writes the file atomically (temp file + rename), as operators should.
-fn write_conf(path: &Path, members: &[String]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, members.iter().map(|m| format!("{m}\n")).collect::<String>()).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
-async fn member_states(node: &NodeProcess) -> Option<Vec<(String, String)>> {
-    let status: Value = reqwest::get(format!("http://{}/roster/v1/status", node.http)).await.ok()?.json().await.ok()?;
-    let mut out: Vec<(String, String)> = status["members"]
-        .as_array()?
-        .iter()
-        .map(|m| (m["address"].as_str().unwrap_or("").to_owned(), m["state"].as_str().unwrap_or("").to_owned()))
-        .collect();
-    out.sort();
-    Some(out)
-}
-
 async fn wait_for_states(node: &NodeProcess, expected: &[(String, &str)], what: &str) {
-    let mut expected: Vec<(String, String)> = expected.iter().map(|(a, s)| (a.clone(), (*s).to_owned())).collect();
-    expected.sort();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let seen = member_states(node).await;
-        if seen.as_ref() == Some(&expected) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: expected {expected:?}, last seen {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_member_states(node.http, expected, what, WAIT).await;
 }
 
 #[tokio::test]
@@ -73,7 +28,7 @@ async fn members_find_each_other_lose_and_regain_a_member() {
     let conf = dir.path().join("cluster.conf");
     let ips = loopback_ips(4);
     let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
-    write_conf(&conf, &members[..3]);
+    write_member_file(&conf, &members[..3]);
     let a = start_node(&ips[0], &conf);
     let b = start_node(&ips[1], &conf);
     let mut c = start_node(&ips[2], &conf);
@@ -105,7 +60,7 @@ async fn members_find_each_other_lose_and_regain_a_member() {
 
     // Editing the file: a fourth member that never answers joins the list
     // (and turns DOWN); removing the third takes it off every list.
-    write_conf(&conf, &[members[0].clone(), members[1].clone(), members[3].clone()]);
+    write_member_file(&conf, &[members[0].clone(), members[1].clone(), members[3].clone()]);
     let edited = vec![(members[0].clone(), "UP"), (members[1].clone(), "UP"), (members[3].clone(), "DOWN")];
     wait_for_states(&a, &edited, "file edit applied on a").await;
     wait_for_states(&b, &edited, "file edit applied on b").await;

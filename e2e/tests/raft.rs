@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use roster_e2e::cluster::{node_args, write_member_file, Lookup};
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
 use serde_json::Value;
 
@@ -73,52 +74,29 @@ impl Cluster {
         format!("http://{}:8848", self.ips[i])
     }
 
-    /// Rewrites the list atomically (temporary file + rename).
+    /// Rewrites the list atomically.
     fn write_conf(&self, members: &[usize]) {
-        let tmp = self.conf.with_extension("tmp");
-        let text: String = members.iter().map(|i| format!("{}\n", self.member(*i))).collect();
-        std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, &self.conf).expect("rename");
+        let list: Vec<String> = members.iter().map(|i| self.member(*i)).collect();
+        write_member_file(&self.conf, &list);
     }
 
     fn start(&mut self, i: usize) {
-        let ip = self.ips[i].clone();
-        let advertise = self.member(i);
+        let mut args = node_args(&self.ips[i], Lookup::File(&self.conf));
         let data = self.dir.path().join(format!("data-{i}")).to_string_lossy().into_owned();
-        let conf = self.conf.to_string_lossy().into_owned();
-        let mut args: Vec<&str> = vec![
-            "--bind",
-            &ip,
-            "--advertise",
-            &advertise,
-            "--data-dir",
-            &data,
-            "--lookup",
-            "file",
-            "--cluster-conf",
-            &conf,
-            "--cluster-conf-poll-interval",
-            "100ms",
-            "--member-report-interval",
-            "200ms",
-            "--member-report-timeout",
-            "300ms",
-            "--member-down-after-failures",
-            "2",
-            "--raft-election-timeout-min",
-            ELECTION_MIN,
-            "--raft-election-timeout-max",
-            "600ms",
-            "--raft-heartbeat-interval",
-            HEARTBEAT,
-            "--raft-write-timeout",
-            "5s",
+        args.extend(["--data-dir".to_string(), data]);
+        let raft = [
+            ("--raft-election-timeout-min", ELECTION_MIN),
+            ("--raft-election-timeout-max", "600ms"),
+            ("--raft-heartbeat-interval", HEARTBEAT),
+            ("--raft-write-timeout", "5s"),
         ];
+        args.extend(raft.iter().flat_map(|(flag, value)| [flag.to_string(), value.to_string()]));
         // No health checks unless a test asks for them.
         if !self.extra.iter().any(|a| a == "--health-check-interval") {
-            args.extend(["--health-check-interval", "0"]);
+            args.extend(["--health-check-interval".to_string(), "0".to_string()]);
         }
-        args.extend(self.extra.iter().map(String::as_str));
+        args.extend(self.extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.nodes[i] = Some(NodeProcess::start(&args, &[]).expect("node starts"));
     }
 
@@ -174,6 +152,16 @@ async fn holdings(base: &str) -> Option<BTreeMap<u16, String>> {
 
 /// Waits until every node in `among` names the same leader, that leader
 /// says it leads, and it has `voters` voters; returns the leader's index.
+/// Three listed nodes started with `extra` flags, and the index of their leader.
+async fn three_with_leader(extra: &[&str]) -> (Cluster, usize) {
+    let mut c = Cluster::new(3, 3, extra);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    (c, leader)
+}
+
 async fn wait_leader(c: &Cluster, among: &[usize], voters: usize, limit: Duration) -> usize {
     eventually(&format!("one leader with {voters} voters among {among:?}"), limit, || async {
         let mut leader = None;
@@ -213,11 +201,7 @@ async fn write_all(c: &Cluster, via: usize, ports: std::ops::Range<u16>, acked: 
 
 #[tokio::test]
 async fn three_nodes_replicate_fail_over_and_survive_a_full_restart() {
-    let mut c = Cluster::new(3, 3, &[]);
-    for i in 0..3 {
-        c.start(i);
-    }
-    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    let (mut c, leader) = three_with_leader(&[]).await;
     // Writes through every node, followers included (forwarded to the leader).
     let mut acked = BTreeMap::new();
     for (n, via) in (0..3).enumerate() {
@@ -260,11 +244,7 @@ async fn three_nodes_replicate_fail_over_and_survive_a_full_restart() {
 
 #[tokio::test]
 async fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
-    let mut c = Cluster::new(3, 3, &["--raft-snapshot-logs", "10", "--raft-logs-to-keep", "0"]);
-    for i in 0..3 {
-        c.start(i);
-    }
-    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    let (mut c, leader) = three_with_leader(&["--raft-snapshot-logs", "10", "--raft-logs-to-keep", "0"]).await;
     let mut acked = BTreeMap::new();
     write_all(&c, leader, 2000..2003, &mut acked).await;
     wait_holding(&c, &[0, 1, 2], &acked, "before").await;
@@ -427,11 +407,7 @@ fn fastrand_lite(seed: u32) -> impl FnMut() -> u64 {
 
 #[tokio::test]
 async fn a_wiped_member_rejoins_under_a_new_id() {
-    let mut c = Cluster::new(3, 3, &[]);
-    for i in 0..3 {
-        c.start(i);
-    }
-    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    let (mut c, leader) = three_with_leader(&[]).await;
     let mut acked = BTreeMap::new();
     write_all(&c, leader, 5000..5005, &mut acked).await;
     let wiped = (leader + 1) % 3;
@@ -455,11 +431,7 @@ async fn a_wiped_member_rejoins_under_a_new_id() {
 
 #[tokio::test]
 async fn the_leader_health_checks_and_every_member_sees_the_verdict() {
-    let mut c = Cluster::new(3, 3, &["--health-check-interval", "100ms", "--health-check-timeout", "300ms"]);
-    for i in 0..3 {
-        c.start(i);
-    }
-    let leader = wait_leader(&c, &[0, 1, 2], 3, WAIT).await;
+    let (c, leader) = three_with_leader(&["--health-check-interval", "100ms", "--health-check-timeout", "300ms"]).await;
     // A loopback port nobody listens on (bound, then released).
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let follower = (leader + 1) % 3;

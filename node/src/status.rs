@@ -119,7 +119,7 @@ pub fn status(state: &NodeState) -> NodeStatus {
             .into_iter()
             .map(|m| MemberStatus { address: m.address, state: m.state.as_str() })
             .collect(),
-        distro: Some(state.distro.status()),
+        distro: Some(state.distro.status(counts)),
         raft: state.raft.get().map(|r| r.status()),
         store: StoreStatus {
             services: counts.services,

@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,14 +56,6 @@ fn settings() -> ClusterSettings {
         down_after_failures: 3,
         fault_injection: false,
     }
-}
-
-/// Writes `text` atomically (write + rename), as editors and ConfigMap
-/// updates do, so the poller never reads half a file.
-fn write_conf(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).expect("write cluster.conf");
-    std::fs::rename(&tmp, path).expect("rename cluster.conf");
 }
 
 /// A `Peer` gRPC server on a bound listener.
@@ -147,7 +139,7 @@ impl TestCluster {
     async fn start() -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("cluster.conf");
-        write_conf(&conf, &format!("# three members\n{A}\n{B}\n\n{C}  # the third\n"));
+        common::write_conf(&conf, &format!("# three members\n{A}\n{B}\n\n{C}  # the third\n"));
 
         let mut listeners = Vec::new();
         let mut endpoints = HashMap::new();
@@ -293,7 +285,7 @@ async fn editing_cluster_conf_adds_and_removes_members() {
 
     // D is listed but has no peer endpoint: it joins UP, then fails its
     // reports and goes DOWN.
-    write_conf(&cluster.conf, &format!("{A}\n{B}\n{C}\n{D}\nnot a member\n"));
+    common::write_conf(&cluster.conf, &format!("{A}\n{B}\n{C}\n{D}\nnot a member\n"));
     for node in &cluster.nodes {
         eventually(&format!("{} to list D", node.name), || async {
             (node.addresses() == vec![A, B, C, D]).then_some(())
@@ -308,7 +300,7 @@ async fn editing_cluster_conf_adds_and_removes_members() {
 
     // Dropping C and D: A and B forget them and drop C's channel; C keeps
     // itself (the local member is always listed) and A and B.
-    write_conf(&cluster.conf, &format!("{A}\n{B}\n"));
+    common::write_conf(&cluster.conf, &format!("{A}\n{B}\n"));
     for name in [A, B] {
         let node = cluster.node(name);
         eventually(&format!("{name} to forget C and D"), || async { (node.addresses() == vec![A, B]).then_some(()) })
@@ -325,7 +317,7 @@ async fn editing_cluster_conf_adds_and_removes_members() {
 
     // A file with no valid member is ignored: the last list stays.
     let refreshes = cluster.node(A).cluster.lookup().map(|l| l.stats().failures()).unwrap_or_default();
-    write_conf(&cluster.conf, "# emptied by mistake\n");
+    common::write_conf(&cluster.conf, "# emptied by mistake\n");
     let a = cluster.node(A);
     eventually("A to notice the empty file", || async {
         let failures = a.cluster.lookup().map(|l| l.stats().failures()).unwrap_or_default();

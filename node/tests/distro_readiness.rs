@@ -22,18 +22,12 @@ async fn distro(base: &str) -> Value {
     status["distro"].clone()
 }
 
-fn write_conf(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_until_the_snapshot_is_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("cluster.conf");
     // A peer nobody serves (port 9 on loopback: discard, closed here).
-    write_conf(&conf, "127.0.0.1:9\n");
+    common::write_conf(&conf, "127.0.0.1:9\n");
     let config = roster_node::Config {
         lookup: LookupMode::File,
         cluster_conf: conf.clone(),
@@ -62,7 +56,7 @@ async fn not_ready_until_the_snapshot_is_loaded() {
     assert!(!own.distro_initialized, "reports tell peers it has not loaded");
 
     // The unreachable peer leaves the list: nothing to load from, so loaded.
-    write_conf(&conf, &format!("{}\n", node.state.member));
+    common::write_conf(&conf, &format!("{}\n", node.state.member));
     common::eventually("readiness after the peer left", WAIT, || async {
         (readiness(&base).await == 200).then_some(())
     })

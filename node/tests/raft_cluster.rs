@@ -80,16 +80,8 @@ async fn followers_forward_writes_and_errors_to_the_leader() {
     // A persistent instance written on a follower the way the gRPC handler does.
     let raft = f2.state.raft().expect("raft");
     let key = roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "orders");
-    let instance = roster_node::naming::Instance {
-        ip: "127.0.0.1".into(),
-        port: 7001,
-        weight: 1.0,
-        healthy: true,
-        enabled: true,
-        ephemeral: false,
-        cluster: "DEFAULT".into(),
-        metadata: Default::default(),
-    };
+    let instance =
+        roster_node::naming::Instance { ephemeral: false, ..roster_node::naming::Instance::new("127.0.0.1", 7001) };
     raft.write(roster_node::raft::Command::RegisterInstance { service: key.clone(), instance: instance.clone() })
         .await
         .expect("forwarded write");

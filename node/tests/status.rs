@@ -13,16 +13,7 @@ async fn status_health_and_metrics() {
     let node = start(test_config()).await;
     let base = format!("http://{}", node.http_addr);
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "svc");
-    let instance = Instance {
-        ip: "10.0.0.1".into(),
-        port: 80,
-        weight: 1.0,
-        healthy: true,
-        enabled: true,
-        ephemeral: true,
-        cluster: "DEFAULT".into(),
-        metadata: Default::default(),
-    };
+    let instance = Instance::new("10.0.0.1", 80);
     node.state.store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &key, instance);
 
     // A standalone node is ready once it leads its single-voter Raft group.

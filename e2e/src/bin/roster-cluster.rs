@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -279,17 +279,13 @@ fn node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn prepare(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    prepare(&args.data_dir)?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let node_bin = node_binary(args.node_bin.clone())?;
     let lists = ServerLists::new();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -8,7 +8,7 @@
 use roster_proto::peer::{ClientData, PublishedInstance};
 
 use crate::naming::validate::{self, Limits};
-use crate::naming::{ClientCopy, ClientKind, Instance, InstanceWire, ServiceKey};
+use crate::naming::{ClientCopy, ClientKind, Instance, InstanceWire};
 
 /// Encodes a client for a peer.
 pub fn encode(copy: &ClientCopy) -> ClientData {
@@ -71,16 +71,12 @@ fn decode_instance(json: &str, limits: &Limits) -> Result<Instance, String> {
     Ok(instance)
 }
 
-/// The service key of an encoded instance, for tests and logs.
-pub fn service_of(published: &PublishedInstance) -> ServiceKey {
-    ServiceKey::new(&published.namespace, &published.group, &published.service)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::naming::ServiceKey;
 
     fn limits() -> Limits {
         Limits { max_metadata_bytes: 1024, max_batch_instances: 10 }
@@ -108,7 +104,11 @@ mod tests {
             instances: vec![(ServiceKey::new("dev", "g", "s"), instance())],
         };
         let data = encode(&copy);
-        assert_eq!(service_of(&data.instances[0]), ServiceKey::new("dev", "g", "s"));
+        let published = &data.instances[0];
+        assert_eq!(
+            (published.namespace.as_str(), published.group.as_str(), published.service.as_str()),
+            ("dev", "g", "s")
+        );
         assert_eq!(decode(data, &limits()), Ok(copy));
     }
 

@@ -43,7 +43,7 @@ use crate::cluster::{DistroHandler, Membership, PeerChannels};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::naming::validate::Limits;
-use crate::naming::{Applied, NamingStore};
+use crate::naming::{Applied, NamingStore, StoreCounts};
 
 use self::sync::SyncQueues;
 
@@ -88,10 +88,9 @@ impl DistroSettings {
     }
 }
 
-/// Where the snapshot load stands.
+/// Where the snapshot load stands; loaded once `loaded_at` is set.
 #[derive(Debug, Default)]
 struct LoadState {
-    initialized: bool,
     source: Option<String>,
     loaded_at: Option<SystemTime>,
 }
@@ -169,11 +168,7 @@ impl Distro {
     /// standalone node has nobody to talk to and is initialized at once.
     pub fn start(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         if self.membership.is_standalone() {
-            let mut load = self.load.lock();
-            load.initialized = true;
-            load.loaded_at = Some(SystemTime::now());
-            drop(load);
-            self.membership.set_distro_initialized(true);
+            self.mark_loaded(None);
             return Vec::new();
         }
         vec![
@@ -194,19 +189,19 @@ impl Distro {
 
     /// Whether the snapshot is loaded (or the node is alone).
     pub fn is_initialized(&self) -> bool {
-        self.load.lock().initialized
+        self.load.lock().loaded_at.is_some()
     }
 
-    /// The `distro` section of the status document.
-    pub fn status(&self) -> DistroStatus {
-        let (initialized, source, loaded_at) = {
+    /// The `distro` section of the status document, with the store's
+    /// `counts` as the caller read them.
+    pub fn status(&self, counts: StoreCounts) -> DistroStatus {
+        let (source, loaded_at) = {
             let load = self.load.lock();
-            (load.initialized, load.source.clone(), load.loaded_at)
+            (load.source.clone(), load.loaded_at)
         };
         let responsibility = self.membership.responsibility();
-        let counts = self.store.counts();
         DistroStatus {
-            initialized,
+            initialized: loaded_at.is_some(),
             snapshot_source: source,
             snapshot_loaded_at: loaded_at.map(rfc3339),
             responsible_clients: self.store.verified_count(|tag| responsibility.is_local(tag)),
@@ -290,8 +285,6 @@ pub fn rfc3339(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use roster_proto::peer::{ClientRevision, SnapshotChunk};
     use tokio_stream::StreamExt;
 
@@ -319,16 +312,7 @@ mod tests {
     }
 
     fn client(id: &str, revision: u64, ip: &str) -> ClientCopy {
-        let instance = Instance {
-            ip: ip.into(),
-            port: 80,
-            weight: 1.0,
-            healthy: true,
-            enabled: true,
-            ephemeral: true,
-            cluster: "DEFAULT".into(),
-            metadata: BTreeMap::new(),
-        };
+        let instance = Instance::new(ip, 80);
         ClientCopy {
             id: id.into(),
             kind: ClientKind::Connection,

@@ -182,10 +182,9 @@ impl Distro {
         }
     }
 
-    fn mark_loaded(&self, source: Option<String>) {
+    pub(super) fn mark_loaded(&self, source: Option<String>) {
         {
             let mut load = self.load.lock();
-            load.initialized = true;
             load.source = source.clone();
             load.loaded_at = Some(SystemTime::now());
         }

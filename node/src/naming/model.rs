@@ -97,6 +97,21 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// An instance at `ip:port` with Nacos's defaults: weight 1, healthy,
+    /// enabled, ephemeral, cluster `DEFAULT`, no metadata.
+    pub fn new(ip: impl Into<String>, port: u16) -> Instance {
+        Instance {
+            ip: ip.into(),
+            port,
+            weight: 1.0,
+            healthy: true,
+            enabled: true,
+            ephemeral: true,
+            cluster: DEFAULT_CLUSTER.to_owned(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
     /// The key of this instance inside its service.
     pub fn key(&self) -> InstanceKey {
         InstanceKey { ip: self.ip.clone(), port: self.port, cluster: self.cluster.clone() }

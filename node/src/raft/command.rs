@@ -307,16 +307,7 @@ mod tests {
     }
 
     fn inst(ip: &str, port: u16) -> Instance {
-        Instance {
-            ip: ip.into(),
-            port,
-            weight: 1.0,
-            healthy: true,
-            enabled: true,
-            ephemeral: true,
-            cluster: "DEFAULT".into(),
-            metadata: BTreeMap::new(),
-        }
+        Instance::new(ip, port)
     }
 
     fn register(name: &str, i: &Instance) -> Command {

@@ -86,3 +86,11 @@ pub async fn http_json(url: &str, params: &[(&str, &str)]) -> serde_json::Value 
     assert_eq!(status, 200, "GET {url} {params:?} answered {status}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url} answered non-JSON ({e}): {body}"))
 }
+
+/// Writes `text` atomically (write + rename), as editors and ConfigMap
+/// updates do, so a node polling the file never reads half of it.
+pub fn write_conf(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write cluster.conf");
+    std::fs::rename(&tmp, path).expect("rename cluster.conf");
+}

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::http::Response;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::forward;
+use super::forward::{self, Inbound};
 use super::params::Params;
 use crate::error::{Error, Result};
 use crate::naming::{ip_port_client_id, validate, BeatOutcome, ClientKind, InstanceKey, InstanceWire, ServiceKey};
@@ -104,19 +104,12 @@ fn beat_target(p: &Params, beat: Option<&BeatInfo>) -> Result<InstanceKey> {
 ///
 /// A beat that reaches a member not responsible for the instance's
 /// `ip:port` is forwarded to the responsible one ([`forward`]).
-pub async fn beat(
-    State(state): State<Arc<NodeState>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-    p: Params,
-) -> Result<Response<Body>> {
+pub async fn beat(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let info = p.get("beat").map(parse_beat).transpose()?;
     let service_name = p.get("serviceName").or_else(|| info.as_ref().and_then(|b| b.service_name.as_deref()));
     let key = validate::service_key(p.get("namespaceId"), p.get("groupName"), service_name)?;
     let ikey = beat_target(&p, info.as_ref())?;
-    let tag = format!("{}:{}", ikey.ip, ikey.port);
-    if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+    if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &ikey.ip, ikey.port).await {
         return Ok(answer);
     }
     Ok(Json(beat_here(&state, &key, &ikey, info)?).into_response())

@@ -17,8 +17,12 @@
 //!
 //! [`Responsibility`]: crate::cluster::Responsibility
 
+use std::convert::Infallible;
+
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Response, StatusCode};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, Method, Response, StatusCode};
 use tracing::{debug, warn};
 
 use super::params::Params;
@@ -27,20 +31,42 @@ use crate::state::NodeState;
 /// Header naming the member that forwarded a request.
 pub const FORWARDED_BY: &str = "x-roster-forwarded-by";
 
-/// Sends the write for the ip:port `tag` to its responsible member, unless
-/// that is this node, the request was already forwarded, or the member is
-/// unreachable. `None` means "handle it here".
+/// What forwarding needs of a write request besides its parameters.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    method: Method,
+    path: String,
+    /// Already forwarded by another member: handled here whatever happens.
+    forwarded: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Inbound {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Inbound {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            forwarded: parts.headers.contains_key(FORWARDED_BY),
+        })
+    }
+}
+
+/// Sends the write for the ip:port client of `ip:port` to its responsible
+/// member, unless that is this node, the request was already forwarded, or
+/// the member is unreachable. `None` means "handle it here".
 pub async fn to_responsible(
     state: &NodeState,
-    headers: &HeaderMap,
-    method: &Method,
-    path: &str,
+    inbound: &Inbound,
     params: &Params,
-    tag: &str,
+    ip: &str,
+    port: u16,
 ) -> Option<Response<Body>> {
-    if headers.contains_key(FORWARDED_BY) {
+    if inbound.forwarded {
         return None;
     }
+    let tag = format!("{ip}:{port}");
+    let tag = tag.as_str();
     let target = state.membership.responsibility().member_for(tag)?.to_owned();
     if target == state.member {
         return None;
@@ -50,10 +76,10 @@ pub async fn to_responsible(
         state.metrics.distro_event("http_forward_failed", 1);
         return None;
     }
-    let url = format!("http://{target}{path}");
+    let url = format!("http://{target}{}", inbound.path);
     let sent = state
         .http_client
-        .request(method.clone(), &url)
+        .request(inbound.method.clone(), &url)
         .header(FORWARDED_BY, &state.member)
         .form(params.pairs())
         .send()

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::http::Response;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::forward;
+use super::forward::{self, Inbound};
 use super::params::{Params, CLUSTER_NAMES};
 use crate::error::{Error, Result};
 use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
@@ -41,24 +41,12 @@ fn new_instance(p: &Params, state: &NodeState) -> Result<Instance> {
     validate::instance(&wire, None, &state.limits)
 }
 
-/// The `ip:port` an ephemeral write is routed by.
-fn tag(ip: &str, port: u16) -> String {
-    format!("{ip}:{port}")
-}
-
 /// `POST /nacos/v1/ns/instance`: registers (or replaces) an instance.
-pub async fn register(
-    State(state): State<Arc<NodeState>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-    p: Params,
-) -> Result<Response<Body>> {
+pub async fn register(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let instance = new_instance(&p, &state)?;
     if instance.ephemeral {
-        let tag = tag(&instance.ip, instance.port);
-        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+        if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &instance.ip, instance.port).await {
             return Ok(answer);
         }
         let client = ip_port_client_id(&instance.ip, instance.port);
@@ -71,18 +59,11 @@ pub async fn register(
 
 /// `DELETE /nacos/v1/ns/instance`: removes an instance. Removing one that
 /// does not exist is not an error, as in Nacos.
-pub async fn deregister(
-    State(state): State<Arc<NodeState>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-    p: Params,
-) -> Result<Response<Body>> {
+pub async fn deregister(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     if p.bool("ephemeral")?.unwrap_or(true) {
-        let tag = tag(&ikey.ip, ikey.port);
-        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+        if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &ikey.ip, ikey.port).await {
             return Ok(answer);
         }
         let client = ip_port_client_id(&ikey.ip, ikey.port);
@@ -99,13 +80,7 @@ pub async fn deregister(
 /// Parameters that are absent keep their current value (an empty `metadata`
 /// clears it). Nacos's PUT resets absent ones to defaults, but its clients
 /// always send all of them, so keeping is compatible and never loses data.
-pub async fn update(
-    State(state): State<Arc<NodeState>>,
-    headers: HeaderMap,
-    method: Method,
-    uri: Uri,
-    p: Params,
-) -> Result<Response<Body>> {
+pub async fn update(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     let weight = p.weight()?;
@@ -121,8 +96,7 @@ pub async fn update(
     let held = state.store.instance(&key, &ikey);
     let ephemeral = held.as_ref().map_or(ephemeral_flag != Some(false), |i| i.ephemeral);
     if ephemeral {
-        let tag = tag(&ikey.ip, ikey.port);
-        if let Some(answer) = forward::to_responsible(&state, &headers, &method, uri.path(), &p, &tag).await {
+        if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &ikey.ip, ikey.port).await {
             return Ok(answer);
         }
     }

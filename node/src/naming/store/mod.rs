@@ -736,20 +736,11 @@ mod tests {
 
     use super::*;
 
-    fn inst(ip: &str, port: u16) -> Instance {
-        Instance {
-            ip: ip.to_owned(),
-            port,
-            weight: 1.0,
-            healthy: true,
-            enabled: true,
-            ephemeral: true,
-            cluster: "DEFAULT".to_owned(),
-            metadata: BTreeMap::new(),
-        }
+    pub(super) fn inst(ip: &str, port: u16) -> Instance {
+        Instance::new(ip, port)
     }
 
-    fn svc(name: &str) -> ServiceKey {
+    pub(super) fn svc(name: &str) -> ServiceKey {
         ServiceKey::new("public", "DEFAULT_GROUP", name)
     }
 

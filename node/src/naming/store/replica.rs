@@ -330,26 +330,10 @@ fn confirm(held: &mut Client, now: Instant) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{inst, svc};
     use super::*;
     use crate::naming::model::BeatTimeouts;
     use crate::naming::Selection;
-
-    fn inst(ip: &str, port: u16) -> Instance {
-        Instance {
-            ip: ip.to_owned(),
-            port,
-            weight: 1.0,
-            healthy: true,
-            enabled: true,
-            ephemeral: true,
-            cluster: "DEFAULT".to_owned(),
-            metadata: BTreeMap::new(),
-        }
-    }
-
-    fn svc(name: &str) -> ServiceKey {
-        ServiceKey::new("public", "DEFAULT_GROUP", name)
-    }
 
     fn copy(id: &str, kind: ClientKind, revision: u64, instances: &[(&str, &str, u16)]) -> ClientCopy {
         ClientCopy {
