@@ -302,7 +302,7 @@ async fn oversize_message_is_refused() {
     let mut big = register("svc", "10.0.0.1", 80);
     big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
     let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(node.state.store.counts().instances, 0);
     // The connection still works for normal requests.
     let (_, v) = c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
