@@ -860,7 +860,7 @@ async fn sdk_slot(
         let index = *index;
         let ip = client_ip(slot, generation - 1);
         let roll = rng.u32(..100);
-        if inject_faults && roll < 4 {
+        if inject_faults && roll < 2 {
             client.kill();
             if let Ok(mut model) = world.model.lock() {
                 model.sdk[index].alive = false;
