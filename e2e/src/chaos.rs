@@ -330,9 +330,7 @@ pub async fn run(config: ChaosConfig) -> Result<ChaosSummary, ChaosReport> {
             eprintln!("chaos: seed {} passed: {summary:?}", config.seed);
             Ok(summary)
         }
-        Err(discrepancies) => {
-            Err(ChaosReport { seed: config.seed, nodes: nodes.members(), discrepancies, fault_log })
-        }
+        Err(discrepancies) => Err(ChaosReport { seed: config.seed, nodes: nodes.members(), discrepancies, fault_log }),
     }
 }
 
@@ -767,11 +765,22 @@ impl Driven {
             .args(["--server", &servers.join(","), "--grpc-port", "9848", "--commands"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("spawning sdk-client")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        // The last line on stderr says why a client gave up.
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let said = Arc::new(Mutex::new(String::new()));
+        let last = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut last) = last.lock() {
+                    *last = line;
+                }
+            }
+        });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -801,7 +810,8 @@ impl Driven {
         let mut driven = Driven { child, stdin, done, next: 0 };
         if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
             driven.kill();
-            bail!("sdk-client of {servers:?} did not connect within 30 s");
+            let said = said.lock().map(|s| s.clone()).unwrap_or_default();
+            bail!("sdk-client of {servers:?} did not connect within 30 s (it said {said:?})");
         }
         Ok(driven)
     }
@@ -966,7 +976,9 @@ impl World {
         let held = client.held.entry(service.to_owned()).or_default();
         match (register, outcome) {
             // One instance per service and connection: a register replaces.
-            (true, Outcome::Acked) => *held = Held { required: Some(instance.to_owned()), allowed: [instance.to_owned()].into() },
+            (true, Outcome::Acked) => {
+                *held = Held { required: Some(instance.to_owned()), allowed: [instance.to_owned()].into() }
+            }
             (false, Outcome::Acked) => {
                 // Gone; another one whose register had an unknown outcome may stay.
                 held.required = None;
@@ -987,7 +999,13 @@ impl World {
 /// HTTP clients: registers `count` instances, then until `deadline` adds
 /// more, stops beating some and deregisters some; beats every live one
 /// every 500 ms until `stop`.
-async fn http_clients(world: Arc<World>, mut rng: fastrand::Rng, count: usize, deadline: Instant, stop: Arc<AtomicBool>) {
+async fn http_clients(
+    world: Arc<World>,
+    mut rng: fastrand::Rng,
+    count: usize,
+    deadline: Instant,
+    stop: Arc<AtomicBool>,
+) {
     let mut next = 0u16;
     for _ in 0..count {
         http_register_new(&world, &mut rng, &mut next).await;
@@ -1005,7 +1023,8 @@ async fn http_clients(world: Arc<World>, mut rng: fastrand::Rng, count: usize, d
             let Some(node) = world.pick_up(&mut rng) else { break };
             if world.beat(node, inst).await == Some(20404) {
                 let port = inst.port.to_string();
-                let params = [("serviceName", inst.service.as_str()), ("ip", inst.ip.as_str()), ("port", port.as_str())];
+                let params =
+                    [("serviceName", inst.service.as_str()), ("ip", inst.ip.as_str()), ("port", port.as_str())];
                 let _ = world.write(node, reqwest::Method::POST, &params).await;
             }
         }
@@ -1031,7 +1050,8 @@ async fn http_clients(world: Arc<World>, mut rng: fastrand::Rng, count: usize, d
                 };
                 let Some(node) = world.pick_up(&mut rng) else { continue };
                 let port = inst.port.to_string();
-                let params = [("serviceName", inst.service.as_str()), ("ip", inst.ip.as_str()), ("port", port.as_str())];
+                let params =
+                    [("serviceName", inst.service.as_str()), ("ip", inst.ip.as_str()), ("port", port.as_str())];
                 // Acknowledged or not, it is gone in the end: its beats stopped.
                 let _ = world.write(node, reqwest::Method::DELETE, &params).await;
             }
@@ -1114,7 +1134,10 @@ async fn persistent_writer(world: Arc<World>, mut rng: fastrand::Rng, deadline: 
             next += 1;
             let value = format!("w{port}-n{node}");
             if let Ok(mut model) = world.model.lock() {
-                model.persistent.insert(port, PersistentModel { value: value.clone(), register: Outcome::Unknown, deregister: None });
+                model.persistent.insert(
+                    port,
+                    PersistentModel { value: value.clone(), register: Outcome::Unknown, deregister: None },
+                );
             }
             let (port_text, metadata) = (port.to_string(), format!("v={value}"));
             let params = [
@@ -1181,7 +1204,10 @@ impl Model {
                     } else if held.allowed.contains(instance) {
                         s.allowed.insert(instance.clone());
                     } else {
-                        s.gone.insert(instance.clone(), format!("live gRPC client {} replaced or deregistered", client.name));
+                        s.gone.insert(
+                            instance.clone(),
+                            format!("live gRPC client {} replaced or deregistered", client.name),
+                        );
                     }
                 }
             }
@@ -1318,7 +1344,12 @@ fn check_ephemeral(
     }
 }
 
-fn check_persistent(node: usize, hosts: &[(String, bool, Option<String>)], e: &Expectation, found: &mut Vec<Discrepancy>) {
+fn check_persistent(
+    node: usize,
+    hosts: &[(String, bool, Option<String>)],
+    e: &Expectation,
+    found: &mut Vec<Discrepancy>,
+) {
     let mut held: BTreeMap<u16, Option<String>> = BTreeMap::new();
     for (address, _, value) in hosts {
         let port = address.strip_prefix(&format!("{PERSISTENT_IP}:")).and_then(|p| p.parse::<u16>().ok());

@@ -35,7 +35,9 @@ async fn an_armed_sync_fault_is_reported_with_the_seed_and_the_lost_instance() {
         bound: Duration::from_secs(8),
         // Verify effectively off, and copies that are never confirmed kept:
         // nothing repairs a dropped sync.
-        node_args: ["--distro-verify-interval", "1h", "--distro-copy-expiry", "2h", "--distro-tombstone-ttl", "3h"].map(String::from).to_vec(),
+        node_args: ["--distro-verify-interval", "1h", "--distro-copy-expiry", "2h", "--distro-tombstone-ttl", "3h"]
+            .map(String::from)
+            .to_vec(),
     };
     let report = run(config).await.expect_err("the checker must catch syncs dropped for good");
     let text = report.to_string();

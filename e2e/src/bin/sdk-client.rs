@@ -23,7 +23,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, NamingService, NamingServiceBuilder, ServiceInstance};
+use nacos_sdk::api::naming::{
+    NamingChangeEvent, NamingEventListener, NamingService, NamingServiceBuilder, ServiceInstance,
+};
 use nacos_sdk::api::props::ClientProps;
 use tokio::io::AsyncBufReadExt;
 
@@ -67,9 +69,10 @@ struct PrintPushes(Out);
 
 impl NamingEventListener for PrintPushes {
     fn event(&self, event: Arc<NamingChangeEvent>) {
-        let mut hosts: Vec<String> = event.instances.as_ref().map_or_else(Vec::new, |list| {
-            list.iter().map(|i| format!("{}:{}:{}", i.ip, i.port, i.healthy)).collect()
-        });
+        let mut hosts: Vec<String> = event
+            .instances
+            .as_ref()
+            .map_or_else(Vec::new, |list| list.iter().map(|i| format!("{}:{}:{}", i.ip, i.port, i.healthy)).collect());
         hosts.sort();
         let service = event.service_name.rsplit("@@").next().unwrap_or(&event.service_name);
         let hosts = if hosts.is_empty() { "-".to_owned() } else { hosts.join(",") };

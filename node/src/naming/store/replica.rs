@@ -420,8 +420,11 @@ mod tests {
         store.apply_copy(copy("older", c, 3, &[("a", "10.0.0.2", 80)]), "p:1", t0);
         store.apply_copy(copy("newer", c, 9, &[("a", "10.0.0.3", 80)]), "p:1", t0);
         let later = t0 + Duration::from_secs(10);
-        let outcome =
-            store.verify(&[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)], later, |_| false);
+        let outcome = store.verify(
+            &[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)],
+            later,
+            |_| false,
+        );
         assert_eq!(outcome.missing, ["older", "absent"]);
         assert_eq!(outcome.newer_here, ["newer"]);
         // Only the confirmed copy survives an expiry measured from before the round.
