@@ -550,6 +550,10 @@ async fn fault_schedule(
 // ---------------------------------------------------------------------------
 // Shared state
 
+/// A client's last pushed view of each service it subscribed to, as
+/// `ip:port:healthy` sorted.
+type Views = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
 /// The outcome of one write as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -575,7 +579,7 @@ struct SdkModel {
     /// Every instance it ever tried, per service.
     tried: BTreeMap<String, BTreeSet<String>>,
     subscriptions: Vec<String>,
-    views: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    views: Views,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -759,7 +763,7 @@ struct Driven {
 impl Driven {
     /// Starts a client of `servers` (member names) and waits for it to be
     /// connected; pushed views land in `views`.
-    fn start(servers: &[String], views: Arc<Mutex<BTreeMap<String, Vec<String>>>>) -> Result<Driven> {
+    fn start(servers: &[String], views: Views) -> Result<Driven> {
         let bin = binary("roster-e2e", "sdk-client")?;
         let mut child = Command::new(bin)
             .args(["--server", &servers.join(","), "--grpc-port", "9848", "--commands"])
@@ -1182,7 +1186,7 @@ struct Expectation {
     /// Acknowledged deregistrations.
     persistent_gone: BTreeSet<u16>,
     /// (client, service, its views).
-    subscribers: Vec<(String, String, Arc<Mutex<BTreeMap<String, Vec<String>>>>)>,
+    subscribers: Vec<(String, String, Views)>,
 }
 
 impl Model {
