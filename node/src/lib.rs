@@ -14,12 +14,14 @@
 //! - [`distro`]: the AP replication of ephemeral instances between members.
 //! - [`raft`]: Raft (CP): persistent instances and service settings, durable
 //!   and replicated; writes are forwarded to the leader, reads stay local.
+//! - [`auth`]: client authentication (login, tokens, per-namespace rights).
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod distro;
