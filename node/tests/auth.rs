@@ -713,3 +713,76 @@ async fn the_official_client_logs_in_over_http_and_is_held_to_its_rights() {
     drop((admin, viewer, intruder));
     node.shutdown().await;
 }
+
+// ---- forwarding between members ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_carry_the_clients_token() {
+    let pid = std::process::id();
+    let ips: Vec<String> = (1..=2).map(|i| format!("127.{}.{}.{i}", 200 + pid % 20, (pid / 20) % 250)).collect();
+    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
+    let dir = auth_dir();
+    let conf = dir.join("cluster.conf");
+    std::fs::write(&conf, members.join("\n")).expect("conf");
+    let mut nodes = Vec::new();
+    for (ip, member) in ips.iter().zip(&members) {
+        let config = Config {
+            bind: ip.parse().expect("ip"),
+            port: 8848,
+            advertise: Some(member.clone()),
+            lookup: roster_node::config::LookupMode::File,
+            cluster_conf: conf.clone(),
+            cluster_conf_poll_interval: Duration::from_millis(100),
+            member_report_interval: Duration::from_millis(100),
+            member_report_timeout: Duration::from_millis(300),
+            auth_enabled: true,
+            auth_dir: Some(dir.clone()),
+            ..test_config()
+        };
+        nodes.push(start(config).await);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    // Two instance addresses that `b` is responsible for, as `a` sees it.
+    let ports = eventually("a sees b responsible for two addresses", Duration::from_secs(20), || async {
+        let ports: Vec<u16> = (1000..1400u16)
+            .filter(|p| {
+                a.state.membership.responsibility().member_for(&format!("10.7.0.1:{p}")) == Some(&b.state.member)
+            })
+            .take(2)
+            .collect();
+        (ports.len() == 2).then_some(ports)
+    })
+    .await;
+    let admin = login(a, "admin", "admin-pw").await;
+    let forwarded = || a.state.metrics.distro_count("http_forwarded");
+    for (carry, port) in [(Carry::Bearer, ports[0]), (Carry::Param, ports[1])] {
+        let before = forwarded();
+        let port = port.to_string();
+        let params = [("serviceName", "fwd"), ("ip", "10.7.0.1"), ("port", port.as_str())];
+        let (status, body) = http(a, Method::POST, "/nacos/v1/ns/instance", &params, Some(&admin), carry, &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "{carry:?}");
+        assert_eq!(
+            forwarded(),
+            before + 1,
+            "the write went to the responsible member, which accepted the token ({carry:?})"
+        );
+    }
+    let port = ports[0].to_string();
+    // Without a token, the receiving member refuses before forwarding anything.
+    let before = forwarded();
+    let params = [("serviceName", "fwd"), ("ip", "10.7.0.1"), ("port", port.as_str())];
+    assert_eq!(http(a, Method::DELETE, "/nacos/v1/ns/instance", &params, None, Carry::Query, &[]).await.0, 403);
+    assert_eq!(forwarded(), before);
+    // The responsible member checks the forwarded token itself: a forged one
+    // sent straight to it with the forwarding header is refused.
+    let forged = forge::with_algorithm(&key(), "none", "admin", now() + 600);
+    let spoof = [("x-roster-forwarded-by", a.state.member.as_str())];
+    let (status, _) =
+        http(b, Method::DELETE, "/nacos/v1/ns/instance", &params, Some(&forged), Carry::Bearer, &spoof).await;
+    assert_eq!(status, 403);
+    let held = b.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "fwd"), &Selection::default()).hosts;
+    assert!(held.iter().any(|h| h.ip == "10.7.0.1"), "{held:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
