@@ -5,9 +5,8 @@
 //! The users file stores only such hashes; `roster-node hash-password`
 //! makes them. PBKDF2 was chosen over Argon2 because it is small, has no
 //! memory-cost knob to size per pod, and is what OWASP lists for
-//! FIPS-style settings; at [`DEFAULT_ITERATIONS`] one check costs a few
-//! hundred milliseconds of one core in a release build, which is paid
-//! only at login (tokens are checked with one HMAC).
+//! FIPS-style settings. [`DEFAULT_ITERATIONS`] makes one check deliberately
+//! slow; it is paid only at login (tokens are checked with one HMAC).
 
 use std::fmt;
 

@@ -35,10 +35,15 @@ use crate::state::NodeState;
 /// `{accessToken, tokenTtl, globalAdmin, username}` and the same token in
 /// an `Authorization: Bearer` header; 403 for a wrong name or password.
 pub async fn login(State(state): State<Arc<NodeState>>, p: Params) -> Result<Response> {
-    let Some(auth) = &state.auth else {
+    let Some(auth) = state.auth.clone() else {
         return Err(Error::NotFound("authentication is not enabled on this node (--auth-enabled)".into()));
     };
-    let answer = auth.login(p.raw("username"), p.raw("password"))?;
+    let (username, password) = (p.raw("username").map(str::to_owned), p.raw("password").map(str::to_owned));
+    // The password hash is deliberately slow: it runs off the async
+    // workers, so logins never stall other requests.
+    let answer = tokio::task::spawn_blocking(move || auth.login(username.as_deref(), password.as_deref()))
+        .await
+        .map_err(|e| Error::Internal(format!("login task failed: {e}")))??;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", answer.access_token)).ok();
     let mut response = Json(answer).into_response();
     if let Some(bearer) = bearer {
