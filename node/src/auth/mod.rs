@@ -277,7 +277,9 @@ impl Auth {
 
 fn load_key(config: &Config) -> Result<TokenKey> {
     let file = config.auth_token_key_file.clone().or_else(|| config.auth_dir.as_ref().map(|d| d.join(TOKEN_KEY_FILE)));
-    let bytes = match (&config.auth_token_key, file) {
+    // An empty ROSTER_AUTH_TOKEN_KEY counts as unset (a template left blank).
+    let inline = config.auth_token_key.as_ref().filter(|k| !k.expose().trim().is_empty());
+    let bytes = match (inline, file) {
         (Some(_), Some(_)) if config.auth_token_key_file.is_some() => {
             return Err(Error::Config(
                 "give the token key either in ROSTER_AUTH_TOKEN_KEY or in --auth-token-key-file, not both".into(),
