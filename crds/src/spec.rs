@@ -370,6 +370,9 @@ pub struct AuthSpec {
 
     /// Name of a Secret in the cluster's namespace that holds the credentials;
     /// the operator mounts it into every member. Required when `enabled`.
+    /// Client authentication reads its keys `token-key` (the token signing
+    /// key, at least 32 bytes) and `users.json` (users, password hashes
+    /// and rights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,

@@ -294,6 +294,57 @@ pub struct Config {
     /// Timeout of one health check of a persistent instance.
     #[arg(long, env = "ROSTER_HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub health_check_timeout: Duration,
+
+    /// Require clients to log in (`POST /nacos/v1/auth/login`) and send a
+    /// token with every naming request. Needs a token key and a users file.
+    #[arg(long, env = "ROSTER_AUTH_ENABLED", default_value_t = false)]
+    pub auth_enabled: bool,
+
+    /// Directory holding `token-key` and `users.json` (the operator mounts
+    /// the auth Secret here); the file flags below take precedence.
+    #[arg(long, env = "ROSTER_AUTH_DIR")]
+    pub auth_dir: Option<PathBuf>,
+
+    /// File holding the token signing key (at least 32 bytes; surrounding
+    /// whitespace is ignored). There is no default key.
+    #[arg(long, env = "ROSTER_AUTH_TOKEN_KEY_FILE")]
+    pub auth_token_key_file: Option<PathBuf>,
+
+    /// The token signing key itself; prefer the environment variable or the
+    /// key file, as command lines are visible to other local users.
+    #[arg(long, env = "ROSTER_AUTH_TOKEN_KEY", hide_env_values = true, value_parser = Secret::parse)]
+    pub auth_token_key: Option<Secret>,
+
+    /// The users file (JSON: names, password hashes, roles, per-namespace rights).
+    #[arg(long, env = "ROSTER_AUTH_USERS_FILE")]
+    pub auth_users_file: Option<PathBuf>,
+
+    /// How long an access token is valid (Nacos: 18000 s).
+    #[arg(long, env = "ROSTER_AUTH_TOKEN_TTL", default_value = "18000s", value_parser = parse_duration)]
+    pub auth_token_ttl: Duration,
+}
+
+/// A secret setting: its `Debug` never shows the value, so logging the
+/// configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// clap's parser for secret values.
+    pub fn parse(raw: &str) -> std::result::Result<Secret, String> {
+        Ok(Secret(raw.to_owned()))
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
 }
 
 impl Default for Config {
@@ -362,6 +413,9 @@ impl Config {
             if rate > 0.0 && burst == 0 {
                 return Err(Error::Config(format!("{name} needs a burst of at least 1")));
             }
+        }
+        if self.auth_token_ttl < Duration::from_secs(1) {
+            return Err(Error::Config("--auth-token-ttl must be at least 1s".into()));
         }
         if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
             return Err(Error::Config("--lookup address-server needs --address-server-url".into()));

@@ -34,6 +34,11 @@ pub enum Error {
     /// A unary gRPC request on a connection that never sent its setup.
     #[error("Connection is unregistered.")]
     ConnectionUnregistered,
+    /// Authentication or authorization refused the request (Nacos's
+    /// `NO_RIGHT`): no, a bad or an expired token, a wrong password, or a
+    /// user without the right for the namespace. Nothing was changed.
+    #[error("{0}")]
+    Forbidden(String),
     /// The node is not ready to serve this request yet.
     #[error("{0}")]
     NotReady(String),
@@ -54,6 +59,7 @@ impl Error {
         match self {
             Error::InvalidParam(_) | Error::Conflict(_) | Error::TooLarge(_) => 400,
             Error::NotFound(_) => 404,
+            Error::Forbidden(_) => 403,
             Error::NoHandler(_) => 302,
             Error::ConnectionUnregistered => 301,
             Error::NotReady(_) => 300,
@@ -71,6 +77,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::TooLarge(_) => 413,
             Error::RateLimited(_) => 429,
+            Error::Forbidden(_) => 403,
             Error::NoHandler(_) => 501,
             Error::ConnectionUnregistered | Error::NotReady(_) => 503,
             Error::Config(_) | Error::Io(_) | Error::Internal(_) => 500,
@@ -83,6 +90,7 @@ impl Error {
             Error::InvalidParam(_) => "invalid_param",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Forbidden(_) => "forbidden",
             Error::TooLarge(_) => "too_large",
             Error::RateLimited(_) => "rate_limited",
             Error::NoHandler(_) => "no_handler",

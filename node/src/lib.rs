@@ -16,12 +16,14 @@
 //!   and replicated; writes are forwarded to the leader, reads stay local.
 //! - [`limits`]: size, connection and rate limits of the client planes.
 //! - [`fuzzing`]: the decoders the fuzz targets in `fuzz/` drive.
+//! - [`auth`]: client authentication (login, tokens, per-namespace rights).
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod distro;

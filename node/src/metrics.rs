@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
 
+use crate::auth::AuthMetrics;
 use crate::cluster::ClusterMetrics;
 use crate::naming::StoreCounts;
 use crate::raft::metrics::RaftMetricSet;
@@ -77,6 +78,8 @@ pub struct Metrics {
     pub cluster: Arc<ClusterMetrics>,
     /// Raft metrics.
     pub raft: Arc<RaftMetricSet>,
+    /// Client authentication metrics.
+    pub auth: Arc<AuthMetrics>,
     services: Gauge,
     instances: Gauge,
     clients: Gauge,
@@ -118,6 +121,8 @@ impl Metrics {
         cluster.register(&mut registry);
         let raft = Arc::new(RaftMetricSet::new());
         raft.register(&mut registry);
+        let auth = Arc::new(AuthMetrics::default());
+        auth.register(&mut registry);
         Metrics {
             registry,
             http_requests,
@@ -128,6 +133,7 @@ impl Metrics {
             limit_rejections,
             cluster,
             raft,
+            auth,
             services,
             instances,
             clients,

@@ -15,6 +15,7 @@ use tower_layer::{Identity, Stack};
 use tracing::{info, warn};
 
 use crate::api::{grpc, http};
+use crate::auth::Auth;
 use crate::cluster::{Cluster, LookupSource, PeerAddressResolver};
 use crate::config::Config;
 use crate::distro::{DistroPeer, MAX_PEER_MESSAGE_BYTES};
@@ -73,6 +74,10 @@ async fn bind(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
 /// Starts a node with `config` and returns once every listener is bound.
 pub async fn start(config: Config) -> Result<RunningNode> {
     config.validate()?;
+    // Auth files are read before any port is bound: a node told to protect
+    // its clients never serves unprotected, not even briefly.
+    let metrics = Arc::new(Metrics::new());
+    let auth = Auth::from_config(&config, metrics.auth.clone())?;
     let http_listener = bind(config.bind, config.port, "HTTP").await?;
     let http_addr = http_listener.local_addr()?;
     let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;
@@ -80,7 +85,6 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let peer_listener = bind(config.bind, config.peer_port(), "peer gRPC").await?;
     let peer_addr = peer_listener.local_addr()?;
     let member = advertised_member(&config, http_addr.port());
-    let metrics = Arc::new(Metrics::new());
     let cluster = Cluster::start(
         member,
         LookupSource::from_config(&config)?,
@@ -89,7 +93,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         metrics.cluster.clone(),
     )
     .await?;
-    let state = NodeState::new(config, &cluster, metrics);
+    let state = NodeState::new(config, &cluster, metrics, auth);
     let raft = start_raft(&state, &cluster).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -43,6 +43,8 @@ pub struct NodeState {
     pub subscribers: Arc<Subscribers>,
     /// When the node started (for uptime).
     pub started: Instant,
+    /// Client authentication; `None` unless `--auth-enabled`.
+    pub auth: Option<Arc<crate::auth::Auth>>,
     /// The Raft member, set once at start-up before any client is served.
     pub raft: OnceLock<Arc<crate::raft::RaftNode>>,
 }
@@ -56,7 +58,13 @@ impl NodeState {
     /// Builds the shared state for `config`, with `cluster` naming this
     /// member and its peers, and `metrics` already registered. Distro is
     /// created but not started; Raft is set by the server once started.
-    pub fn new(config: Config, cluster: &Cluster, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// `auth` is the loaded authenticator when `--auth-enabled`.
+    pub fn new(
+        config: Config,
+        cluster: &Cluster,
+        metrics: Arc<Metrics>,
+        auth: Option<Arc<crate::auth::Auth>>,
+    ) -> Arc<Self> {
         let membership = cluster.membership().clone();
         let timeouts = BeatTimeouts {
             unhealthy_ms: u64::try_from(config.beat_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -91,6 +99,7 @@ impl NodeState {
             limits,
             config,
             started: Instant::now(),
+            auth,
             raft: OnceLock::new(),
         })
     }

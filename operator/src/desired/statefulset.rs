@@ -40,8 +40,15 @@ use crate::names::{self, GRPC_PORT, HTTP_PORT, PEER_PORT};
 pub const CONTAINER: &str = "roster-node";
 /// Name of the data volume (and of the PVC template).
 pub const DATA_VOLUME: &str = "data";
-/// Where the auth Secret is mounted when `spec.auth.enabled`.
+/// Where the auth Secret is mounted when `spec.auth.enabled`; the node
+/// reads it through `ROSTER_AUTH_DIR` (set in the ConfigMap).
 pub const AUTH_DIR: &str = "/etc/roster/auth";
+/// Key of the auth Secret holding the token signing key (at least 32 bytes);
+/// the node reads `<AUTH_DIR>/token-key`.
+pub const AUTH_TOKEN_KEY: &str = "token-key";
+/// Key of the auth Secret holding the users file (JSON); the node reads
+/// `<AUTH_DIR>/users.json`.
+pub const AUTH_USERS: &str = "users.json";
 /// Pod-template annotation with the hash of the ConfigMap data.
 pub const CONFIG_HASH_ANNOTATION: &str = "roster.dev/config-hash";
 /// Group id of the node image's user (see docker/node.Dockerfile).
@@ -333,5 +340,54 @@ mod tests {
         assert_eq!(secret.and_then(|s| s.secret_name).as_deref(), Some("creds"));
         let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
         assert!(mounts.iter().any(|m| m.mount_path == AUTH_DIR && m.read_only == Some(true)));
+    }
+
+    #[test]
+    fn enabled_auth_points_the_node_at_the_mounted_secret() {
+        let mut rc = cluster(3);
+        let plain = Target::new(&rc).expect("target");
+        let plain_set = statefulset(&plain, &settings(), 3);
+        let plain_pod = plain_set.spec.template.spec.clone().expect("pod");
+        assert!(plain_pod.volumes.unwrap_or_default().iter().all(|v| v.secret.is_none()), "no Secret without auth");
+        assert!(!node_environment(&plain).contains_key("ROSTER_AUTH_DIR"));
+
+        rc.spec.auth =
+            Some(serde_json::from_value(serde_json::json!({"enabled": true, "secretName": "creds"})).expect("auth"));
+        let t = Target::new(&rc).expect("target");
+        let set = statefulset(&t, &settings(), 3);
+        let pod = set.spec.template.spec.clone().expect("pod");
+        let container = &pod.containers[0];
+        // The node's settings come from the ConfigMap...
+        let from = container.env_from.clone().unwrap_or_default();
+        let configmap = from.iter().find_map(|f| f.config_map_ref.as_ref()).map(|c| c.name.clone());
+        assert_eq!(configmap.as_deref(), Some(names::configmap(&t.name).as_str()));
+        let env = node_environment(&t);
+        assert_eq!(env.get("ROSTER_AUTH_ENABLED").map(String::as_str), Some("true"));
+        // ...whose auth directory is where the Secret volume is mounted, so
+        // the node reads token-key and users.json from the Secret's keys.
+        let dir = env.get("ROSTER_AUTH_DIR").expect("auth dir");
+        let mount = container
+            .volume_mounts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| &m.mount_path == dir)
+            .expect("a volume mounted at ROSTER_AUTH_DIR");
+        assert_eq!(mount.read_only, Some(true));
+        let volume =
+            pod.volumes.clone().unwrap_or_default().into_iter().find(|v| v.name == mount.name).expect("volume");
+        let secret = volume.secret.expect("a Secret volume");
+        assert_eq!(secret.secret_name.as_deref(), Some("creds"));
+        assert!(secret.items.is_none(), "every key of the Secret ({AUTH_TOKEN_KEY}, {AUTH_USERS}) becomes a file");
+        // Turning auth on changes the pods' configuration hash: they roll.
+        let hash = |s: &StatefulSet| {
+            s.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+        };
+        assert_ne!(hash(&plain_set), hash(&set));
     }
 }

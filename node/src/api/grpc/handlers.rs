@@ -1,14 +1,16 @@
-//! One function per Nacos request type handled on a registered connection.
+//! One function per Nacos request type handled on a registered connection,
+//! after the token check when authentication is on ([`check_token`]).
 
 use roster_proto::nacos::Payload;
 use serde_json::json;
 
 use super::connection::Connection;
 use super::messages::{
-    cluster_list, BatchInstanceRequest, InstanceRequest, ServiceListRequest, ServiceQueryRequest,
+    cluster_list, BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest,
     SubscribeServiceRequest,
 };
 use super::payload::{ok_response, Envelope};
+use crate::auth::{Action, ACCESS_TOKEN};
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::{validate, ClientKind, InstanceKey, Selection};
@@ -22,6 +24,7 @@ const MAX_PAGE_SIZE: i64 = 10_000;
 pub async fn handle(state: &NodeState, conn: &Connection, env: &Envelope) -> Result<Payload> {
     let request_id = env.request_id();
     let rid = request_id.as_deref();
+    check_token(state, env)?;
     match env.type_name.as_str() {
         "HealthCheckRequest" => Ok(ok_response("HealthCheckResponse", rid, json!({}))),
         "InstanceRequest" => instance(state, conn, env.parse()?, rid, true),
@@ -32,6 +35,59 @@ pub async fn handle(state: &NodeState, conn: &Connection, env: &Envelope) -> Res
         "ServiceListRequest" => service_list(state, env.parse()?, rid),
         other => Err(Error::NoHandler(format!("RequestHandler Not Found: no handler for request type '{other}'"))),
     }
+}
+
+/// What a request type needs of its caller when authentication is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Nothing: connection keep-alive.
+    Open,
+    /// The right for the request's namespace.
+    Right(Action),
+    /// Any valid token: every type not listed, so that a type added later
+    /// is never open by mistake.
+    LoggedIn,
+}
+
+fn need(type_name: &str) -> Need {
+    match type_name {
+        "HealthCheckRequest" => Need::Open,
+        "InstanceRequest" | "PersistentInstanceRequest" | "BatchInstanceRequest" => Need::Right(Action::Write),
+        "ServiceQueryRequest" | "SubscribeServiceRequest" | "ServiceListRequest" => Need::Right(Action::Read),
+        _ => Need::LoggedIn,
+    }
+}
+
+/// Headers some clients leave in the JSON body instead of the payload
+/// metadata; Nacos merges both, and so does this check.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct BodyHeaders {
+    headers: std::collections::HashMap<String, String>,
+}
+
+/// Checks the `accessToken` header (payload metadata first, then the body's
+/// `headers`) and the right on the request's namespace. `ServerCheckRequest`
+/// and `ConnectionSetupRequest` never get here: they open the connection.
+/// Pushes to a subscription go on after its token expires, as in Nacos: the
+/// right was checked when it subscribed.
+pub fn check_token(state: &NodeState, env: &Envelope) -> Result<()> {
+    let Some(auth) = &state.auth else {
+        return Ok(());
+    };
+    let need = need(&env.type_name);
+    if need == Need::Open {
+        return Ok(());
+    }
+    let in_body = || env.parse::<BodyHeaders>().ok().and_then(|b| b.headers.get(ACCESS_TOKEN).cloned());
+    let token = env.headers.get(ACCESS_TOKEN).cloned().or_else(in_body);
+    let identity = auth.authenticate(token.as_deref(), &env.type_name)?;
+    if let Need::Right(action) = need {
+        let base: NamingBase = env.parse()?;
+        let namespace = validate::namespace(base.namespace.as_deref())?;
+        auth.authorize(&identity, &namespace, action, &env.type_name)?;
+    }
+    Ok(())
 }
 
 /// If the connection closed while a write ran, undo what the write left:

@@ -38,6 +38,10 @@ pub struct Inbound {
     path: String,
     /// Already forwarded by another member: handled here whatever happens.
     forwarded: bool,
+    /// The client's `Authorization` header, passed on so that the
+    /// responsible member can check the client's token itself (a token in
+    /// the `accessToken` parameter travels with the other parameters).
+    authorization: Option<header::HeaderValue>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Inbound {
@@ -48,6 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Inbound {
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
             forwarded: parts.headers.contains_key(FORWARDED_BY),
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
         })
     }
 }
@@ -77,13 +82,11 @@ pub async fn to_responsible(
         return None;
     }
     let url = format!("http://{target}{}", inbound.path);
-    let sent = state
-        .http_client
-        .request(inbound.method.clone(), &url)
-        .header(FORWARDED_BY, &state.member)
-        .form(params.pairs())
-        .send()
-        .await;
+    let mut request = state.http_client.request(inbound.method.clone(), &url).header(FORWARDED_BY, &state.member);
+    if let Some(authorization) = &inbound.authorization {
+        request = request.header(header::AUTHORIZATION, authorization.clone());
+    }
+    let sent = request.form(params.pairs()).send().await;
     let answer = match sent {
         Ok(answer) => answer,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! store is touched, so it changes nothing.
 //!
 //! # Layout
+//! - [`auth`]: the login routes and the token check on every naming route.
 //! - [`params`]: parameters from the query string and the form body.
 //! - [`error`]: how an [`crate::Error`] becomes a response.
 //! - [`instance`]: register, deregister, update, detail and list.
@@ -20,6 +21,7 @@
 //! `roster_http_requests` by route template, method and status
 //! ([`count_requests`], applied by the server to the whole application).
 
+pub mod auth;
 pub mod beat;
 pub mod cluster;
 pub mod error;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -51,7 +53,9 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// merged with it must not set another fallback. The server wraps the
 /// merged application in [`count_requests`].
 pub fn router(state: Arc<NodeState>) -> Router {
-    Router::new()
+    // Every naming route checks the caller's token and namespace right when
+    // authentication is on (a route layer: unmatched paths stay 404).
+    let naming = Router::new()
         .route(
             "/nacos/v1/ns/instance",
             post(instance::register)
@@ -67,7 +71,15 @@ pub fn router(state: Arc<NodeState>) -> Router {
             post(service::create).put(service::update).delete(service::delete).get(service::detail),
         )
         .route("/nacos/v1/ns/service/list", get(service::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_namespace_right));
+    let summary = Router::new()
         .route("/nacos/v1/ns/operator/metrics", get(operator::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_login));
+    Router::new()
+        .merge(naming)
+        .merge(summary)
+        .route("/nacos/v1/auth/login", post(auth::login))
+        .route("/nacos/v1/auth/users/login", post(auth::login))
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
         .fallback(not_found)

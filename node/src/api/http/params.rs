@@ -149,7 +149,7 @@ impl Params {
 
 /// Whether a body with this content type carries form parameters. A missing
 /// content type counts as a form, as curl and some SDKs omit it.
-fn is_form(content_type: Option<&str>) -> bool {
+pub(crate) fn is_form(content_type: Option<&str>) -> bool {
     match content_type {
         None => true,
         Some(ct) => {

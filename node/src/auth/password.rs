@@ -1,0 +1,170 @@
+//! Password hashes: PBKDF2-HMAC-SHA256 (RustCrypto, pure Rust) in the PHC
+//! string format `$pbkdf2-sha256$i=<iterations>$<salt>$<hash>` (salt and
+//! hash in unpadded standard base64).
+//!
+//! The users file stores only such hashes; `roster-node hash-password`
+//! makes them. PBKDF2 was chosen over Argon2 because it is small, has no
+//! memory-cost knob to size per pod, and is what OWASP lists for
+//! FIPS-style settings. [`DEFAULT_ITERATIONS`] makes one check deliberately
+//! slow; it is paid only at login (tokens are checked with one HMAC).
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// Iterations of new hashes (OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256).
+pub const DEFAULT_ITERATIONS: u32 = 600_000;
+/// Fewer iterations than this are refused when the users file is read.
+pub const MIN_ITERATIONS: u32 = 1_000;
+/// More iterations than this are refused (a typo would make every login hang).
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// Bytes of random salt in new hashes.
+pub const SALT_BYTES: usize = 16;
+/// Bytes of derived key stored.
+pub const HASH_BYTES: usize = 32;
+
+const PREFIX: &str = "$pbkdf2-sha256$i=";
+
+/// A parsed password hash. `Debug` shows only the iteration count.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    iterations: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PasswordHash(pbkdf2-sha256, {} iterations)", self.iterations)
+    }
+}
+
+impl PasswordHash {
+    /// Parses a PHC string, refusing anything but PBKDF2-HMAC-SHA256 with
+    /// sane parameters.
+    pub fn parse(encoded: &str) -> Result<Self, String> {
+        let rest = encoded.strip_prefix(PREFIX).ok_or_else(|| {
+            "a password must be a hash made by `roster-node hash-password` ($pbkdf2-sha256$i=...)".to_owned()
+        })?;
+        let mut parts = rest.split('$');
+        let (Some(iterations), Some(salt), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("a password hash must have the form $pbkdf2-sha256$i=<n>$<salt>$<hash>".to_owned());
+        };
+        let iterations: u32 =
+            iterations.parse().map_err(|_| format!("password hash iterations '{iterations}' is not a number"))?;
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "password hash iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
+            ));
+        }
+        let salt = STANDARD_NO_PAD.decode(salt).map_err(|_| "password hash salt is not base64".to_owned())?;
+        let hash = STANDARD_NO_PAD.decode(hash).map_err(|_| "password hash is not base64".to_owned())?;
+        if salt.len() < 8 {
+            return Err("password hash salt is shorter than 8 bytes".to_owned());
+        }
+        if hash.len() != HASH_BYTES {
+            return Err(format!("password hash must be {HASH_BYTES} bytes, is {}", hash.len()));
+        }
+        Ok(PasswordHash { iterations, salt, hash })
+    }
+
+    /// Hashes `password` with a fresh random salt.
+    pub fn new(password: &str, iterations: u32) -> Result<Self, String> {
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!("iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}"));
+        }
+        let mut salt = vec![0u8; SALT_BYTES];
+        getrandom::fill(&mut salt).map_err(|e| format!("no system randomness for a salt: {e}"))?;
+        let hash = derive(password, &salt, iterations);
+        Ok(PasswordHash { iterations, salt, hash })
+    }
+
+    /// Whether `password` matches, compared in constant time.
+    pub fn matches(&self, password: &str) -> bool {
+        derive(password, &self.salt, self.iterations).ct_eq(&self.hash).into()
+    }
+
+    /// The PHC string, as stored in the users file.
+    pub fn encode(&self) -> String {
+        format!(
+            "{PREFIX}{}${}${}",
+            self.iterations,
+            STANDARD_NO_PAD.encode(&self.salt),
+            STANDARD_NO_PAD.encode(&self.hash)
+        )
+    }
+}
+
+fn derive(password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    let mut out = vec![0u8; HASH_BYTES];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out);
+    out
+}
+
+/// `roster-node hash-password [--iterations N]`: reads one password from
+/// standard input (never from the command line, which other users and the
+/// shell history can see) and prints its hash for the users file.
+pub fn hash_password_command(args: &[String]) -> Result<String, String> {
+    let mut iterations = DEFAULT_ITERATIONS;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                let n = args.next().ok_or("--iterations needs a number")?;
+                iterations = n.parse().map_err(|_| format!("--iterations: '{n}' is not a number"))?;
+            }
+            "-h" | "--help" => {
+                return Err("usage: roster-node hash-password [--iterations N] < password\n\
+                            Reads the password from the first line of standard input and prints its hash."
+                    .to_owned())
+            }
+            other => return Err(format!("hash-password: unknown argument '{other}'")),
+        }
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        return Err("hash-password: the password (first line of stdin) is empty".to_owned());
+    }
+    Ok(PasswordHash::new(password, iterations)?.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_match_only_their_password() {
+        let h = PasswordHash::new("s3cret", MIN_ITERATIONS).expect("hash");
+        let encoded = h.encode();
+        assert!(encoded.starts_with("$pbkdf2-sha256$i=1000$"), "{encoded}");
+        let parsed = PasswordHash::parse(&encoded).expect("parse");
+        assert_eq!(parsed, h);
+        assert!(parsed.matches("s3cret"));
+        assert!(!parsed.matches("s3cret "));
+        assert!(!parsed.matches(""));
+        assert_ne!(PasswordHash::new("s3cret", MIN_ITERATIONS).expect("hash").encode(), encoded, "salted");
+        assert!(!format!("{h:?}").contains(&encoded[25..]), "Debug hides salt and hash");
+    }
+
+    #[test]
+    fn bad_hashes_are_refused() {
+        for bad in [
+            "plaintext",
+            "$argon2id$v=19$m=65536$abc$def",
+            "$pbkdf2-sha256$i=10$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$AAAA",
+            "$pbkdf2-sha256$i=1000$!!$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "$pbkdf2-sha256$i=x$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(PasswordHash::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PasswordHash::parse("$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .is_ok());
+    }
+}
