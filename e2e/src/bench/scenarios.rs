@@ -649,7 +649,7 @@ pub async fn bootstrap(cluster: &mut BenchCluster, s: &Settings, loaded: &Loaded
     let mut snapshot_loaded = None;
     let mut all = None;
     let mut last = Value::Null;
-    while spawned.elapsed() < limit && all.is_none() {
+    while spawned.elapsed() < limit && (all.is_none() || snapshot_loaded.is_none()) {
         if let Some(st) = status(node.http).await {
             if snapshot_loaded.is_none() && st["distro"]["initialized"] == Value::Bool(true) {
                 snapshot_loaded = Some(spawned.elapsed());

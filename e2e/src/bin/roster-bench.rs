@@ -146,6 +146,17 @@ fn node_binary() -> Result<PathBuf> {
     let dir = exe.parent().context("this executable has no folder")?;
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut build = Command::new(cargo);
+        // `cargo run` gave us its package's variables (CARGO_PKG_NAME, ...);
+        // build scripts that watch them (ring's) would otherwise rebuild.
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            let from_run = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(name.as_ref(), "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR");
+            if from_run {
+                build.env_remove(&key);
+            }
+        }
         build.args(["build", "-p", "roster-e2e", "-p", "roster-node", "--bin", "roster-node", "--bin", "roster-bench"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

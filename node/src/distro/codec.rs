@@ -167,8 +167,7 @@ mod tests {
         let groups = split_by_size(vec![small.clone(); 5], 2, budget);
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
         let groups = split_by_size(vec![big.clone(), small.clone(), big.clone(), big.clone()], 500, budget);
-        let ids: Vec<Vec<&str>> =
-            groups.iter().map(|g| g.iter().map(|c| c.client_id.as_str()).collect()).collect();
+        let ids: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|c| c.client_id.as_str()).collect()).collect();
         assert_eq!(ids, [vec!["big", "small"], vec!["big"], vec!["big"]]);
         for g in &groups {
             let total: usize = g.iter().map(|c| c.encoded_len() + 8).sum();
