@@ -251,13 +251,17 @@ pub async fn query(cluster: &BenchCluster, s: &Settings) -> Result<Value> {
     let grpc_elapsed = start.elapsed();
     drop(clients);
 
-    // HTTP.
-    let http = reqwest::Client::builder().timeout(client::REQUEST_TIMEOUT).build()?;
+    // HTTP: each worker its own client from its own loopback address, as
+    // many clients would be (the nodes limit the request rate per client IP).
     let mut set = JoinSet::new();
     let start = Instant::now();
     let deadline = start + s.duration;
     for i in 0..s.connections {
-        let http = http.clone();
+        let local = std::net::Ipv4Addr::new(127, 99, (i / 250 % 250) as u8, (i % 250) as u8 + 1);
+        let http = reqwest::Client::builder()
+            .timeout(client::REQUEST_TIMEOUT)
+            .local_address(std::net::IpAddr::V4(local))
+            .build()?;
         let url = format!("http://{}/nacos/v1/ns/instance/list", cluster.nodes[i % cluster.nodes.len()].http);
         set.spawn(async move {
             let mut t = Tally::default();
@@ -310,14 +314,18 @@ pub async fn convergence(cluster: &BenchCluster, s: &Settings) -> Result<Value> 
     }
     let base = baseline(cluster).await?;
     let writers = connect_many(&cluster.nodes[..1], s.sample_concurrency, None).await?;
-    let observers = Arc::new(connect_many(&cluster.nodes[1..], cluster.nodes.len() - 1, None).await?);
+    // Each sampler polls over its own connections (one per other node), so
+    // no connection carries more than one poll per interval (the nodes
+    // limit each connection's request rate).
+    let others = cluster.nodes.len() - 1;
+    let observers = connect_many(&cluster.nodes[1..], others * writers.len(), None).await?;
     let mut set = JoinSet::new();
     let workers = writers.len();
     let poll = s.poll_interval;
     let samples = s.samples;
     for (w, writer) in writers.iter().enumerate() {
         let writer = writer.clone();
-        let observers = observers.clone();
+        let observers: Vec<Arc<NacosClient>> = observers[w * others..(w + 1) * others].to_vec();
         set.spawn(async move {
             let mut all = Tally::default();
             let mut first = Latencies::new();
@@ -372,8 +380,7 @@ pub async fn convergence(cluster: &BenchCluster, s: &Settings) -> Result<Value> 
         "visible_on_all": all.latency.summary(), "visible_on_first_other": first.summary(),
     });
     let mut clients = writers;
-    clients.extend(observers.iter().cloned());
-    drop(observers);
+    clients.extend(observers);
     release(cluster, clients, base).await;
     Ok(out)
 }

@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     sample_concurrency: usize,
     /// convergence: pause between polls of the other nodes.
-    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     poll_interval: Duration,
     /// push: subscriber connections on the second node.
     #[arg(long, default_value_t = 10)]
