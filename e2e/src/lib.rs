@@ -11,11 +11,13 @@
 //! - [`cluster`]: reading nodes over HTTP, the fault switch, node flags and
 //!   member files, and a killable SDK client, for tests of several nodes.
 //! - [`bench`]: the load generator and scenarios behind `roster-bench`.
+//! - [`chaos`]: the chaos suite: a seeded workload, faults and a checker.
 //! - `src/bin/sdk-client.rs`: a client process using the official Rust
 //!   Nacos client, so tests can kill a client the way a crash would.
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod chaos;
 pub mod cluster;
 
 use std::io::{BufRead, BufReader};
@@ -123,12 +125,19 @@ impl NodeProcess {
         let (tx, rx) = mpsc::channel::<Result<(SocketAddr, SocketAddr)>>();
         std::thread::spawn(move || {
             let mut sent = false;
+            // The last lines before an early exit say why (a refused flag).
+            let mut last = std::collections::VecDeque::new();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if !sent {
                     if let Some(addrs) = serving_addresses(&line) {
                         let _ = tx.send(Ok(addrs));
                         sent = true;
+                    } else {
+                        if last.len() == 3 {
+                            last.pop_front();
+                        }
+                        last.push_back(line.clone());
                     }
                 }
                 if std::env::var_os("ROSTER_E2E_LOGS").is_some() {
@@ -136,7 +145,8 @@ impl NodeProcess {
                 }
             }
             if !sent {
-                let _ = tx.send(Err(anyhow!("roster-node exited before serving")));
+                let said: Vec<String> = last.into_iter().collect();
+                let _ = tx.send(Err(anyhow!("roster-node exited before serving: {}", said.join(" | "))));
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {

@@ -176,6 +176,39 @@ pub struct Config {
     #[arg(long, env = "ROSTER_MAX_GRPC_MESSAGE_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_grpc_message_bytes: usize,
 
+    /// Largest message accepted on the peer port (Distro sync and verify,
+    /// Raft), in bytes. At least 2 MiB (a Raft snapshot chunk is 1 MiB).
+    #[arg(long, env = "ROSTER_MAX_PEER_MESSAGE_BYTES", default_value_t = crate::distro::MAX_PEER_MESSAGE_BYTES)]
+    pub max_peer_message_bytes: usize,
+
+    /// Most open TCP connections on the client gRPC port; more are answered
+    /// RESOURCE_EXHAUSTED and closed. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_GRPC_CONNECTIONS", default_value_t = 10_000)]
+    pub max_grpc_connections: usize,
+
+    /// Most open TCP connections on the main HTTP port; more are answered
+    /// 503 and closed. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_HTTP_CONNECTIONS", default_value_t = 1_024)]
+    pub max_http_connections: usize,
+
+    /// Requests per second one gRPC connection may send (token bucket
+    /// refill); more are answered with error code 503. 0: no limit.
+    #[arg(long, env = "ROSTER_GRPC_RATE_LIMIT", default_value_t = 200.0)]
+    pub grpc_rate_limit: f64,
+
+    /// Requests one gRPC connection may send at once (token bucket size).
+    #[arg(long, env = "ROSTER_GRPC_RATE_BURST", default_value_t = 400)]
+    pub grpc_rate_burst: u32,
+
+    /// Requests per second one client IP may send to the HTTP port (token
+    /// bucket refill); more are answered 429. 0: no limit.
+    #[arg(long, env = "ROSTER_HTTP_RATE_LIMIT", default_value_t = 500.0)]
+    pub http_rate_limit: f64,
+
+    /// Requests one client IP may send to the HTTP port at once (token bucket size).
+    #[arg(long, env = "ROSTER_HTTP_RATE_BURST", default_value_t = 1_000)]
+    pub http_rate_burst: u32,
+
     /// Largest metadata of one instance or service (keys plus values), in bytes.
     #[arg(long, env = "ROSTER_MAX_METADATA_BYTES", default_value_t = 16 * 1024)]
     pub max_metadata_bytes: usize,
@@ -312,6 +345,23 @@ impl Config {
         }
         if self.max_body_bytes == 0 || self.max_grpc_message_bytes == 0 {
             return Err(Error::Config("message size limits must be greater than zero".into()));
+        }
+        if self.max_peer_message_bytes < crate::limits::MIN_PEER_MESSAGE_BYTES {
+            return Err(Error::Config(format!(
+                "--max-peer-message-bytes must be at least {} (a Raft snapshot chunk must fit)",
+                crate::limits::MIN_PEER_MESSAGE_BYTES
+            )));
+        }
+        for (name, rate, burst) in [
+            ("--grpc-rate-limit", self.grpc_rate_limit, self.grpc_rate_burst),
+            ("--http-rate-limit", self.http_rate_limit, self.http_rate_burst),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(Error::Config(format!("{name} must be a number of requests per second, 0 for no limit")));
+            }
+            if rate > 0.0 && burst == 0 {
+                return Err(Error::Config(format!("{name} needs a burst of at least 1")));
+            }
         }
         if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
             return Err(Error::Config("--lookup address-server needs --address-server-url".into()));

@@ -22,6 +22,9 @@ pub enum Error {
     /// A request body or message is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The client sent more requests than its rate limit allows. Nothing was changed.
+    #[error("{0}")]
+    RateLimited(String),
     /// A gRPC payload whose type has no handler here.
     #[error("{0}")]
     NoHandler(String),
@@ -54,6 +57,8 @@ impl Error {
             Error::NoHandler(_) => 302,
             Error::ConnectionUnregistered => 301,
             Error::NotReady(_) => 300,
+            // Nacos's OVER_THRESHOLD, the code of its TPS control.
+            Error::RateLimited(_) => 503,
             Error::BadPayload(_) => 502,
             Error::Config(_) | Error::Io(_) | Error::Internal(_) => 500,
         }
@@ -65,6 +70,7 @@ impl Error {
             Error::InvalidParam(_) | Error::Conflict(_) | Error::BadPayload(_) => 400,
             Error::NotFound(_) => 404,
             Error::TooLarge(_) => 413,
+            Error::RateLimited(_) => 429,
             Error::NoHandler(_) => 501,
             Error::ConnectionUnregistered | Error::NotReady(_) => 503,
             Error::Config(_) | Error::Io(_) | Error::Internal(_) => 500,
@@ -78,6 +84,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
+            Error::RateLimited(_) => "rate_limited",
             Error::NoHandler(_) => "no_handler",
             Error::BadPayload(_) => "bad_payload",
             Error::ConnectionUnregistered => "unregistered",

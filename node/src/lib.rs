@@ -14,6 +14,8 @@
 //! - [`distro`]: the AP replication of ephemeral instances between members.
 //! - [`raft`]: Raft (CP): persistent instances and service settings, durable
 //!   and replicated; writes are forwarded to the leader, reads stay local.
+//! - [`limits`]: size, connection and rate limits of the client planes.
+//! - [`fuzzing`]: the decoders the fuzz targets in `fuzz/` drive.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
@@ -24,6 +26,8 @@ pub mod cluster;
 pub mod config;
 pub mod distro;
 pub mod error;
+pub mod fuzzing;
+pub mod limits;
 pub mod metrics;
 pub mod naming;
 pub mod push;

@@ -50,6 +50,13 @@ pub struct DistroLabels {
     pub event: String,
 }
 
+/// Labels of a request or connection refused by a limit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Which limit ([`crate::limits::Limit::label`]).
+    pub limit: String,
+}
+
 /// All metrics of a node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,6 +71,8 @@ pub struct Metrics {
     pub pushes: Family<PushLabels, Counter>,
     /// Distro events by kind.
     pub distro: Family<DistroLabels, Counter>,
+    /// Requests and connections refused by a limit, by limit.
+    pub limit_rejections: Family<LimitLabels, Counter>,
     /// Member lookup and report metrics.
     pub cluster: Arc<ClusterMetrics>,
     /// Raft metrics.
@@ -88,6 +97,7 @@ impl Metrics {
         let connections = Gauge::default();
         let pushes = Family::<PushLabels, Counter>::default();
         let distro = Family::<DistroLabels, Counter>::default();
+        let limit_rejections = Family::<LimitLabels, Counter>::default();
         let services = Gauge::default();
         let instances = Gauge::default();
         let clients = Gauge::default();
@@ -96,6 +106,11 @@ impl Metrics {
         registry.register("connections", "Open gRPC client connections", connections.clone());
         registry.register("pushes", "Pushes to subscribers by outcome", pushes.clone());
         registry.register("distro_events", "Distro replication events by kind", distro.clone());
+        registry.register(
+            "limit_rejections",
+            "Requests and connections refused by a size, connection or rate limit",
+            limit_rejections.clone(),
+        );
         registry.register("services", "Services in the store", services.clone());
         registry.register("instances", "Instances in the store", instances.clone());
         registry.register("clients", "Clients holding ephemeral instances", clients.clone());
@@ -110,6 +125,7 @@ impl Metrics {
             connections,
             pushes,
             distro,
+            limit_rejections,
             cluster,
             raft,
             services,
@@ -133,6 +149,11 @@ impl Metrics {
     /// How many Distro events of kind `event` happened so far.
     pub fn distro_count(&self, event: &str) -> u64 {
         self.distro.get_or_create(&DistroLabels { event: event.to_owned() }).get()
+    }
+
+    /// Counts one request or connection refused by `limit`.
+    pub fn limit_rejected(&self, limit: crate::limits::Limit) {
+        self.limit_rejections.get_or_create(&LimitLabels { limit: limit.label().to_owned() }).inc();
     }
 
     /// Counts one push outcome.

@@ -26,6 +26,13 @@ use serde::Serialize;
 pub struct Subscribers {
     by_service: RwLock<HashMap<ServiceKey, HashMap<String, Vec<String>>>>,
     by_connection: RwLock<HashMap<String, HashSet<ServiceKey>>>,
+    /// Subscriptions made since the push service last looked. Each one is
+    /// pushed the current view, as Nacos does (`ServiceSubscribedEvent`):
+    /// the SDK's redo of a subscription after a reconnect ignores the
+    /// answer and waits for that push, so without it a subscriber that
+    /// reconnected keeps a stale view until the service changes again.
+    fresh: Mutex<Vec<(ServiceKey, String)>>,
+    fresh_added: tokio::sync::Notify,
 }
 
 impl Subscribers {
@@ -33,6 +40,19 @@ impl Subscribers {
     pub fn add(&self, connection_id: &str, key: &ServiceKey, clusters: Vec<String>) {
         self.by_service.write().entry(key.clone()).or_default().insert(connection_id.to_owned(), clusters);
         self.by_connection.write().entry(connection_id.to_owned()).or_default().insert(key.clone());
+        self.fresh.lock().push((key.clone(), connection_id.to_owned()));
+        self.fresh_added.notify_one();
+    }
+
+    /// Waits until a subscription was made since the last
+    /// [`Subscribers::take_fresh`].
+    pub async fn fresh_added(&self) {
+        self.fresh_added.notified().await;
+    }
+
+    /// The subscriptions made since the last call.
+    pub fn take_fresh(&self) -> Vec<(ServiceKey, String)> {
+        std::mem::take(&mut *self.fresh.lock())
     }
 
     /// Unsubscribes a connection from a service.
@@ -152,11 +172,21 @@ impl PushService {
         Arc::new(PushService { store, connections, subscribers, metrics, timings, pending: Mutex::new(HashMap::new()) })
     }
 
-    /// Listens to store changes until the store's channel closes.
+    /// Listens to store changes until the store's channel closes, and
+    /// pushes the current view to every new subscription.
     pub async fn run(self: Arc<Self>) {
         let mut changes = self.store.subscribe_changes();
         loop {
-            match changes.recv().await {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = self.subscribers.fresh_added() => {
+                    for (key, connection_id) in self.subscribers.take_fresh() {
+                        self.schedule(key, connection_id);
+                    }
+                    continue;
+                }
+            };
+            match change {
                 Ok(key) => self.service_changed(&key),
                 Err(RecvError::Lagged(missed)) => {
                     warn!(missed, "push listener lagged; pushing every watched service");

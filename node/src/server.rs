@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpIncoming};
+use tower_layer::{Identity, Stack};
 use tracing::{info, warn};
 
 use crate::api::{grpc, http};
@@ -17,6 +19,7 @@ use crate::cluster::{Cluster, LookupSource, PeerAddressResolver};
 use crate::config::Config;
 use crate::distro::{DistroPeer, MAX_PEER_MESSAGE_BYTES};
 use crate::error::{Error, Result};
+use crate::limits::{self, Limit};
 use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
 use crate::raft::{RaftContext, RaftNode};
@@ -109,22 +112,38 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     background.extend(state.distro.start());
 
     let (unary, stream) = grpc::services(state.clone());
-    let client_api = tonic::transport::Server::builder().add_service(unary).add_service(stream);
-    let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");
+    let client_api = tonic::transport::Server::builder()
+        .layer(limits::MessageLimitLayer::new(Limit::GrpcMessageBytes, state.metrics.clone()))
+        .add_service(unary)
+        .add_service(stream);
+    let grpc_incoming = limits::grpc_incoming(
+        grpc_listener,
+        state.client_limits.grpc_connections.clone(),
+        state.client_limits.grpc_rate.clone(),
+    );
+    let grpc_server = spawn_grpc(client_api, grpc_incoming, shutdown_rx.clone(), "client gRPC");
     let peer_service =
         cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone()))).with_raft(raft.rpc());
-    let peer_api = tonic::transport::Server::builder().add_service(
-        peer_service
-            .into_server()
-            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
-    );
-    let peer_server = spawn_grpc(peer_api, peer_listener, shutdown_rx.clone(), "peer gRPC");
+    let peer_api = tonic::transport::Server::builder()
+        .layer(limits::MessageLimitLayer::new(Limit::PeerMessageBytes, state.metrics.clone()))
+        .add_service(
+            peer_service
+                .into_server()
+                .max_decoding_message_size(state.config.max_peer_message_bytes)
+                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
+        );
+    let peer_incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
+    let peer_server = spawn_grpc(peer_api, peer_incoming, shutdown_rx.clone(), "peer gRPC");
 
     let app = http::router(state.clone())
         .merge(status::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::http_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::count_requests))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let http_listener = limits::LimitedListener::new(http_listener, state.client_limits.http_connections.clone())
+        .tap_io(|io| {
+            let _ = io.get_ref().set_nodelay(true);
+        });
     let mut http_shutdown = shutdown_rx;
     let http_server = tokio::spawn(async move {
         let result = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -181,15 +200,19 @@ async fn start_raft(state: &Arc<NodeState>, cluster: &Cluster) -> Result<Arc<Raf
     Ok(raft)
 }
 
-/// Serves a gRPC router on `listener` until `shutdown` turns true.
-fn spawn_grpc(
-    router: tonic::transport::server::Router,
-    listener: TcpListener,
+/// Serves a gRPC router on the connections of `incoming` until `shutdown`
+/// turns true.
+fn spawn_grpc<I, IO>(
+    router: tonic::transport::server::Router<Stack<limits::MessageLimitLayer, Identity>>,
+    incoming: I,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
-) -> JoinHandle<()> {
+) -> JoinHandle<()>
+where
+    I: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Connected + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };

@@ -35,6 +35,8 @@ pub struct NodeState {
     pub metrics: Arc<Metrics>,
     /// Input limits.
     pub limits: Limits,
+    /// Connection gates and rate buckets of the client planes.
+    pub client_limits: crate::limits::ClientLimits,
     /// Open gRPC client connections.
     pub connections: Arc<Connections>,
     /// Which connection watches which service.
@@ -83,6 +85,7 @@ impl NodeState {
             http_client,
             store,
             connections: Arc::new(Connections::new(metrics.clone())),
+            client_limits: crate::limits::ClientLimits::new(&config, metrics.clone()),
             subscribers: Arc::new(Subscribers::default()),
             metrics,
             limits,

@@ -302,7 +302,7 @@ async fn oversize_message_is_refused() {
     let mut big = register("svc", "10.0.0.1", 80);
     big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
     let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(node.state.store.counts().instances, 0);
     // The connection still works for normal requests.
     let (_, v) = c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
@@ -323,5 +323,29 @@ async fn persistent_instances_outlive_the_connection() {
     let info = node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "db"), &Selection::default());
     assert_eq!(info.hosts.len(), 1);
     assert!(!info.hosts[0].ephemeral);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_subscription_is_pushed_the_current_view() {
+    // Nacos pushes the view to a new subscriber (`ServiceSubscribedEvent`).
+    // The SDK's redo of a subscription after a reconnect ignores the answer
+    // and relies on that push; without it the chaos suite saw a subscriber
+    // keep a stale view once its node had been killed.
+    let node = start(test_config()).await;
+    let mut c = RawClient::connect(&node, true).await;
+    c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
+    let pushed_ok = |node: &RunningNode| {
+        let text = node.state.metrics.render(node.state.store.counts());
+        text.lines().find_map(|l| l.strip_prefix("roster_pushes_total{result=\"ok\"} ")).map(|n| n.trim().to_owned())
+    };
+    assert_eq!(pushed_ok(&node), None, "nobody subscribed yet");
+    let (t, v) =
+        c.call("SubscribeServiceRequest", json!({"serviceName": "svc", "subscribe": true, "clusters": ""})).await;
+    assert_eq!((t.as_str(), v["resultCode"].as_i64()), ("SubscribeServiceResponse", Some(200)));
+    eventually("the new subscriber is pushed the view", WAIT, || async {
+        (pushed_ok(&node).as_deref() == Some("1")).then_some(())
+    })
+    .await;
     node.shutdown().await;
 }

@@ -9,7 +9,9 @@
 //!    PodDisruptionBudget;
 //! 3. read the StatefulSet and every member's `/roster/v1/status`;
 //! 4. let the [scale planner](crate::scaling) pick the StatefulSet size and
-//!    apply the StatefulSet with it;
+//!    apply the StatefulSet with it; when no scaling is under way and pods
+//!    lag behind the template, let the [upgrade planner](crate::upgrade)
+//!    pick the one pod to restart next (the Raft leader last) and evict it;
 //! 5. [aggregate](crate::status) the status with its conditions and apply
 //!    it to the status subresource;
 //! 6. record Events for scaling, bootstrap, availability and leader changes.
@@ -25,11 +27,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
@@ -49,6 +51,7 @@ use crate::names::{self, FIELD_MANAGER};
 use crate::node_status::{Observation, Observations, StatusClient};
 use crate::scaling::{self, ScaleInput, ScaleStep, WaitReason};
 use crate::status::{self, StatefulSetView, StatusInput};
+use crate::upgrade::{self, PodView, UpgradeInput, UpgradeStep};
 use crate::{Error, Result};
 
 /// Requeue interval while the cluster is moving.
@@ -144,26 +147,89 @@ where
     Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
 }
 
+/// Whether the StatefulSet controller has seen the current template (its
+/// `observedGeneration` caught up), so `updateRevision` names it.
+fn template_observed(sts: &StatefulSet) -> bool {
+    match (sts.metadata.generation, sts.status.as_ref().and_then(|s| s.observed_generation)) {
+        (Some(generation), Some(observed)) => observed >= generation,
+        _ => true,
+    }
+}
+
 fn statefulset_view(sts: &StatefulSet, replicas: i32) -> StatefulSetView {
     let status = sts.status.as_ref();
     let ready_replicas = status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
-    let revisions_differ = status.is_some_and(|s| {
-        s.current_revision.is_some() && s.update_revision.is_some() && s.current_revision != s.update_revision
-    });
-    // A StatefulSet whose controller has not seen the new template yet also
-    // counts as rolling.
-    let stale = match (sts.metadata.generation, status.and_then(|s| s.observed_generation)) {
-        (Some(generation), Some(observed)) => observed < generation,
-        _ => false,
-    };
+    // With `OnDelete` the StatefulSet never moves `currentRevision` forward,
+    // so the pods that run the current template are what counts.
     StatefulSetView {
         replicas,
         ready_replicas,
-        rolling: revisions_differ
-            || (status.is_some() && updated < replicas.min(status.map_or(0, |s| s.replicas)))
-            || stale,
+        rolling: (status.is_some() && updated < replicas.min(status.map_or(0, |s| s.replicas)))
+            || !template_observed(sts),
+        rollout: None,
     }
+}
+
+/// The StatefulSet revision a member pod runs.
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+fn pod_view(cluster: &str, pod: &Pod) -> Option<PodView> {
+    let ordinal = names::ordinal_of(cluster, &pod.name_any())?;
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    Some(PodView {
+        ordinal,
+        revision: pod.labels().get(REVISION_LABEL).cloned(),
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+/// One step of a rolling update: read the pods, let the planner pick, evict
+/// the pod it picks. Returns the step and a sentence for the status. An
+/// eviction the PodDisruptionBudget refuses (429) is a wait, not an error.
+async fn roll(
+    ctx: &Context,
+    t: &Target<'_>,
+    sts: &StatefulSet,
+    observations: &Observations,
+) -> Result<Option<(UpgradeStep, String)>> {
+    let Some(update_revision) = sts.status.as_ref().and_then(|s| s.update_revision.as_deref()) else {
+        return Ok(None);
+    };
+    if !template_observed(sts) {
+        return Ok(None);
+    }
+    let (ns, name) = (t.namespace.as_str(), t.name.as_str());
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let listed = pods.list(&ListParams::default().labels(&names::selector_string(name))).await?;
+    let views: Vec<PodView> = listed.items.iter().filter_map(|p| pod_view(name, p)).collect();
+    let step = upgrade::plan(UpgradeInput {
+        cluster: name,
+        namespace: ns,
+        replicas: sts.spec.replicas.unwrap_or(0),
+        update_revision,
+        pods: &views,
+        observations,
+    });
+    if let UpgradeStep::Restart { ordinal, .. } = &step {
+        let pod = names::pod(name, *ordinal);
+        match pods.evict(&pod, &EvictParams::default()).await {
+            Ok(_) => info!(%pod, "rolling update: evicted"),
+            Err(kube::Error::Api(e)) if e.code == 429 => {
+                let wait = UpgradeStep::Wait(upgrade::UpgradeWait::EvictionRefused(*ordinal));
+                let message = wait.describe(name);
+                return Ok(Some((wait, message)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let message = step.describe(name);
+    Ok(Some((step, message)))
 }
 
 async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> {
@@ -225,8 +291,16 @@ async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> 
         other => info!(step = ?other, "scaling"),
     }
 
+    let mut view = statefulset_view(&applied, replicas);
+    let mut rollout = None;
+    if matches!(step, ScaleStep::Steady { .. }) && view.rolling {
+        if let Some((upgrade_step, message)) = roll(ctx, &t, &applied, &observations).await? {
+            view.rollout = Some(message);
+            rollout = Some(upgrade_step);
+        }
+    }
+
     // 5. Status.
-    let view = statefulset_view(&applied, replicas);
     let new_status = status::aggregate(StatusInput {
         cluster: &name,
         namespace: &ns,
@@ -249,7 +323,11 @@ async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> 
 
     // 6. Events.
     let reference = rc.object_ref(&());
-    for event in planned_events(rc.status.as_ref(), &new_status, &step) {
+    let mut events = planned_events(rc.status.as_ref(), &new_status, &step);
+    if let (Some(UpgradeStep::Restart { .. }), Some(message)) = (&rollout, &view.rollout) {
+        events.insert(0, normal("RollingUpdate", "RestartMember", message.clone()));
+    }
+    for event in events {
         ctx.recorder.publish(&event, &reference).await?;
     }
 

@@ -38,6 +38,7 @@ pub mod names;
 pub mod node_status;
 pub mod scaling;
 pub mod status;
+pub mod upgrade;
 
 #[cfg(test)]
 mod fixtures;

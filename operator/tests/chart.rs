@@ -145,6 +145,8 @@ fn chart_lints_and_renders_valid_objects() {
         ("", "configmaps", "patch"),
         ("policy", "poddisruptionbudgets", "patch"),
         ("events.k8s.io", "events", "create"),
+        ("", "pods", "list"),
+        ("", "pods/eviction", "create"),
     ] {
         assert!(rule_allows(&rules, group, resource, verb), "missing {verb} on {group}/{resource}");
     }

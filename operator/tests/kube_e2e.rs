@@ -2,7 +2,8 @@
 //! kubeconfig (it prints "skipped: ROSTER_E2E_KUBECONFIG not set" and passes
 //! otherwise). It installs the chart, applies the example RegistryCluster,
 //! waits for `Available`, scales 3 → 5 and waits for `SnapshotBootstrapped`
-//! and `MembershipConverged`, scales back to 3, deletes the cluster and
+//! and `MembershipConverged`, scales back to 3, changes the pod template and
+//! waits until every pod runs it, deletes the cluster and
 //! checks that the owned objects are gone.
 //!
 //! Needs `helm` on the PATH (or `ROSTER_E2E_HELM`) and the two images
@@ -21,11 +22,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::Client;
+use kube::{Client, ResourceExt};
 use roster_crds::{is_condition_true, RegistryCluster, CONDITION_AVAILABLE};
 use serde_json::json;
 
@@ -121,6 +122,27 @@ async fn install_scale_and_delete_on_a_real_cluster() {
     wait_for(&api, "back to 3 converged members", condition(&["MembershipConverged", CONDITION_AVAILABLE])).await;
     let sts = statefulsets.get("demo").await.expect("statefulset");
     assert_eq!(sts.spec.replicas, Some(3));
+
+    // A change of pod settings rolls the members one at a time, leader last.
+    let roll = json!({"spec": {"annotations": {"roster.dev/e2e-roll": "1"}}});
+    api.patch("demo", &PatchParams::default(), &Patch::Merge(roll)).await.expect("change the pod template");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let sts = statefulsets.get("demo").await.expect("statefulset");
+        let revision = sts.status.as_ref().and_then(|s| s.update_revision.clone());
+        let listed = pods
+            .list(&ListParams::default().labels(&roster_operator::names::selector_string("demo")))
+            .await
+            .expect("pods");
+        let rolled = listed.items.len() == 3
+            && listed.items.iter().all(|p| p.labels().get("controller-revision-hash") == revision.as_ref());
+        if rolled && api.get("demo").await.is_ok_and(|rc| condition(&[CONDITION_AVAILABLE])(&rc)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the rolling update");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 
     api.delete("demo", &DeleteParams::foreground()).await.expect("delete");
     gone(statefulsets, "demo").await;

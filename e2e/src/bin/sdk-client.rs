@@ -1,28 +1,102 @@
-//! A client process using the official Rust Nacos client (`nacos-sdk`):
-//! registers one instance, prints `registered`, then stays connected until
-//! killed. Tests kill it with SIGKILL to see what a crashed client leaves.
+//! A client process using the official Rust Nacos client (`nacos-sdk`).
+//!
+//! Without `--commands` it registers one instance, prints `registered`,
+//! then stays connected until killed: tests kill it with SIGKILL to see
+//! what a crashed client leaves.
+//!
+//! With `--commands` it prints `ready` once connected (after registering
+//! the `--service` instance if one is given, `registered` then) and obeys
+//! one command per line on stdin, answering each by its id:
+//!
+//! ```text
+//! <id> register <service> <ip> <port>    → done <id> ok | done <id> error <message>
+//! <id> deregister <service> <ip> <port>  → done <id> ok | done <id> error <message>
+//! <id> subscribe <service>               → done <id> ok | done <id> error <message>
+//! ```
+//!
+//! Every view pushed to a subscription is printed as
+//! `push <service> <ip:port:healthy,...>` (`-` for an empty list). The
+//! chaos suite drives several such clients and compares their last pushed
+//! views with the final state.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use nacos_sdk::api::naming::{NamingServiceBuilder, ServiceInstance};
+use nacos_sdk::api::naming::{
+    NamingChangeEvent, NamingEventListener, NamingService, NamingServiceBuilder, ServiceInstance,
+};
 use nacos_sdk::api::props::ClientProps;
+use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
 struct Args {
-    /// Node main address, host:port.
+    /// Node main addresses, `host:port`, comma-separated (the client
+    /// chooses among them and fails over to another one).
     #[arg(long)]
     server: String,
-    /// Node client gRPC port.
+    /// Node client gRPC port (the same on every listed node).
     #[arg(long)]
     grpc_port: u16,
-    /// Service to register in.
-    #[arg(long)]
-    service: String,
+    /// Service to register one instance in at start.
+    #[arg(long, requires_all = ["ip", "port"])]
+    service: Option<String>,
     /// Instance IP.
     #[arg(long)]
-    ip: String,
+    ip: Option<String>,
     /// Instance port.
     #[arg(long)]
-    port: i32,
+    port: Option<i32>,
+    /// Read commands from stdin instead of only holding the instance.
+    #[arg(long)]
+    commands: bool,
+}
+
+/// Stdout is shared by the command loop and the push listeners; one lock
+/// keeps every line whole.
+type Out = Arc<Mutex<std::io::Stdout>>;
+
+fn say(out: &Out, line: &str) {
+    if let Ok(mut out) = out.lock() {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// Prints every view pushed for a subscription.
+#[derive(Debug)]
+struct PrintPushes(Out);
+
+impl NamingEventListener for PrintPushes {
+    fn event(&self, event: Arc<NamingChangeEvent>) {
+        let mut hosts: Vec<String> = event
+            .instances
+            .as_ref()
+            .map_or_else(Vec::new, |list| list.iter().map(|i| format!("{}:{}:{}", i.ip, i.port, i.healthy)).collect());
+        hosts.sort();
+        let service = event.service_name.rsplit("@@").next().unwrap_or(&event.service_name);
+        let hosts = if hosts.is_empty() { "-".to_owned() } else { hosts.join(",") };
+        say(&self.0, &format!("push {service} {hosts}"));
+    }
+}
+
+/// Runs one command line; the error is reported to the driver.
+async fn obey(naming: &NamingService, out: &Out, words: &[&str]) -> anyhow::Result<()> {
+    match words {
+        ["register", service, ip, port] => {
+            let instance = ServiceInstance { ip: (*ip).to_owned(), port: port.parse()?, ..ServiceInstance::default() };
+            naming.register_instance((*service).to_owned(), None, instance).await?;
+        }
+        ["deregister", service, ip, port] => {
+            let instance = ServiceInstance { ip: (*ip).to_owned(), port: port.parse()?, ..ServiceInstance::default() };
+            naming.deregister_instance((*service).to_owned(), None, instance).await?;
+        }
+        ["subscribe", service] => {
+            naming.subscribe((*service).to_owned(), None, Vec::new(), Arc::new(PrintPushes(out.clone()))).await?;
+        }
+        other => anyhow::bail!("unknown command {other:?}"),
+    }
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -33,11 +107,28 @@ async fn main() -> anyhow::Result<()> {
         .remote_grpc_port(args.grpc_port)
         .env_first(false)
         .load_cache_at_start(false)
+        .naming_push_empty_protection(false)
         .app_name("sdk-client");
     let naming = NamingServiceBuilder::new(props).build().await?;
-    let instance = ServiceInstance { ip: args.ip, port: args.port, ..ServiceInstance::default() };
-    naming.register_instance(args.service, None, instance).await?;
-    println!("registered");
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    if let (Some(service), Some(ip), Some(port)) = (args.service, args.ip, args.port) {
+        let instance = ServiceInstance { ip, port, ..ServiceInstance::default() };
+        naming.register_instance(service, None, instance).await?;
+        say(&out, "registered");
+    } else {
+        say(&out, "ready");
+    }
+    if args.commands {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Some(line) = lines.next_line().await? {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some((id, command)) = words.split_first() else { continue };
+            match obey(&naming, &out, command).await {
+                Ok(()) => say(&out, &format!("done {id} ok")),
+                Err(e) => say(&out, &format!("done {id} error {}", e.to_string().replace('\n', " "))),
+            }
+        }
+    }
     // Stay connected until killed.
     std::future::pending::<()>().await;
     Ok(())

@@ -252,7 +252,8 @@ impl DistroHandler for DistroPeer {
     fn verify(&self, request: DistroVerifyRequest) -> Result<DistroVerifyReply, Status> {
         let distro = &self.0;
         let pairs: Vec<(String, u64)> = request.clients.into_iter().map(|c| (c.client_id, c.revision)).collect();
-        let outcome = distro.store.verify(&pairs, Instant::now());
+        let responsibility = distro.membership.responsibility();
+        let outcome = distro.store.verify(&pairs, Instant::now(), |tag| responsibility.is_local(tag));
         if !outcome.newer_here.is_empty() && distro.membership.member(&request.source).is_some() {
             debug!(source = %request.source, newer = outcome.newer_here.len(), "sending newer copies back");
             distro.queue(&request.source, outcome.newer_here);

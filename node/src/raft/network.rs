@@ -90,12 +90,12 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     serde_json::to_vec(value).map_err(|e| Status::internal(format!("cannot encode a Raft message: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("malformed Raft message: {e}")))
 }
 
 /// Splits a snapshot frame: 4-byte big-endian header length, JSON header, raw data.
-fn split_frame(payload: &[u8]) -> Result<(&[u8], &[u8]), Status> {
+pub(crate) fn split_frame(payload: &[u8]) -> Result<(&[u8], &[u8]), Status> {
     let bad = || Status::invalid_argument("malformed Raft snapshot frame");
     let len_bytes: [u8; 4] = payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
     let len = usize::try_from(u32::from_be_bytes(len_bytes)).map_err(|_| bad())?;

@@ -5,7 +5,7 @@ use super::*;
 use crate::desired::test_support::cluster;
 use crate::fixtures::{endpoints_for, test_context, ApiServerVerifier, FakeMember};
 use crate::node_status::Endpoints;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use roster_crds::{CONDITION_DEGRADED, CONDITION_MEMBERSHIP_CONVERGED, CONDITION_RAFT_QUORUM};
 use serde_json::{json, Value};
 
@@ -298,4 +298,155 @@ fn leader_changes_are_announced_once() {
     assert_eq!(events[0].note.as_deref(), Some("Raft leader changed from demo-0 to demo-1"));
     before.leader = Some(addr(1));
     assert!(planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 }).is_empty());
+}
+
+const PODS: &str = "/api/v1/namespaces/ns/pods";
+
+/// The StatefulSet after a template change: revision `r2`, `updated` pods on it.
+fn rolling_statefulset(rc: &RegistryCluster, ctx: &Context, updated: i32) -> Value {
+    let mut sts = existing_statefulset(rc, ctx, 3);
+    sts["metadata"]["generation"] = json!(2);
+    sts["status"] = json!({"replicas": 3, "readyReplicas": 3, "updatedReplicas": updated,
+                           "currentRevision": "r1", "updateRevision": "r2", "observedGeneration": 2});
+    sts
+}
+
+fn pod_list(pods: &[(&str, bool)]) -> Value {
+    let items: Vec<Value> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, (revision, ready))| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": format!("demo-{i}"), "namespace": NS,
+                                "labels": {"controller-revision-hash": revision}},
+                   "status": {"conditions": [{"type": "Ready", "status": if *ready { "True" } else { "False" }}]}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": items})
+}
+
+/// One reconcile of a rolling cluster up to the pod list, answered with `pods`.
+async fn reconcile_rolling(
+    api: &mut ApiServerVerifier,
+    rc: &RegistryCluster,
+    ctx: &Arc<Context>,
+    updated: i32,
+    pods: &[(&str, bool)],
+) -> tokio::task::JoinHandle<Result<Action>> {
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &rolling_statefulset(rc, ctx, updated));
+    let call = api.next().await;
+    call.assert_apply(STS);
+    assert_eq!(call.body["spec"]["updateStrategy"]["type"], "OnDelete", "the operator does the rolling");
+    call.respond(StatusCode::OK, &rolling_statefulset(rc, ctx, updated));
+    let list = api.expect_get(PODS).await;
+    assert!(list.query.contains("labelSelector="), "{}", list.query);
+    list.respond(StatusCode::OK, &pod_list(pods));
+    reconciler
+}
+
+/// The reconcile's result, failing the test if it still waits for an API call.
+async fn finish(reconciler: tokio::task::JoinHandle<Result<Action>>) -> Action {
+    tokio::time::timeout(Duration::from_secs(5), reconciler)
+        .await
+        .expect("the reconcile finished without further API calls")
+        .expect("task")
+        .expect("reconcile")
+}
+
+async fn expect_eviction(api: &mut ApiServerVerifier, pod: &str) {
+    let call = api.next().await;
+    assert_eq!((&call.method, call.path.as_str()), (&Method::POST, format!("{PODS}/{pod}/eviction").as_str()));
+    assert_eq!(call.body["metadata"]["name"], pod);
+    call.respond(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                               "status": "Success", "code": 201}),
+    );
+}
+
+#[tokio::test]
+async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
+    let voters = [0, 1, 2];
+    let mut fakes = Vec::new();
+    for i in 0..3 {
+        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
+    }
+    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let mut rc = cluster(3);
+
+    // Reconcile 1: demo-2 already runs r2; demo-0 leads Raft, so demo-1 goes next.
+    let reconciler = reconcile_rolling(&mut api, &rc, &ctx, 1, &[("r1", true), ("r1", true), ("r2", true)]).await;
+    expect_eviction(&mut api, "demo-1").await;
+    let status = expect_status_patch(&mut api, &rc).await;
+    let (state, reason, message) = cond(&status, CONDITION_PROGRESSING);
+    assert_eq!((state, reason), ("True", "RollingUpdate"));
+    assert_eq!(message, "rolling update: restarting demo-1 (2 of the members still on the old template)");
+    let event = api.expect_event(NS, "RollingUpdate").await;
+    assert_eq!(event["note"], message);
+    for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
+        api.expect_event(NS, reason).await;
+    }
+    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+    rc.status = Some(status);
+
+    // Reconcile 2: the restarted demo-1 is not ready yet; nothing else is touched.
+    let mut restarting = member_doc(1, &voters, 3);
+    restarting["ready"] = json!(false);
+    restarting["distro"]["initialized"] = json!(false);
+    fakes[1].set(restarting);
+    let reconciler = reconcile_rolling(&mut api, &rc, &ctx, 2, &[("r1", true), ("r2", false), ("r2", true)]).await;
+    let status = expect_status_patch(&mut api, &rc).await;
+    assert_eq!(
+        cond(&status, CONDITION_PROGRESSING).2,
+        "rolling update: waiting before the next restart, the restarted demo-1 is not ready yet"
+    );
+    finish(reconciler).await;
+    api.expect_silence(Duration::from_millis(100)).await;
+    rc.status = Some(status);
+
+    // Reconcile 3: demo-1 is back; only the leader is left on r1.
+    fakes[1].set(member_doc(1, &voters, 3));
+    let reconciler = reconcile_rolling(&mut api, &rc, &ctx, 2, &[("r1", true), ("r2", true), ("r2", true)]).await;
+    expect_eviction(&mut api, "demo-0").await;
+    let status = expect_status_patch(&mut api, &rc).await;
+    assert_eq!(
+        cond(&status, CONDITION_PROGRESSING).2,
+        "rolling update: restarting demo-0, the Raft leader, last (1 of the members still on the old template)"
+    );
+    api.expect_event(NS, "RollingUpdate").await;
+    api.expect_event(NS, "SnapshotBootstrapped").await;
+    finish(reconciler).await;
+    api.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn an_eviction_the_disruption_budget_refuses_is_a_wait() {
+    let voters = [0, 1, 2];
+    let mut fakes = Vec::new();
+    for i in 0..3 {
+        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
+    }
+    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let rc = cluster(3);
+    let reconciler = reconcile_rolling(&mut api, &rc, &ctx, 0, &[("r1", true), ("r1", true), ("r1", true)]).await;
+    let call = api.next().await;
+    assert_eq!(call.path, format!("{PODS}/demo-2/eviction"), "the highest follower first");
+    call.respond(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 429,
+                "reason": "TooManyRequests", "message": "Cannot evict pod as it would violate the pod's disruption budget."}),
+    );
+    let status = expect_status_patch(&mut api, &rc).await;
+    assert_eq!(
+        cond(&status, CONDITION_PROGRESSING).2,
+        "rolling update: waiting before the next restart, the PodDisruptionBudget refused to evict demo-2 for now"
+    );
+    for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
+        api.expect_event(NS, reason).await;
+    }
+    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
 }

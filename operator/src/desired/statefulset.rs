@@ -179,7 +179,10 @@ pub fn statefulset(t: &Target<'_>, settings: &OperatorSettings, replicas: i32) -
             pod_management_policy: Some("Parallel".to_owned()),
             selector: LabelSelector { match_labels: Some(names::selector_labels(&t.name)), match_expressions: None },
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
+                // The operator restarts the pods itself, leader last (see
+                // `crate::upgrade`); Kubernetes's own rolling update would
+                // restart them in ordinal order, whoever leads Raft.
+                type_: Some("OnDelete".to_owned()),
                 rolling_update: None,
             }),
             persistent_volume_claim_retention_policy: claims.as_ref().map(|_| {

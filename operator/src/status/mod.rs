@@ -42,9 +42,11 @@ pub struct StatefulSetView {
     pub replicas: i32,
     /// `status.readyReplicas`.
     pub ready_replicas: i32,
-    /// Whether a rolling update is in flight (`currentRevision !=
-    /// updateRevision` or not every pod is updated).
+    /// Whether a rolling update is in flight (not every pod runs the
+    /// current template, or the StatefulSet controller has not seen it yet).
     pub rolling: bool,
+    /// What the upgrade planner did or waits for, when it ran.
+    pub rollout: Option<String>,
 }
 
 /// Everything the aggregation reads.
@@ -400,7 +402,11 @@ pub fn aggregate(input: StatusInput<'_>) -> RegistryClusterStatus {
             CONDITION_PROGRESSING,
             STATUS_TRUE,
             "RollingUpdate",
-            "the StatefulSet is rolling its pods to a new template".into(),
+            input
+                .statefulset
+                .rollout
+                .clone()
+                .unwrap_or_else(|| "the StatefulSet is rolling its pods to a new template".into()),
             gen,
         ),
         ScaleStep::Steady { .. }

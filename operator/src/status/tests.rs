@@ -75,7 +75,7 @@ fn assert_cond(s: &RegistryClusterStatus, t: &str, status: &str, reason: &str) {
 }
 
 fn sts(replicas: i32, ready: i32) -> StatefulSetView {
-    StatefulSetView { replicas, ready_replicas: ready, rolling: false }
+    StatefulSetView { replicas, ready_replicas: ready, rolling: false, rollout: None }
 }
 
 #[test]
@@ -233,9 +233,15 @@ fn down_members_as_the_leader_sees_them_degrade_an_idle_cluster() {
 #[test]
 fn rolling_update_is_progress() {
     let obs = healthy(3);
-    let view = StatefulSetView { replicas: 3, ready_replicas: 3, rolling: true };
+    let view = StatefulSetView { replicas: 3, ready_replicas: 3, rolling: true, rollout: None };
     let s = run(3, &ScaleStep::Steady { replicas: 3 }, &view, &obs);
     assert_cond(&s, CONDITION_PROGRESSING, STATUS_TRUE, "RollingUpdate");
+
+    let step = "rolling update: restarting demo-1 (2 of the members still on the old template)";
+    let view = StatefulSetView { rollout: Some(step.into()), ..view };
+    let s = run(3, &ScaleStep::Steady { replicas: 3 }, &view, &obs);
+    let progressing = find_condition(&s.conditions, CONDITION_PROGRESSING).expect("progressing");
+    assert_eq!(progressing.message, step, "the condition says which pod the roll is at");
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn undo_if_closed(state: &NodeState, conn: &Connection) {
     }
 }
 
-fn instance_key(wire: &crate::naming::InstanceWire) -> Result<InstanceKey> {
+pub(crate) fn instance_key(wire: &crate::naming::InstanceWire) -> Result<InstanceKey> {
     Ok(InstanceKey {
         ip: validate::ip(Some(&wire.ip))?,
         port: validate::port(wire.port)?,
@@ -174,6 +174,13 @@ fn subscribe(state: &NodeState, conn: &Connection, req: SubscribeServiceRequest,
 
 /// `ServiceListRequest`: one page of service names of a group.
 fn service_list(state: &NodeState, req: ServiceListRequest, rid: Option<&str>) -> Result<Payload> {
+    let (namespace, group, page_no, page_size) = check_service_list(&req)?;
+    let (count, names) = state.store.list_services(&namespace, group, page_no, page_size);
+    Ok(ok_response("ServiceListResponse", rid, json!({ "count": count, "serviceNames": names })))
+}
+
+/// The namespace, group, page number and page size of a `ServiceListRequest`, validated.
+pub(crate) fn check_service_list(req: &ServiceListRequest) -> Result<(String, &str, usize, usize)> {
     let namespace = validate::namespace(req.base.namespace.as_deref())?;
     let group = req.base.group_name.as_deref().map(str::trim).filter(|g| !g.is_empty()).unwrap_or(DEFAULT_GROUP);
     // Validate the group with a placeholder service name.
@@ -194,6 +201,5 @@ fn service_list(state: &NodeState, req: ServiceListRequest, rid: Option<&str>) -
     }
     let page_no = usize::try_from(req.page_no).unwrap_or(1);
     let page_size = usize::try_from(req.page_size).unwrap_or(1);
-    let (count, names) = state.store.list_services(&namespace, group, page_no, page_size);
-    Ok(ok_response("ServiceListResponse", rid, json!({ "count": count, "serviceNames": names })))
+    Ok((namespace, group, page_no, page_size))
 }

@@ -75,6 +75,10 @@ async fn unary(state: &NodeState, remote: Option<SocketAddr>, payload: Payload) 
         }
     };
     let request_id = env.request_id();
+    if let Some(Err(e)) = remote.map(|addr| crate::limits::rate::check_grpc(state, addr)) {
+        state.metrics.grpc_request(&env.type_name, e.label());
+        return error_response(&e, request_id.as_deref());
+    }
     let result = match env.type_name.as_str() {
         "ServerCheckRequest" => match remote {
             Some(addr) => Ok(ok_response(
@@ -147,7 +151,11 @@ async fn serve_stream(
 ) {
     let first = match tokio::time::timeout(SETUP_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(p))) => p,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Ok(Ok(None)) => return,
+        Ok(Err(status)) => {
+            refuse_oversized(&state, &tx, &status).await;
+            return;
+        }
         Err(_) => {
             let _ = tx.send(Err(Status::deadline_exceeded("no ConnectionSetupRequest received"))).await;
             return;
@@ -177,6 +185,7 @@ async fn serve_stream(
         labels: setup.labels,
         client_ip,
     };
+    let tx_for_errors = tx.clone();
     let conn = Arc::new(Connection::new(id.clone(), remote, info, tx));
     state.store.ensure_client(&id, ClientKind::Connection);
     state.connections.register(conn.clone());
@@ -196,6 +205,7 @@ async fn serve_stream(
                 Ok(None) => break,
                 Err(status) => {
                     debug!(%status, "stream error");
+                    refuse_oversized(&state, &tx_for_errors, &status).await;
                     break;
                 }
             },
@@ -206,6 +216,16 @@ async fn serve_stream(
         }
     }
     close_connection(&state, &id);
+}
+
+/// A stream message over `--max-grpc-message-bytes` (tonic's decoder
+/// reports `OUT_OF_RANGE`): counted, and the stream ends with
+/// `RESOURCE_EXHAUSTED`, as unary calls answer (`limits::size`).
+async fn refuse_oversized(state: &NodeState, tx: &mpsc::Sender<Result<Payload, Status>>, status: &Status) {
+    if status.code() == tonic::Code::OutOfRange {
+        state.metrics.limit_rejected(crate::limits::Limit::GrpcMessageBytes);
+        let _ = tx.send(Err(Status::resource_exhausted(status.message().to_owned()))).await;
+    }
 }
 
 /// A message on the stream after setup: a response to a server request.

@@ -60,6 +60,15 @@ pub fn encode<T: Serialize>(type_name: &str, body: &T) -> Payload {
     }
 }
 
+/// A payload of `type_name` whose body is `body` as given (the fuzz
+/// targets build requests this way).
+pub fn encode_raw(type_name: &str, body: Vec<u8>) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: type_name.to_owned(), client_ip: String::new(), headers: HashMap::new() }),
+        body: Some(prost_types::Any { type_url: String::new(), value: body }),
+    }
+}
+
 /// A successful response of `type_name`: the common fields plus `fields`.
 pub fn ok_response(type_name: &str, request_id: Option<&str>, fields: serde_json::Value) -> Payload {
     let mut obj = serde_json::Map::new();

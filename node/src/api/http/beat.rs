@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use super::forward::{self, Inbound};
 use super::params::Params;
 use crate::error::{Error, Result};
-use crate::naming::{ip_port_client_id, validate, BeatOutcome, ClientKind, InstanceKey, InstanceWire, ServiceKey};
+use crate::naming::validate::Limits;
+use crate::naming::{
+    ip_port_client_id, validate, BeatOutcome, ClientKind, Instance, InstanceKey, InstanceWire, ServiceKey,
+};
 use crate::state::NodeState;
 
 /// `code` of a beat that renewed (or registered) its instance.
@@ -55,7 +58,7 @@ impl BeatResponse {
 /// ephemeral instances beat.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BeatInfo {
+pub(crate) struct BeatInfo {
     #[serde(default)]
     ip: Option<String>,
     #[serde(default)]
@@ -105,14 +108,36 @@ fn beat_target(p: &Params, beat: Option<&BeatInfo>) -> Result<InstanceKey> {
 /// A beat that reaches a member not responsible for the instance's
 /// `ip:port` is forwarded to the responsible one ([`forward`]).
 pub async fn beat(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
-    let info = p.get("beat").map(parse_beat).transpose()?;
-    let service_name = p.get("serviceName").or_else(|| info.as_ref().and_then(|b| b.service_name.as_deref()));
-    let key = validate::service_key(p.get("namespaceId"), p.get("groupName"), service_name)?;
-    let ikey = beat_target(&p, info.as_ref())?;
+    let (key, ikey, info) = beat_params(&p)?;
     if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &ikey.ip, ikey.port).await {
         return Ok(answer);
     }
     Ok(Json(beat_here(&state, &key, &ikey, info)?).into_response())
+}
+
+/// The service, the instance and the `beat` JSON (if any) of a beat request.
+pub(crate) fn beat_params(p: &Params) -> Result<(ServiceKey, InstanceKey, Option<BeatInfo>)> {
+    let info = p.get("beat").map(parse_beat).transpose()?;
+    let service_name = p.get("serviceName").or_else(|| info.as_ref().and_then(|b| b.service_name.as_deref()));
+    let key = validate::service_key(p.get("namespaceId"), p.get("groupName"), service_name)?;
+    let ikey = beat_target(p, info.as_ref())?;
+    Ok((key, ikey, info))
+}
+
+/// The instance a full beat registers when the server does not know it.
+pub(crate) fn beat_instance(ikey: &InstanceKey, info: &BeatInfo, limits: &Limits) -> Result<Instance> {
+    let wire = InstanceWire {
+        ip: ikey.ip.clone(),
+        port: i64::from(ikey.port),
+        weight: info.weight.unwrap_or(1.0),
+        healthy: true,
+        enabled: true,
+        ephemeral: true,
+        cluster_name: Some(ikey.cluster.clone()),
+        metadata: beat_metadata(info)?,
+        ..InstanceWire::default()
+    };
+    validate::instance(&wire, Some(true), limits)
 }
 
 /// Applies a beat on this node.
@@ -126,18 +151,7 @@ fn beat_here(state: &NodeState, key: &ServiceKey, ikey: &InstanceKey, info: Opti
     };
     // A full beat for an unknown instance registers it (Nacos does the same,
     // so that instances removed by expiry come back without a restart).
-    let wire = InstanceWire {
-        ip: ikey.ip.clone(),
-        port: i64::from(ikey.port),
-        weight: info.weight.unwrap_or(1.0),
-        healthy: true,
-        enabled: true,
-        ephemeral: true,
-        cluster_name: Some(ikey.cluster.clone()),
-        metadata: beat_metadata(&info)?,
-        ..InstanceWire::default()
-    };
-    let instance = validate::instance(&wire, Some(true), &state.limits)?;
+    let instance = beat_instance(ikey, &info, &state.limits)?;
     let interval_ms = instance.beat_interval_ms();
     state.store.register_ephemeral(&client, ClientKind::IpPort, key, instance);
     Ok(BeatResponse::new(CODE_OK, interval_ms))

@@ -20,13 +20,14 @@ use serde::Serialize;
 use super::forward::{self, Inbound};
 use super::params::{Params, CLUSTER_NAMES};
 use crate::error::{Error, Result};
+use crate::naming::validate::Limits;
 use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
 use crate::raft::Command;
 use crate::state::NodeState;
 
 /// Builds a new instance from register parameters, with Nacos's defaults
 /// (weight 1, healthy, enabled, ephemeral, cluster `DEFAULT`).
-fn new_instance(p: &Params, state: &NodeState) -> Result<Instance> {
+pub(crate) fn new_instance(p: &Params, limits: &Limits) -> Result<Instance> {
     let wire = InstanceWire {
         ip: p.required("ip")?.to_owned(),
         port: i64::from(p.port()?),
@@ -38,13 +39,13 @@ fn new_instance(p: &Params, state: &NodeState) -> Result<Instance> {
         metadata: p.metadata()?.unwrap_or_default(),
         ..InstanceWire::default()
     };
-    validate::instance(&wire, None, &state.limits)
+    validate::instance(&wire, None, limits)
 }
 
 /// `POST /nacos/v1/ns/instance`: registers (or replaces) an instance.
 pub async fn register(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
-    let instance = new_instance(&p, &state)?;
+    let instance = new_instance(&p, &state.limits)?;
     if instance.ephemeral {
         if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &instance.ip, instance.port).await {
             return Ok(answer);

@@ -27,7 +27,7 @@ pub const MAX_PAGE_SIZE: i64 = 10_000;
 const SELECTOR_TYPES: &[&str] = &["none", "label"];
 
 /// `protectThreshold`, if given: a number in 0..=1.
-fn protect_threshold(p: &Params) -> Result<Option<f32>> {
+pub(crate) fn protect_threshold(p: &Params) -> Result<Option<f32>> {
     match p.float("protectThreshold")? {
         None => Ok(None),
         Some(t) if t.is_finite() && (0.0..=1.0).contains(&t) => Ok(Some(t as f32)),
@@ -36,7 +36,7 @@ fn protect_threshold(p: &Params) -> Result<Option<f32>> {
 }
 
 /// `selector`, if given: a JSON object whose `type` Nacos knows.
-fn selector(p: &Params) -> Result<Option<Value>> {
+pub(crate) fn selector(p: &Params) -> Result<Option<Value>> {
     let Some(raw) = p.get("selector") else {
         return Ok(None);
     };
@@ -50,10 +50,13 @@ fn selector(p: &Params) -> Result<Option<Value>> {
 }
 
 /// Service metadata, if given, checked against the size limit.
-fn metadata(p: &Params, state: &NodeState) -> Result<Option<BTreeMap<String, String>>> {
+pub(crate) fn metadata(
+    p: &Params,
+    limits: &crate::naming::validate::Limits,
+) -> Result<Option<BTreeMap<String, String>>> {
     let metadata = p.metadata()?;
     if let Some(m) = &metadata {
-        validate::metadata(m, &state.limits)?;
+        validate::metadata(m, limits)?;
     }
     Ok(metadata)
 }
@@ -64,7 +67,7 @@ pub async fn create(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
     let defaults = ServiceMeta::default();
     let meta = ServiceMeta {
         protect_threshold: protect_threshold(&p)?.unwrap_or(defaults.protect_threshold),
-        metadata: metadata(&p, &state)?.unwrap_or_default(),
+        metadata: metadata(&p, &state.limits)?.unwrap_or_default(),
         selector: selector(&p)?.unwrap_or(defaults.selector),
         explicit: true,
     };
@@ -77,7 +80,7 @@ pub async fn create(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
 pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
     let key = p.service_key()?;
     let threshold = protect_threshold(&p)?;
-    let metadata = metadata(&p, &state)?;
+    let metadata = metadata(&p, &state.limits)?;
     let selector = selector(&p)?;
     // The service may exist only through ephemeral instances, which Raft
     // does not see: existence is checked here, the merge happens when applied.
@@ -169,7 +172,7 @@ pub struct ServiceList {
 }
 
 /// A required page parameter within `1..=max`.
-fn page_param(p: &Params, name: &str, max: i64) -> Result<usize> {
+pub(crate) fn page_param(p: &Params, name: &str, max: i64) -> Result<usize> {
     let value =
         p.int(name)?.ok_or_else(|| Error::invalid(format!("Param '{name}' is required and must not be blank.")))?;
     if !(1..=max).contains(&value) {

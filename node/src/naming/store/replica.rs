@@ -167,7 +167,10 @@ impl NamingStore {
                     return Applied::Stale;
                 }
                 if held.revision == copy.revision {
-                    confirm(held, now);
+                    // A repeated send: its source vouches for it. (Without
+                    // the responsibility at hand, beats are renewed as
+                    // before; only verify repeats, and it knows.)
+                    confirm(held, now, &|_: &str| false);
                     return Applied::Confirmed;
                 }
             } else if inner.removed_at(&copy.id).is_some_and(|removed| removed >= copy.revision) {
@@ -234,8 +237,10 @@ impl NamingStore {
 
     /// Answers a verify round from a peer: confirms the clients held at the
     /// sent revision, and sorts the others into missing (the sender re-syncs
-    /// them) and newer here (the receiver sends them back).
-    pub fn verify(&self, clients: &[(String, u64)], now: Instant) -> VerifyOutcome {
+    /// them) and newer here (the receiver sends them back). `responsible`
+    /// says which ip:port tags this node judges beats for: a peer's
+    /// confirmation never renews those beats (see [`confirm`]).
+    pub fn verify(&self, clients: &[(String, u64)], now: Instant, responsible: impl Fn(&str) -> bool) -> VerifyOutcome {
         let mut outcome = VerifyOutcome::default();
         let mut inner = self.inner.write();
         for (id, revision) in clients {
@@ -245,7 +250,7 @@ impl NamingStore {
                 None => outcome.missing.push(id.clone()),
                 Some(held) if held.revision < *revision => outcome.missing.push(id.clone()),
                 Some(held) if held.revision > *revision => outcome.newer_here.push(id.clone()),
-                Some(held) => confirm(held, now),
+                Some(held) => confirm(held, now, &responsible),
             }
         }
         outcome
@@ -319,9 +324,15 @@ impl NamingStore {
 /// A copy confirmed by its source: it lives on, and so do its instances'
 /// beats (so that a member taking over an ip:port client after its
 /// responsible member died does not expire it before the next beat).
-fn confirm(held: &mut Client, now: Instant) {
+///
+/// Beats are renewed only on a copy this node does not vouch for itself:
+/// the member responsible for an ip:port client judges its beats from the
+/// beats it receives. If a peer's confirmation renewed them there (a peer
+/// that last changed the client while the responsible member was cut off
+/// vouches for it too), a client that stopped beating would never expire.
+fn confirm(held: &mut Client, now: Instant, responsible: &impl Fn(&str) -> bool) {
     held.refreshed = now;
-    if !held.is_verified_here(&|_| false) {
+    if !held.is_verified_here(responsible) {
         for p in held.published.values_mut().flat_map(BTreeMap::values_mut) {
             p.last_beat = now;
         }
@@ -409,8 +420,11 @@ mod tests {
         store.apply_copy(copy("older", c, 3, &[("a", "10.0.0.2", 80)]), "p:1", t0);
         store.apply_copy(copy("newer", c, 9, &[("a", "10.0.0.3", 80)]), "p:1", t0);
         let later = t0 + Duration::from_secs(10);
-        let outcome =
-            store.verify(&[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)], later);
+        let outcome = store.verify(
+            &[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)],
+            later,
+            |_| false,
+        );
         assert_eq!(outcome.missing, ["older", "absent"]);
         assert_eq!(outcome.newer_here, ["newer"]);
         // Only the confirmed copy survives an expiry measured from before the round.
@@ -442,6 +456,36 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_vouching_never_renews_beats_the_responsible_member_judges() {
+        // Found by the chaos suite: a peer that last changed an ip:port
+        // client (it took a write while the responsible member was cut off)
+        // keeps vouching for it; its confirmations must not keep the
+        // client's beats fresh on the responsible member, or a client that
+        // stopped beating never expires.
+        let store = NamingStore::new(BeatTimeouts { unhealthy_ms: 3_000, delete_ms: 6_000 });
+        let t0 = Instant::now();
+        let (id, tag) = ("10.0.0.5:80#true", "10.0.0.5:80");
+        let mine = |t: &str| t == tag;
+        store.apply_copy(copy(id, ClientKind::IpPort, 3, &[("a", "10.0.0.5", 80)]), "p:1", t0);
+        for s in 1..=10 {
+            let outcome = store.verify(&[(id.to_string(), 3)], t0 + Duration::from_secs(s), mine);
+            assert_eq!(outcome, VerifyOutcome::default(), "confirmed");
+        }
+        store.expire_beats(t0 + Duration::from_millis(10_500), mine);
+        assert!(hosts(&store, "a").is_empty(), "silent for 10.5 s, deleted after 6 s");
+
+        // A copy another member is responsible for lives on its confirmations
+        // (that member judges the beats), also past the delete timeout.
+        store.apply_copy(copy("10.0.0.6:80#true", ClientKind::IpPort, 3, &[("a", "10.0.0.6", 80)]), "p:1", t0);
+        for s in 1..=10 {
+            store.verify(&[("10.0.0.6:80#true".to_string(), 3)], t0 + Duration::from_secs(s), mine);
+        }
+        // Taken over: this node became responsible just now.
+        store.expire_beats(t0 + Duration::from_millis(10_500), |t| t == "10.0.0.6:80");
+        assert_eq!(hosts(&store, "a"), ["10.0.0.6:80"], "beats renewed until the takeover");
+    }
+
+    #[test]
     fn a_removal_outlives_older_copies_and_yields_to_newer_ones() {
         let store = NamingStore::new(BeatTimeouts::default());
         let now = Instant::now();
@@ -453,7 +497,7 @@ mod tests {
         assert!(store.remove_copy(id, 6));
         // The copy taken before the removal cannot bring it back, by sync or verify.
         assert_eq!(store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:2", now), Applied::Stale);
-        let outcome = store.verify(&[(id.to_string(), 5)], now);
+        let outcome = store.verify(&[(id.to_string(), 5)], now, |_| false);
         assert_eq!(outcome.newer_here, [id], "the removal is newer: it is sent back");
         assert_eq!(store.client_copies(&[id.to_string()]).1, [(id.to_string(), 6)]);
         // A registration after the removal wins.

@@ -1,0 +1,103 @@
+//! Request-rate limits of the client planes.
+//!
+//! - gRPC: one bucket per TCP connection (a Nacos connection id is one TCP
+//!   connection), checked before the request is decoded further. Over the
+//!   rate, the client gets an `ErrorResponse` with error code 503, Nacos's
+//!   `OVER_THRESHOLD`, which is what Nacos's own TPS control answers and what
+//!   its clients treat as a failed call to retry (their redo tasks re-register).
+//! - HTTP: one bucket per client IP, so a client cannot escape its limit by
+//!   opening more connections. Over the rate: 429 with `Retry-After` and a
+//!   `caused: ...;` body. Requests another member forwarded
+//!   (`x-roster-forwarded-by` naming a current member) are not counted again:
+//!   the first member already did, and the forwarding member speaks for
+//!   many clients. Liveness and readiness probes are never limited, so a
+//!   flood cannot make Kubernetes restart the node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::Limit;
+use crate::api::http::forward::FORWARDED_BY;
+use crate::error::Error;
+use crate::state::NodeState;
+
+/// Paths never rate-limited: the Kubernetes probes.
+const PROBE_PREFIX: &str = "/nacos/v1/console/health/";
+
+/// Whole seconds to wait, at least one, for `Retry-After`.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Checks a gRPC request from the TCP connection `remote` against its
+/// connection's rate; the error names the limit.
+pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
+    let limits = &state.client_limits;
+    limits.grpc_rate.check(remote, Instant::now()).map_err(|wait| {
+        limits.rejected(Limit::GrpcRate);
+        let rate = limits.grpc_rate.settings();
+        Error::RateLimited(format!(
+            "Tps Flow restricted: this connection sent more than {} requests per second (burst {}); retry in {} ms.",
+            rate.per_second,
+            rate.burst,
+            wait.as_millis()
+        ))
+    })
+}
+
+/// Whether a request was forwarded by a current member (see the module docs).
+fn forwarded_by_member(state: &NodeState, request: &Request) -> bool {
+    request
+        .headers()
+        .get(FORWARDED_BY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|from| from != state.member && state.membership.member(from).is_some())
+}
+
+/// HTTP middleware on the main port: the per-IP rate limit, and the count of
+/// bodies refused by `--max-body-bytes`.
+pub async fn http_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    let exempt = request.uri().path().starts_with(PROBE_PREFIX) || forwarded_by_member(&state, &request);
+    if let (Some(ip), false) = (client, exempt) {
+        let limits = &state.client_limits;
+        if let Err(wait) = limits.http_rate.check(ip, Instant::now()) {
+            limits.rejected(Limit::HttpRate);
+            let rate = limits.http_rate.settings();
+            let err = Error::RateLimited(format!(
+                "Too many requests from {ip}: more than {} per second (burst {}); retry later.",
+                rate.per_second, rate.burst
+            ));
+            let mut response = err.into_response();
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        state.client_limits.rejected(Limit::HttpBodyBytes);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,372 @@
+//! Limits (README "Limits"): each limit refuses with its own clear error,
+//! counts the refusal in `roster_limit_rejections_total{limit}`, and leaves
+//! the store unchanged; a flooding client is limited while another client's
+//! requests go through at the same time. Every limit is set small through
+//! the config; rates are so slow (one token per 1000 s) that no token comes
+//! back while a test runs, so the outcomes do not depend on timing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use roster_node::limits::Limit;
+use roster_node::metrics::LimitLabels;
+use roster_node::naming::{Selection, ServiceKey};
+use roster_node::{Config, RunningNode};
+use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
+use roster_proto::nacos::request_client::RequestClient;
+use roster_proto::nacos::{Metadata, Payload};
+use roster_proto::peer::peer_client::PeerClient;
+use roster_proto::peer::{ClientData, DistroSyncRequest, PublishedInstance};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use common::{eventually, http_base, start, test_config};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// One token per 1000 s: nothing refills during a test.
+const SLOW_RATE: f64 = 0.001;
+
+fn rejections(node: &RunningNode, limit: Limit) -> u64 {
+    node.state.metrics.limit_rejections.get_or_create(&LimitLabels { limit: limit.label().to_owned() }).get()
+}
+
+fn payload(type_name: &str, body: &Value) -> Payload {
+    Payload {
+        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
+        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).expect("json") }),
+    }
+}
+
+fn body(p: &Payload) -> (String, Value) {
+    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
+    let v = serde_json::from_slice(&p.body.as_ref().expect("body").value).expect("json body");
+    (t, v)
+}
+
+fn register(service: &str, ip: &str, port: i64) -> Value {
+    json!({
+        "headers": {}, "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
+        "type": "registerInstance", "module": "naming",
+        "instance": {"ip": ip, "port": port, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {}}
+    })
+}
+
+fn hosts(node: &RunningNode, service: &str) -> usize {
+    node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
+}
+
+/// A hand-made gRPC client: its own TCP connection, checked and set up.
+struct GrpcClient {
+    unary: RequestClient<Channel>,
+    _stream: mpsc::Sender<Payload>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GrpcClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn channel(node: &RunningNode) -> Channel {
+    Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect")
+}
+
+impl GrpcClient {
+    async fn connect(node: &RunningNode) -> GrpcClient {
+        let channel = channel(node).await;
+        let mut unary = RequestClient::new(channel.clone());
+        let check = unary.request(payload("ServerCheckRequest", &json!({}))).await.expect("check");
+        assert_eq!(body(check.get_ref()).0, "ServerCheckResponse");
+        let (tx, rx) = mpsc::channel::<Payload>(16);
+        tx.send(payload("ConnectionSetupRequest", &json!({"clientVersion": "limits-test", "labels": {}})))
+            .await
+            .expect("setup");
+        let mut inbound = BiRequestStreamClient::new(channel)
+            .request_bi_stream(ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = inbound.next().await {} });
+        let client = GrpcClient { unary, _stream: tx, reader };
+        let before = node.state.connections.count();
+        eventually("the connection is registered", WAIT, || async {
+            (node.state.connections.count() >= before.max(1)).then_some(())
+        })
+        .await;
+        client
+    }
+
+    async fn call(&mut self, type_name: &str, body_json: Value) -> Value {
+        let answer = self.unary.request(payload(type_name, &body_json)).await.expect("unary call");
+        body(answer.get_ref()).1
+    }
+}
+
+#[tokio::test]
+async fn oversized_http_body_gets_413_is_counted_and_changes_nothing() {
+    let node = start(Config { max_body_bytes: 1024, ..test_config() }).await;
+    let url = format!("{}/nacos/v1/ns/instance", http_base(&node));
+    let metadata = format!("k={}", "x".repeat(4096));
+    let params = [("serviceName", "big"), ("ip", "10.0.0.1"), ("port", "80"), ("metadata", metadata.as_str())];
+    let resp = reqwest::Client::new().post(&url).form(&params).send().await.expect("request");
+    assert_eq!(resp.status().as_u16(), 413);
+    let text = resp.text().await.expect("body");
+    assert!(text.starts_with("caused: ") && text.contains("1024 bytes"), "{text}");
+    assert_eq!(rejections(&node, Limit::HttpBodyBytes), 1);
+    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(hosts(&node, "big"), 0);
+
+    // The counter is exported under its documented name.
+    let metrics =
+        reqwest::get(format!("{}/metrics", http_base(&node))).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("roster_limit_rejections_total{limit=\"http_body_bytes\"} 1"), "{metrics}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
+    let node = start(Config { max_grpc_message_bytes: 4096, ..test_config() }).await;
+    let mut c = GrpcClient::connect(&node).await;
+    let mut big = register("big", "10.0.0.1", 80);
+    big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
+    let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("4096"), "{status:?}");
+    assert_eq!(rejections(&node, Limit::GrpcMessageBytes), 1);
+    assert_eq!(node.state.store.counts().instances, 0);
+
+    // On the stream: an oversized setup ends the stream with the same code.
+    let (tx, rx) = mpsc::channel::<Payload>(1);
+    let huge = json!({"clientVersion": "x".repeat(8192), "labels": {}});
+    tx.send(payload("ConnectionSetupRequest", &huge)).await.expect("send");
+    let mut inbound = BiRequestStreamClient::new(channel(&node).await)
+        .request_bi_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let status = match inbound.next().await {
+        Some(Err(status)) => status,
+        other => panic!("expected an error status, got {other:?}"),
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(rejections(&node, Limit::GrpcMessageBytes), 2);
+    assert_eq!(node.state.connections.count(), 1, "only the first client is connected");
+
+    // The first connection still works.
+    let v = c.call("InstanceRequest", register("small", "10.0.0.1", 80)).await;
+    assert_eq!(v["resultCode"], 200, "{v}");
+    assert_eq!(hosts(&node, "small"), 1);
+    drop(tx);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
+    let limit = roster_node::limits::MIN_PEER_MESSAGE_BYTES;
+    let node = start(Config { max_peer_message_bytes: limit, ..test_config() }).await;
+    let instance = json!({"ip": "10.0.0.9", "port": 80, "weight": 1.0, "healthy": true, "enabled": true,
+        "ephemeral": true, "cluster": "DEFAULT", "metadata": {}});
+    let sync = DistroSyncRequest {
+        source: "127.0.0.1:1".into(),
+        upserts: vec![ClientData {
+            client_id: "10.0.0.9:80#true".into(),
+            revision: 1,
+            connection_based: false,
+            instances: vec![PublishedInstance {
+                namespace: "public".into(),
+                group: "DEFAULT_GROUP".into(),
+                service: "peer".into(),
+                instance_json: format!("{instance} {}", " ".repeat(limit)),
+            }],
+        }],
+        removed: vec![],
+    };
+    let channel =
+        Channel::from_shared(format!("http://{}", node.peer_addr)).expect("uri").connect().await.expect("connect");
+    let status = PeerClient::new(channel).distro_sync(sync).await.expect_err("too large");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(rejections(&node, Limit::PeerMessageBytes), 1);
+    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(hosts(&node, "peer"), 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others() {
+    let node = start(Config { max_grpc_connections: 1, ..test_config() }).await;
+    let mut first = GrpcClient::connect(&node).await;
+    assert_eq!(first.call("InstanceRequest", register("kept", "10.0.0.1", 80)).await["resultCode"], 200);
+
+    // A second TCP connection is answered RESOURCE_EXHAUSTED on every call.
+    let mut second = RequestClient::new(channel(&node).await);
+    for _ in 0..2 {
+        let status = second.request(payload("ServerCheckRequest", &json!({}))).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("Too many connections"), "{status:?}");
+    }
+    assert!(rejections(&node, Limit::GrpcConnections) >= 1);
+    assert_eq!(node.state.connections.count(), 1);
+
+    // The first connection is undisturbed.
+    assert_eq!(first.call("InstanceRequest", register("kept2", "10.0.0.1", 81)).await["resultCode"], 200);
+    assert_eq!((hosts(&node, "kept"), hosts(&node, "kept2")), (1, 1));
+    assert_eq!(node.state.store.counts().instances, 2);
+
+    // Once it closes, its place is free again.
+    drop(first);
+    drop(second);
+    eventually("a new connection is admitted", WAIT, || async {
+        let mut c = RequestClient::new(channel(&node).await);
+        c.request(payload("ServerCheckRequest", &json!({}))).await.ok().map(|_| ())
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_connections_over_the_limit_get_503_without_disturbing_others() {
+    let node = start(Config { max_http_connections: 1, ..test_config() }).await;
+    let list = format!("{}/nacos/v1/ns/instance/list?serviceName=kept", http_base(&node));
+    let register = format!("{}/nacos/v1/ns/instance", http_base(&node));
+    // One pooled keep-alive connection holds the only place.
+    let holder = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+    let params = [("serviceName", "kept"), ("ip", "10.0.0.1"), ("port", "80")];
+    assert_eq!(holder.post(&register).form(&params).send().await.expect("register").status().as_u16(), 200);
+
+    let other = reqwest::Client::new();
+    let refused_params = [("serviceName", "refused"), ("ip", "10.0.0.2"), ("port", "80")];
+    let resp = other.post(&register).form(&refused_params).send().await.expect("answered");
+    assert_eq!(resp.status().as_u16(), 503);
+    let text = resp.text().await.expect("body");
+    assert!(text.starts_with("caused: Too many connections"), "{text}");
+    assert!(rejections(&node, Limit::HttpConnections) >= 1);
+    assert_eq!(hosts(&node, "refused"), 0);
+
+    // The held connection still serves.
+    let resp = holder.get(&list).send().await.expect("list");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(hosts(&node, "kept"), 1);
+
+    drop(holder);
+    eventually("a new connection is admitted", WAIT, || async {
+        let resp = reqwest::get(&list).await.ok()?;
+        (resp.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
+    let burst = 5;
+    let node = start(Config { grpc_rate_limit: SLOW_RATE, grpc_rate_burst: burst, ..test_config() }).await;
+    let mut flooder = GrpcClient::connect(&node).await; // ServerCheckRequest took one token
+    let mut calm = GrpcClient::connect(&node).await;
+    let flood = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for i in 0..40 {
+            answers.push(flooder.call("InstanceRequest", register(&format!("flood-{i}"), "10.0.0.1", 80)).await);
+        }
+        (flooder, answers)
+    });
+    for i in 0..(burst - 1) {
+        let v = calm.call("InstanceRequest", register(&format!("calm-{i}"), "10.0.0.2", 80)).await;
+        assert_eq!(v["resultCode"], 200, "the calm client is never limited: {v}");
+    }
+    let (_flooder, answers) = flood.await.expect("flood task");
+    let ok = answers.iter().filter(|v| v["resultCode"] == 200).count();
+    let refused: Vec<&Value> = answers.iter().filter(|v| v["resultCode"] != 200).collect();
+    assert_eq!(ok, (burst - 1) as usize, "the burst less the ServerCheckRequest");
+    assert_eq!(refused.len(), 40 - ok);
+    for v in &refused {
+        assert_eq!(v["errorCode"], 503, "{v}");
+        assert!(v["message"].as_str().unwrap_or("").contains("Tps Flow restricted"), "{v}");
+    }
+    assert_eq!(rejections(&node, Limit::GrpcRate), refused.len() as u64);
+    // Refused registrations changed nothing.
+    let flooded: usize = (0..40).map(|i| hosts(&node, &format!("flood-{i}"))).sum();
+    assert_eq!(flooded, ok);
+    assert_eq!(node.state.store.counts().instances, ok + (burst - 1) as usize);
+    node.shutdown().await;
+}
+
+/// An HTTP client whose connections come from `ip` (a loopback address).
+fn client_from(ip: &str) -> reqwest::Client {
+    let ip: IpAddr = ip.parse().expect("ip");
+    reqwest::Client::builder().local_address(ip).build().expect("client")
+}
+
+#[tokio::test]
+async fn a_flooding_http_client_is_limited_by_ip_while_another_is_served() {
+    let burst = 3u32;
+    let node = start(Config { http_rate_limit: SLOW_RATE, http_rate_burst: burst, ..test_config() }).await;
+    let url = format!("{}/nacos/v1/ns/instance", http_base(&node));
+    let flooder = client_from("127.0.0.2");
+    let calm = client_from("127.0.0.3");
+    let flood_url = url.clone();
+    let flood = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for i in 0..20 {
+            let service = format!("flood-{i}");
+            let params = [("serviceName", service.as_str()), ("ip", "10.0.0.1"), ("port", "80")];
+            let resp = flooder.post(&flood_url).form(&params).send().await.expect("answered");
+            let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
+            answers.push((resp.status().as_u16(), retry_after, resp.text().await.expect("body")));
+        }
+        (flooder, answers)
+    });
+    for i in 0..burst {
+        let service = format!("calm-{i}");
+        let params = [("serviceName", service.as_str()), ("ip", "10.0.0.2"), ("port", "80")];
+        let resp = calm.post(&url).form(&params).send().await.expect("answered");
+        assert_eq!(resp.status().as_u16(), 200, "the calm client is never limited");
+    }
+    let (flooder, answers) = flood.await.expect("flood task");
+    let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    assert_eq!(ok, burst as usize);
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s != 200).collect();
+    assert_eq!(refused.len(), 20 - ok);
+    for (status, retry_after, text) in &refused {
+        assert_eq!(*status, 429);
+        assert!(retry_after.as_deref().is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)), "{retry_after:?}");
+        assert!(text.starts_with("caused: Too many requests from 127.0.0.2"), "{text}");
+    }
+    assert_eq!(rejections(&node, Limit::HttpRate), refused.len() as u64);
+    let flooded: usize = (0..20).map(|i| hosts(&node, &format!("flood-{i}"))).sum();
+    assert_eq!(flooded, ok, "refused registrations changed nothing");
+
+    // Probes are never limited, even for a client out of tokens.
+    let base = http_base(&node);
+    for probe in ["liveness", "readiness"] {
+        let resp = flooder.get(format!("{base}/nacos/v1/console/health/{probe}")).send().await.expect("probe");
+        assert_ne!(resp.status().as_u16(), 429, "{probe}");
+    }
+    node.shutdown().await;
+}
+
+#[test]
+fn limit_flags_are_validated() {
+    use clap::Parser;
+    let ok = Config::parse_from(["roster-node", "--http-rate-limit", "0", "--grpc-rate-limit", "2.5"]);
+    assert!(ok.validate().is_ok());
+    for bad in [
+        vec!["--grpc-rate-limit=-1"],
+        vec!["--http-rate-limit", "NaN"],
+        vec!["--http-rate-limit", "5", "--http-rate-burst", "0"],
+        vec!["--max-peer-message-bytes", "1024"],
+    ] {
+        let config = Config::parse_from(std::iter::once("roster-node").chain(bad.iter().copied()));
+        assert!(config.validate().is_err(), "{bad:?} accepted");
+    }
+    let defaults = Config::default();
+    assert_eq!((defaults.max_grpc_connections, defaults.max_http_connections), (10_000, 1_024));
+    assert_eq!((defaults.grpc_rate_limit, defaults.grpc_rate_burst), (200.0, 400));
+    assert_eq!((defaults.http_rate_limit, defaults.http_rate_burst), (500.0, 1_000));
+}
