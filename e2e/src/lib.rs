@@ -10,11 +10,13 @@
 //! - [`eventually`]: bounded polling for a condition.
 //! - [`cluster`]: reading nodes over HTTP, the fault switch, node flags and
 //!   member files, and a killable SDK client, for tests of several nodes.
+//! - [`bench`]: the load generator and scenarios behind `roster-bench`.
 //! - [`chaos`]: the chaos suite: a seeded workload, faults and a checker.
 //! - `src/bin/sdk-client.rs`: a client process using the official Rust
 //!   Nacos client, so tests can kill a client the way a crash would.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod chaos;
 pub mod cluster;
 
@@ -32,8 +34,11 @@ use anyhow::{anyhow, bail, Context, Result};
 /// when one is missing (a test run for this crate alone), it is built.
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("current test executable")?;
-    // target/<profile>/deps/<test> → target/<profile>
-    let dir = exe.parent().and_then(|p| p.parent()).ok_or_else(|| anyhow!("unexpected test path {exe:?}"))?;
+    // target/<profile>/deps/<test> → target/<profile>; a binary such as
+    // roster-bench runs from target/<profile> itself.
+    let parent = exe.parent().ok_or_else(|| anyhow!("unexpected executable path {exe:?}"))?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") { parent.parent() } else { Some(parent) };
+    let dir = dir.ok_or_else(|| anyhow!("unexpected test path {exe:?}"))?;
     let path = dir.join(name);
     if !path.exists() {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

@@ -5,6 +5,7 @@
 //! peer sends is checked like client input (the same validation), so a
 //! corrupt or hostile message is refused whole and changes nothing.
 
+use prost::Message;
 use roster_proto::peer::{ClientData, PublishedInstance};
 
 use crate::naming::validate::{self, Limits};
@@ -28,6 +29,36 @@ pub fn encode(copy: &ClientCopy) -> ClientData {
             })
             .collect(),
     }
+}
+
+/// Encoded bytes one sync message or snapshot chunk aims to stay under.
+/// Far below the peer port's message limit ([`super::MAX_PEER_MESSAGE_BYTES`]):
+/// clients vary in size (a connection may publish thousands of instances),
+/// so a count of clients alone does not bound a message, and smaller
+/// messages keep both sides' memory flat.
+pub const MESSAGE_BUDGET_BYTES: usize = 4 * 1024 * 1024;
+
+/// Splits encoded clients into groups of at most `max_clients` whose
+/// encoded size stays within `max_bytes`, in order. A client larger than
+/// `max_bytes` travels alone. Never returns an empty group.
+pub fn split_by_size(clients: Vec<ClientData>, max_clients: usize, max_bytes: usize) -> Vec<Vec<ClientData>> {
+    let mut groups = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0usize;
+    for data in clients {
+        // Field tag and length prefix of the repeated field: a few bytes each.
+        let len = data.encoded_len() + 8;
+        if !current.is_empty() && (current.len() >= max_clients.max(1) || bytes + len > max_bytes) {
+            groups.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += len;
+        current.push(data);
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
 }
 
 /// Decodes a client sent by a peer, refusing anything a client could not
@@ -110,6 +141,42 @@ mod tests {
             ("dev", "g", "s")
         );
         assert_eq!(decode(data, &limits()), Ok(copy));
+    }
+
+    #[test]
+    fn groups_stay_within_the_byte_budget() {
+        let client = |id: &str, n: usize| {
+            encode(&ClientCopy {
+                id: id.into(),
+                kind: ClientKind::Connection,
+                revision: 1,
+                instances: (0..n)
+                    .map(|i| {
+                        let mut inst = instance();
+                        inst.port = u16::try_from(i + 1).expect("small");
+                        (ServiceKey::new("public", "DEFAULT_GROUP", "s"), inst)
+                    })
+                    .collect(),
+            })
+        };
+        let big = client("big", 100);
+        let big_len = big.encoded_len();
+        let small = client("small", 1);
+        let budget = big_len + 200;
+        // Many small clients are cut by count, big ones by bytes, in order.
+        let groups = split_by_size(vec![small.clone(); 5], 2, budget);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let groups = split_by_size(vec![big.clone(), small.clone(), big.clone(), big.clone()], 500, budget);
+        let ids: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|c| c.client_id.as_str()).collect()).collect();
+        assert_eq!(ids, [vec!["big", "small"], vec!["big"], vec!["big"]]);
+        for g in &groups {
+            let total: usize = g.iter().map(|c| c.encoded_len() + 8).sum();
+            assert!(total <= budget, "{total} > {budget}");
+        }
+        // A client above the budget travels alone; nothing yields an empty group.
+        let groups = split_by_size(vec![big.clone(), big], 500, 10);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        assert!(split_by_size(Vec::new(), 500, 10).is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use roster_proto::peer::peer_client::PeerClient;
-use roster_proto::peer::{SnapshotChunk, SnapshotRequest};
+use roster_proto::peer::{ClientData, SnapshotChunk, SnapshotRequest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -89,21 +89,25 @@ impl Distro {
         self.metrics.distro_event("snapshot_served", 1);
         debug!(requester = %request.requester, clients = ids.len(), "serving a Distro snapshot");
         tokio::spawn(async move {
-            let total = ids.len().div_ceil(chunk).max(1);
-            let mut batches = ids.chunks(chunk);
-            for n in 0..total {
-                let batch = batches.next().unwrap_or(&[]);
+            // A chunk holds at most `chunk` clients and stays within the
+            // message budget: clients differ widely in size (a connection
+            // may publish thousands of instances).
+            let mut pending: Vec<ClientData> = Vec::new();
+            for batch in ids.chunks(chunk) {
                 // Clients removed since the table of contents was taken are skipped.
                 let (copies, _) = store.client_copies(batch);
-                let message = SnapshotChunk {
-                    clients: copies.iter().map(codec::encode).collect(),
-                    source_initialized,
-                    last: n + 1 == total,
-                };
-                if tx.send(Ok(message)).await.is_err() {
-                    return; // The loader went away.
+                pending.extend(copies.iter().map(codec::encode));
+                drop(copies);
+                let mut groups = codec::split_by_size(std::mem::take(&mut pending), chunk, codec::MESSAGE_BUDGET_BYTES);
+                // The last group may still fill up with the next batch.
+                pending = groups.pop().unwrap_or_default();
+                for clients in groups {
+                    if tx.send(Ok(SnapshotChunk { clients, source_initialized, last: false })).await.is_err() {
+                        return; // The loader went away.
+                    }
                 }
             }
+            let _ = tx.send(Ok(SnapshotChunk { clients: pending, source_initialized, last: true })).await;
         });
         Box::pin(ReceiverStream::new(rx))
     }

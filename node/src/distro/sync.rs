@@ -172,17 +172,37 @@ impl Distro {
         }
     }
 
-    /// Sends the current state of `ids` to `peer` in one message.
+    /// Sends the current state of `ids` to `peer`: one message, or several
+    /// when the clients' data exceeds the message budget (clients with
+    /// thousands of instances). Removals go with the first.
     async fn send_sync(&self, peer: &str, ids: &[String]) -> Result<(), String> {
         let (copies, removed) = self.store.client_copies(ids);
-        let request = DistroSyncRequest {
-            source: self.membership.local().to_owned(),
-            upserts: copies.iter().map(codec::encode).collect(),
-            removed: removed.into_iter().map(|(client_id, revision)| ClientRevision { client_id, revision }).collect(),
-        };
+        let upserts: Vec<_> = copies.iter().map(codec::encode).collect();
+        drop(copies);
+        let mut removed: Vec<ClientRevision> =
+            removed.into_iter().map(|(client_id, revision)| ClientRevision { client_id, revision }).collect();
+        let mut groups = codec::split_by_size(upserts, MAX_CLIENTS_PER_SYNC, codec::MESSAGE_BUDGET_BYTES);
+        if groups.is_empty() {
+            groups.push(Vec::new());
+        }
+        for upserts in groups {
+            let request = DistroSyncRequest {
+                source: self.membership.local().to_owned(),
+                upserts,
+                removed: std::mem::take(&mut removed),
+            };
+            self.send_sync_message(peer, request).await?;
+        }
+        self.metrics.distro_event("clients_sent", ids.len() as u64);
+        Ok(())
+    }
+
+    /// Sends one sync message.
+    async fn send_sync_message(&self, peer: &str, request: DistroSyncRequest) -> Result<(), String> {
+        let clients = request.upserts.len() + request.removed.len();
         if self.channels.faults().drop_sync() {
             self.metrics.distro_event("sync_dropped", 1);
-            debug!(peer, clients = ids.len(), "Distro sync dropped by fault injection");
+            debug!(peer, clients, "Distro sync dropped by fault injection");
             return Ok(());
         }
         let channel = self.channels.channel(peer).ok_or("no peer endpoint (or cut by fault injection)")?;
@@ -198,7 +218,6 @@ impl Distro {
             return Err(format!("refused: {}", ack.message));
         }
         self.metrics.distro_event("sync_sent", 1);
-        self.metrics.distro_event("clients_sent", ids.len() as u64);
         Ok(())
     }
 }

@@ -1,0 +1,193 @@
+//! The cluster under test: `roster-node` processes this benchmark starts
+//! on loopback (distinct `127.x.y.z` addresses, standard ports, a
+//! `cluster.conf` lookup and otherwise the nodes' default settings), or an
+//! existing cluster named with `--target`.
+//!
+//! Local nodes are [`NodeProcess`]es: each is killed when dropped, so an
+//! error, a panic or Ctrl-C (which drops the running scenario) stops every
+//! process this benchmark started.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cluster::{status, write_member_file};
+use crate::{loopback_ips, NodeProcess};
+
+/// One node as the benchmark reaches it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host:port` of the main HTTP port (the member name for local nodes).
+    pub http: SocketAddr,
+    /// The client gRPC port.
+    pub grpc: SocketAddr,
+    /// The process id, for nodes this benchmark started.
+    pub pid: Option<u32>,
+}
+
+/// Nodes started by the benchmark.
+#[derive(Debug)]
+struct Local {
+    /// Holds the member file (and is removed with the cluster).
+    _dir: tempfile::TempDir,
+    conf: PathBuf,
+    /// Every address reserved for this cluster; the first `processes.len()` are in use.
+    ips: Vec<String>,
+    processes: Vec<NodeProcess>,
+    node_args: Vec<String>,
+}
+
+/// The cluster a scenario runs against.
+#[derive(Debug)]
+pub struct BenchCluster {
+    /// The nodes, in member order.
+    pub nodes: Vec<Endpoint>,
+    local: Option<Local>,
+}
+
+/// How long a cluster may take to form.
+const FORM_LIMIT: Duration = Duration::from_secs(120);
+
+impl BenchCluster {
+    /// Starts `n` nodes (with room for `spare` more) and waits until every
+    /// one is ready and sees every member `UP`. `node_args` go to every node.
+    pub async fn start(n: usize, spare: usize, node_args: &[String]) -> Result<BenchCluster> {
+        let count = u8::try_from(n + spare).context("too many nodes")?;
+        let ips = loopback_ips(count);
+        let dir = tempfile::tempdir().context("temporary folder")?;
+        let conf = dir.path().join("cluster.conf");
+        let members: Vec<String> = ips[..n].iter().map(|ip| format!("{ip}:8848")).collect();
+        write_member_file(&conf, &members);
+        let mut local = Local { _dir: dir, conf, ips, processes: Vec::new(), node_args: node_args.to_vec() };
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            nodes.push(local.spawn(i).await?);
+        }
+        let cluster = BenchCluster { nodes, local: Some(local) };
+        cluster.wait_formed(FORM_LIMIT).await?;
+        Ok(cluster)
+    }
+
+    /// An existing cluster: `targets` are main HTTP addresses; the gRPC
+    /// port is the main port + 1000, as in Nacos.
+    pub async fn target(targets: &[SocketAddr]) -> Result<BenchCluster> {
+        let nodes = targets
+            .iter()
+            .map(|http| {
+                let port = http.port().checked_add(1000).context("main port too high for the gRPC offset")?;
+                Ok(Endpoint { http: *http, grpc: SocketAddr::new(http.ip(), port), pid: None })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for node in &nodes {
+            if status(node.http).await.is_none() {
+                bail!("{} does not answer /roster/v1/status", node.http);
+            }
+        }
+        Ok(BenchCluster { nodes, local: None })
+    }
+
+    /// Whether the nodes were started here (and can be added to, and
+    /// their memory read).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Adds one node: lists it in the member file first (as an operator
+    /// publishes a new member before its pod runs), then starts it. Returns
+    /// its endpoint and the instant just before the process was spawned.
+    pub async fn add_node(&mut self) -> Result<(Endpoint, Instant)> {
+        let Some(local) = self.local.as_mut() else { bail!("nodes can only be added to a local cluster") };
+        let index = local.processes.len();
+        if index >= local.ips.len() {
+            bail!("no address reserved for another node");
+        }
+        let members: Vec<String> = local.ips[..=index].iter().map(|ip| format!("{ip}:8848")).collect();
+        write_member_file(&local.conf, &members);
+        let spawned = Instant::now();
+        let endpoint = local.spawn(index).await?;
+        self.nodes.push(endpoint.clone());
+        Ok((endpoint, spawned))
+    }
+
+    /// Waits until every node is ready and sees every member `UP`.
+    pub async fn wait_formed(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        for node in &self.nodes {
+            loop {
+                let s = status(node.http).await;
+                let formed = s.as_ref().is_some_and(|s| {
+                    s["ready"] == Value::Bool(true)
+                        && s["members"]
+                            .as_array()
+                            .is_some_and(|ms| ms.len() == self.nodes.len() && ms.iter().all(|m| m["state"] == "UP"))
+                });
+                if formed {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{} not ready with every member UP within {limit:?}; last status {s:?}", node.http);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each node's `store.instances` (`None` for a node that did not answer).
+    pub async fn instance_counts(&self) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            out.push(status(node.http).await.and_then(|s| s["store"]["instances"].as_u64()));
+        }
+        out
+    }
+
+    /// Waits until every node holds exactly `expected` instances; returns
+    /// how long that took, or the last counts seen after `limit`.
+    pub async fn wait_instances(&self, expected: u64, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let counts = self.instance_counts().await;
+            if counts.iter().all(|c| *c == Some(expected)) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!("nodes hold {counts:?} instances, not {expected}, after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Local {
+    /// Starts node `index` (blocking start-up runs off the async threads).
+    async fn spawn(&mut self, index: usize) -> Result<Endpoint> {
+        let ip = self.ips[index].clone();
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            ip.clone(),
+            "--advertise".into(),
+            format!("{ip}:8848"),
+            "--lookup".into(),
+            "file".into(),
+            "--cluster-conf".into(),
+            self.conf.to_string_lossy().into_owned(),
+            "--cluster-conf-poll-interval".into(),
+            "200ms".into(),
+        ];
+        args.extend(self.node_args.iter().cloned());
+        let process = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            NodeProcess::start(&args, &[])
+        })
+        .await
+        .context("node start-up task")?
+        .with_context(|| format!("starting the node on {ip}"))?;
+        let endpoint = Endpoint { http: process.http, grpc: process.grpc, pid: Some(process.pid()) };
+        self.processes.push(process);
+        Ok(endpoint)
+    }
+}
