@@ -29,6 +29,42 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// Makes sure `roster-node` is next to this executable and returns its
+/// path. Run through `cargo run` (`CARGO` is set), it is built first with
+/// this package's binary `this_bin` too, so features resolve as for the
+/// `cargo run` that started us and nothing is built twice; in the profile
+/// this executable was built with.
+pub fn node_beside_this_executable(this_bin: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe.parent().context("this executable has no folder")?;
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = Command::new(cargo);
+        // `cargo run` gave us its package's variables (CARGO_PKG_NAME, ...);
+        // build scripts that watch them (ring's) would otherwise rebuild.
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            let from_run = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(name.as_ref(), "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR");
+            if from_run {
+                build.env_remove(&key);
+            }
+        }
+        build.args(["build", "-p", "roster-e2e", "-p", "roster-node", "--bin", "roster-node", "--bin", this_bin]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        if !build.status().context("building roster-node")?.success() {
+            bail!("building roster-node failed");
+        }
+    }
+    let path = dir.join("roster-node");
+    if !path.exists() {
+        bail!("{} not found: build it with `cargo build -p roster-e2e -p roster-node`", path.display());
+    }
+    Ok(path)
+}
+
 /// Path of a binary of this workspace, built with the profile the tests run
 /// under. `cargo test --workspace` builds every binary before running tests;
 /// when one is missing (a test run for this crate alone), it is built.

@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -138,40 +137,6 @@ impl Args {
     }
 }
 
-/// Makes sure `roster-node` is next to this executable (where the harness
-/// looks for it): built first when run through `cargo run`, with this
-/// package too, so features resolve as for the `cargo run` that started us.
-fn node_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let dir = exe.parent().context("this executable has no folder")?;
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut build = Command::new(cargo);
-        // `cargo run` gave us its package's variables (CARGO_PKG_NAME, ...);
-        // build scripts that watch them (ring's) would otherwise rebuild.
-        for (key, _) in std::env::vars_os() {
-            let name = key.to_string_lossy();
-            let from_run = name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(name.as_ref(), "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR");
-            if from_run {
-                build.env_remove(&key);
-            }
-        }
-        build.args(["build", "-p", "roster-e2e", "-p", "roster-node", "--bin", "roster-node", "--bin", "roster-bench"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        if !build.status().context("building roster-node")?.success() {
-            bail!("building roster-node failed");
-        }
-    }
-    let path = dir.join("roster-node");
-    if !path.exists() {
-        bail!("{} not found: build it with `cargo build -p roster-e2e -p roster-node`", path.display());
-    }
-    Ok(path)
-}
-
 /// One scenario's result with its name, duration and the load around it.
 async fn timed<F>(name: &str, results: &mut Vec<Value>, failed: &mut bool, run: F)
 where
@@ -204,7 +169,7 @@ async fn run(args: Args) -> Result<bool> {
     let settings = args.settings();
     let local = args.target.is_empty();
     if local {
-        node_binary()?;
+        roster_e2e::node_beside_this_executable("roster-bench")?;
     }
     let mut results = Vec::new();
     let mut failed = false;

@@ -242,43 +242,6 @@ async fn raft_counts_any(stay: &[SocketAddr], gone: &[String]) -> bool {
     false
 }
 
-/// The node binary: as given, else next to this executable (built first
-/// when run through `cargo run`).
-fn node_binary(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path);
-    }
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let dir = exe.parent().context("this executable has no folder")?;
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut build = Command::new(cargo);
-        // Select this package too, so that features resolve as for the
-        // `cargo run` that started us and nothing is built twice.
-        build.args([
-            "build",
-            "-p",
-            "roster-e2e",
-            "-p",
-            "roster-node",
-            "--bin",
-            "roster-node",
-            "--bin",
-            "roster-cluster",
-        ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        if !build.status().context("building roster-node")?.success() {
-            bail!("building roster-node failed");
-        }
-    }
-    let path = dir.join("roster-node");
-    if !path.exists() {
-        bail!("{} not found: build it with `cargo build -p roster-node`, or pass --node-bin", path.display());
-    }
-    Ok(path)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -286,7 +249,10 @@ async fn main() -> Result<()> {
         bail!("--nodes must be at least 1");
     }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let node_bin = node_binary(args.node_bin.clone())?;
+    let node_bin = match args.node_bin.clone() {
+        Some(path) => path,
+        None => roster_e2e::node_beside_this_executable("roster-cluster")?,
+    };
     let lists = ServerLists::new();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let bind: SocketAddr = format!("{}:{}", args.host, args.address_server_port)
