@@ -261,6 +261,10 @@ pub struct Config {
     /// Timeout of one health check of a persistent instance.
     #[arg(long, env = "ROSTER_HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub health_check_timeout: Duration,
+
+    /// Cluster secret and TLS ([`crate::security`]).
+    #[command(flatten)]
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for Config {
@@ -316,6 +320,7 @@ impl Config {
         if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
             return Err(Error::Config("--lookup address-server needs --address-server-url".into()));
         }
+        self.security.validate(self.lookup)?;
         self.raft_settings().validate()?;
         self.cluster_settings().validate()
     }
@@ -387,7 +392,7 @@ mod tests {
         assert_eq!(c.beat_timeout, Duration::from_secs(2));
         let bad = Config::parse_from(["roster-node", "--beat-timeout", "40s"]);
         assert!(bad.validate().is_err());
-        let bad = Config::parse_from(["roster-node", "--lookup", "address-server"]);
+        let bad = Config::parse_from(["roster-node", "--lookup", "address-server", "--cluster-secret-file", "/s"]);
         assert!(bad.validate().is_err(), "address-server needs a URL");
         let bad = Config::parse_from(["roster-node", "--member-down-after-failures", "0"]);
         assert!(bad.validate().is_err());

@@ -14,6 +14,7 @@
 //! - [`distro`]: the AP replication of ephemeral instances between members.
 //! - [`raft`]: Raft (CP): persistent instances and service settings, durable
 //!   and replicated; writes are forwarded to the leader, reads stay local.
+//! - [`security`]: peer identity (the cluster secret) and TLS of the three ports.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod naming;
 pub mod push;
 pub mod raft;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod status;
