@@ -117,7 +117,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let (unary, stream) = grpc::services(state.clone());
     let mut client_api = tonic::transport::Server::builder();
     if let Some(tls) = security.client_tls() {
-        client_api = client_api.tls_config(tls.grpc.clone()).map_err(|e| Error::Config(format!("client gRPC TLS: {e}")))?;
+        client_api =
+            client_api.tls_config(tls.grpc.clone()).map_err(|e| Error::Config(format!("client gRPC TLS: {e}")))?;
     }
     let client_api = client_api.add_service(unary).add_service(stream);
     let grpc_server = spawn_grpc(client_api, grpc_listener, shutdown_rx.clone(), "client gRPC");

@@ -131,7 +131,11 @@ fn raft_message<T: serde::Serialize>(target: u64, body: T) -> RaftMessage {
 /// Term, last log index and voters of the node's Raft, and its services.
 async fn raft_and_store(node: &RunningNode) -> (Value, Value, Value, Value) {
     let status = http_json(&format!("http://{}/roster/v1/status", node.http_addr), &[]).await;
-    let services = http_json(&format!("http://{}/nacos/v1/ns/service/list", node.http_addr), &[("pageNo", "1"), ("pageSize", "100")]).await;
+    let services = http_json(
+        &format!("http://{}/nacos/v1/ns/service/list", node.http_addr),
+        &[("pageNo", "1"), ("pageSize", "100")],
+    )
+    .await;
     (status["raft"]["term"].clone(), status["raft"]["lastLogIndex"].clone(), status["raft"]["voters"].clone(), services)
 }
 
@@ -178,7 +182,8 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
         let r = peer.distro_snapshot(request(caller, "DistroSnapshot", snapshot)).await;
         unauthenticated(r.map(|_| "a stream".to_string()).err().ok_or("streamed".to_string()), "DistroSnapshot");
 
-        let report = MemberReport { member: sender(caller), version: "9.9.9".into(), distro_initialized: true, raft_id: 7 };
+        let report =
+            MemberReport { member: sender(caller), version: "9.9.9".into(), distro_initialized: true, raft_id: 7 };
         let r = peer.report(request(caller, "Report", report)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("answered".to_string()), "Report");
 
@@ -187,7 +192,10 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
             continue;
         }
         // A vote for a far higher term: a node that took it would step down.
-        let vote = openraft::raft::VoteRequest::<u64>::new(Vote::new(1000, 4242), Some(LogId::new(openraft::CommittedLeaderId::new(999, 4242), 1_000_000)));
+        let vote = openraft::raft::VoteRequest::<u64>::new(
+            Vote::new(1000, 4242),
+            Some(LogId::new(openraft::CommittedLeaderId::new(999, 4242), 1_000_000)),
+        );
         let r = peer.raft_vote(request(caller, "RaftVote", raft_message(raft_id, vote))).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("answered".to_string()), "RaftVote");
 
@@ -216,7 +224,11 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
 
     // The control: the same sync, signed by a holder of the secret, lands.
     let id = "10.9.9.9:80#member";
-    let sync = DistroSyncRequest { source: sender(Caller::Member), upserts: vec![codec::encode(&client_copy(id))], removed: vec![] };
+    let sync = DistroSyncRequest {
+        source: sender(Caller::Member),
+        upserts: vec![codec::encode(&client_copy(id))],
+        removed: vec![],
+    };
     let ack = peer.distro_sync(request(Caller::Member, "DistroSync", sync)).await.expect("a member's sync is answered");
     assert!(ack.into_inner().accepted);
     assert!(node.state.store.has_client(id));
@@ -300,8 +312,11 @@ async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
 
     // Forged: the header alone, or with a signature under another secret.
     let mut wrong = HeaderMap::new();
-    PeerAuth::new(&ClusterSecret::new(&[0x5a; 32]).expect("secret"), members[1].as_str())
-        .sign(&mut wrong, "POST", "/nacos/v1/ns/instance");
+    PeerAuth::new(&ClusterSecret::new(&[0x5a; 32]).expect("secret"), members[1].as_str()).sign(
+        &mut wrong,
+        "POST",
+        "/nacos/v1/ns/instance",
+    );
     for extra in [HeaderMap::new(), wrong] {
         let before = forwarded().await;
         let answer = reqwest::Client::new()

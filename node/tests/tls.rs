@@ -74,8 +74,15 @@ async fn status(client: &reqwest::Client, node: &RunningNode) -> Option<Value> {
 
 fn server_check() -> Payload {
     Payload {
-        metadata: Some(Metadata { r#type: "ServerCheckRequest".into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
-        body: Some(prost_types::Any { type_url: String::new(), value: br#"{"headers":{},"module":"internal"}"#.to_vec() }),
+        metadata: Some(Metadata {
+            r#type: "ServerCheckRequest".into(),
+            client_ip: "127.0.0.1".into(),
+            headers: HashMap::new(),
+        }),
+        body: Some(prost_types::Any {
+            type_url: String::new(),
+            value: br#"{"headers":{},"module":"internal"}"#.to_vec(),
+        }),
     }
 }
 
@@ -163,7 +170,10 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
         let channel = Endpoint::from_shared(format!("http://{}", a.grpc_addr)).ok()?.connect().await.ok()?;
         RequestClient::new(channel).request(server_check()).await.ok()
     };
-    assert!(tokio::time::timeout(Duration::from_secs(10), plain).await.expect("bounded").is_none(), "plaintext gRPC answered");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), plain).await.expect("bounded").is_none(),
+        "plaintext gRPC answered"
+    );
 
     // Peer port: plaintext refused, TLS without a member certificate refused,
     // TLS with one reaches the signature check (no signature: UNAUTHENTICATED).
@@ -172,13 +182,24 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
         let channel = Endpoint::from_shared(format!("http://{}", a.peer_addr)).ok()?.connect().await.ok()?;
         PeerClient::new(channel).report(report()).await.ok()
     };
-    assert!(tokio::time::timeout(Duration::from_secs(10), plain).await.expect("bounded").is_none(), "plaintext peer call answered");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), plain).await.expect("bounded").is_none(),
+        "plaintext peer call answered"
+    );
     let anonymous = async {
-        let channel =
-            Endpoint::from_shared(format!("https://{}", a.peer_addr)).ok()?.tls_config(tls.clone()).ok()?.connect().await.ok()?;
+        let channel = Endpoint::from_shared(format!("https://{}", a.peer_addr))
+            .ok()?
+            .tls_config(tls.clone())
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
         PeerClient::new(channel).report(report()).await.ok()
     };
-    assert!(tokio::time::timeout(Duration::from_secs(10), anonymous).await.expect("bounded").is_none(), "peer call without a client certificate answered");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), anonymous).await.expect("bounded").is_none(),
+        "peer call without a client certificate answered"
+    );
     let with_cert = tls.identity(Identity::from_pem(&pki.cert, &pki.key));
     let channel = Endpoint::from_shared(format!("https://{}", a.peer_addr))
         .expect("endpoint")

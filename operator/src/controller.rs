@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -166,6 +166,24 @@ fn statefulset_view(sts: &StatefulSet, replicas: i32) -> StatefulSetView {
     }
 }
 
+/// Creates the cluster Secret when it does not exist; an existing one is
+/// never touched ([`desired::secret`]).
+async fn ensure_cluster_secret(api: &Api<Secret>, t: &Target<'_>) -> Result<()> {
+    let name = names::cluster_secret(&t.name);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    match api.create(&kube::api::PostParams::default(), &desired::secret::cluster_secret(t)?).await {
+        Ok(_) => {
+            info!(secret = %name, "created the cluster secret");
+            Ok(())
+        }
+        // Created meanwhile (another operator replica): use that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> {
     let t = Target::new(rc)?;
     let ns = t.namespace.clone();
@@ -196,6 +214,7 @@ async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> 
         &desired::pdb::pod_disruption_budget(&t, desired),
     )
     .await?;
+    ensure_cluster_secret(&Api::<Secret>::namespaced(client.clone(), &ns), &t).await?;
 
     // 3. Observe.
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::{Either, Ready};
+use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::Channel;
 use tonic::Status;
-use tonic::codegen::Service;
 use tracing::warn;
 
 use super::signature::{AuthFailure, PeerAuth};
@@ -87,9 +87,10 @@ impl<S: NamedService> NamedService for Authenticated<S> {
 /// The remote address of an inbound request, plain or TLS.
 pub fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
-    extensions.get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr).or_else(|| {
-        extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.get_ref().remote_addr())
-    })
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.get_ref().remote_addr()))
 }
 
 impl<S, B> Service<http::Request<B>> for Authenticated<S>

@@ -100,7 +100,9 @@ impl SecurityConfig {
     /// Checks the combination of flags (files are read by [`PeerSecurity::load`]).
     pub fn validate(&self, lookup: LookupMode) -> Result<()> {
         if self.cluster_secret_file.is_some() && self.cluster_secret.is_some() {
-            return Err(Error::Config("give the cluster secret once: --cluster-secret-file or --cluster-secret".into()));
+            return Err(Error::Config(
+                "give the cluster secret once: --cluster-secret-file or --cluster-secret".into(),
+            ));
         }
         let has_secret = self.cluster_secret_file.is_some() || self.cluster_secret.is_some();
         if lookup != LookupMode::Standalone && !has_secret {
@@ -111,12 +113,17 @@ impl SecurityConfig {
             )));
         }
         let client = pair_of(&self.tls_cert_file, &self.tls_key_file, "--tls-cert-file and --tls-key-file")?;
-        let peer = pair_of(&self.peer_tls_cert_file, &self.peer_tls_key_file, "--peer-tls-cert-file and --peer-tls-key-file")?;
+        let peer =
+            pair_of(&self.peer_tls_cert_file, &self.peer_tls_key_file, "--peer-tls-cert-file and --peer-tls-key-file")?;
         if peer.is_some() && self.tls_ca_file.is_none() {
-            return Err(Error::Config("--peer-tls-cert-file needs --tls-ca-file (peers verify each other with it)".into()));
+            return Err(Error::Config(
+                "--peer-tls-cert-file needs --tls-ca-file (peers verify each other with it)".into(),
+            ));
         }
         if self.tls_ca_file.is_some() && client.is_none() && peer.is_none() {
-            return Err(Error::Config("--tls-ca-file needs a certificate: --tls-cert-file or --peer-tls-cert-file".into()));
+            return Err(Error::Config(
+                "--tls-ca-file needs a certificate: --tls-cert-file or --peer-tls-cert-file".into(),
+            ));
         }
         if client.is_some() && self.tls_ca_file.is_none() && lookup != LookupMode::Standalone {
             return Err(Error::Config(
@@ -161,7 +168,9 @@ impl PeerSecurity {
                     (Some(cert), Some(key)) => KeyPair::load(cert, key)?,
                     _ => match &client_pair {
                         Some((pair, _)) => pair.clone(),
-                        None => return Err(Error::Config("--tls-ca-file needs a certificate for the peer port".into())),
+                        None => {
+                            return Err(Error::Config("--tls-ca-file needs a certificate for the peer port".into()))
+                        }
                     },
                 };
                 Some(PeerTls::new(&pair, ca)?)
@@ -232,7 +241,10 @@ mod tests {
         let both = config(&["--cluster-secret-file", "/s", "--cluster-secret", "x"]);
         assert!(both.security.validate(LookupMode::Standalone).is_err());
         assert!(config(&["--tls-cert-file", "/c"]).security.validate(LookupMode::Standalone).is_err());
-        assert!(config(&["--tls-cert-file", "/c", "--tls-key-file", "/k"]).security.validate(LookupMode::Standalone).is_ok());
+        assert!(config(&["--tls-cert-file", "/c", "--tls-key-file", "/k"])
+            .security
+            .validate(LookupMode::Standalone)
+            .is_ok());
         let no_ca = config(&["--cluster-secret", "x", "--tls-cert-file", "/c", "--tls-key-file", "/k"]);
         assert!(no_ca.security.validate(LookupMode::File).is_err(), "forwarding needs the CA");
         let peer_only = config(&["--peer-tls-cert-file", "/c", "--peer-tls-key-file", "/k"]);

@@ -103,7 +103,11 @@ fn now_ms() -> u64 {
 impl PeerAuth {
     /// Signs as `member` with `secret`.
     pub fn new(secret: &ClusterSecret, member: impl Into<String>) -> PeerAuth {
-        PeerAuth { key: hmac::Key::new(hmac::HMAC_SHA256, secret.bytes()), member: member.into(), max_skew: MAX_CLOCK_SKEW }
+        PeerAuth {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.bytes()),
+            member: member.into(),
+            max_skew: MAX_CLOCK_SKEW,
+        }
     }
 
     /// The member this node signs as.
@@ -197,7 +201,10 @@ mod tests {
         // Another secret.
         assert_eq!(b.verify_at(&signed(&stranger), "POST", PATH, now), Err(AuthFailure::BadSignature));
         // Another path or method than the one signed.
-        assert_eq!(b.verify_at(&signed(&a), "POST", "/roster.peer.Peer/RaftAppend", now), Err(AuthFailure::BadSignature));
+        assert_eq!(
+            b.verify_at(&signed(&a), "POST", "/roster.peer.Peer/RaftAppend", now),
+            Err(AuthFailure::BadSignature)
+        );
         assert_eq!(b.verify_at(&signed(&a), "PUT", PATH, now), Err(AuthFailure::BadSignature));
         // A forged sender name on a valid signature.
         let mut forged = signed(&a);

@@ -83,12 +83,13 @@ impl KeyPair {
         let certs = certificates(&self.cert_pem, cert)?;
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
             .map_err(|e| Error::Config(format!("the TLS key is not a PEM private key: {e}")))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| Error::Config(format!("the TLS certificate and key do not fit together: {e}")))?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::Config(format!("TLS set-up failed: {e}")))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| Error::Config(format!("the TLS certificate and key do not fit together: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }

@@ -33,6 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{data_hash, node_environment, DATA_DIR};
+use super::secret::{SECRET_DIR, SECRET_KEY};
 use super::{OperatorSettings, Target};
 use crate::names::{self, GRPC_PORT, HTTP_PORT, PEER_PORT};
 
@@ -40,6 +41,8 @@ use crate::names::{self, GRPC_PORT, HTTP_PORT, PEER_PORT};
 pub const CONTAINER: &str = "roster-node";
 /// Name of the data volume (and of the PVC template).
 pub const DATA_VOLUME: &str = "data";
+/// Name of the cluster-secret volume ([`super::secret`]).
+pub const CLUSTER_SECRET_VOLUME: &str = "cluster-secret";
 /// Where the auth Secret is mounted when `spec.auth.enabled`.
 pub const AUTH_DIR: &str = "/etc/roster/auth";
 /// Pod-template annotation with the hash of the ConfigMap data.
@@ -80,6 +83,12 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
     };
     let mut mounts =
         vec![VolumeMount { name: DATA_VOLUME.to_owned(), mount_path: DATA_DIR.to_owned(), ..VolumeMount::default() }];
+    mounts.push(VolumeMount {
+        name: CLUSTER_SECRET_VOLUME.to_owned(),
+        mount_path: SECRET_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
     if auth_secret(t).is_some() {
         mounts.push(VolumeMount {
             name: "auth".to_owned(),
@@ -109,6 +118,7 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
             ),
             env("ROSTER_LOOKUP", "address-server".to_owned()),
             env("ROSTER_ADDRESS_SERVER_URL", settings.server_list_url(&t.namespace, &t.name)),
+            env("ROSTER_CLUSTER_SECRET_FILE", format!("{SECRET_DIR}/{SECRET_KEY}")),
         ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
@@ -163,6 +173,14 @@ pub fn statefulset(t: &Target<'_>, settings: &OperatorSettings, replicas: i32) -
             None
         }
     };
+    volumes.push(Volume {
+        name: CLUSTER_SECRET_VOLUME.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::cluster_secret(&t.name)),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
     if let Some(secret) = auth_secret(t) {
         volumes.push(Volume {
             name: "auth".to_owned(),
@@ -293,7 +311,10 @@ mod tests {
             claim.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")),
             Some(&Quantity("2Gi".into()))
         );
-        assert!(spec.template.spec.and_then(|p| p.volumes).is_none());
+        // The claim replaces the data volume; the only pod volume left is the cluster secret.
+        let volumes = spec.template.spec.and_then(|p| p.volumes).unwrap_or_default();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, [CLUSTER_SECRET_VOLUME]);
         assert_eq!(spec.replicas, Some(5));
     }
 

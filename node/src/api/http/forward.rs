@@ -54,9 +54,13 @@ impl FromRequestParts<Arc<NodeState>> for Inbound {
         let forwarded = parts.headers.get(FORWARDED_BY).is_some_and(|by| {
             let verdict = match state.security.auth() {
                 None => Err(AuthFailure::NoSecret),
-                Some(auth) => auth
-                    .verify(&parts.headers, parts.method.as_str(), &path)
-                    .and_then(|signer| if by.as_bytes() == signer.as_bytes() { Ok(()) } else { Err(AuthFailure::WrongSender) }),
+                Some(auth) => auth.verify(&parts.headers, parts.method.as_str(), &path).and_then(|signer| {
+                    if by.as_bytes() == signer.as_bytes() {
+                        Ok(())
+                    } else {
+                        Err(AuthFailure::WrongSender)
+                    }
+                }),
             };
             if let Err(failure) = verdict {
                 warn!(
