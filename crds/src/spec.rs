@@ -159,6 +159,10 @@ pub struct RegistryClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
 
+    /// TLS on all three ports of every member. Absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
     /// Node labels a node must carry to run a member (pod `nodeSelector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
@@ -353,6 +357,21 @@ impl RaftSpec {
             snapshot_logs: spec.snapshot_logs.unwrap_or(DEFAULT_RAFT_SNAPSHOT_LOGS),
         }
     }
+}
+
+/// TLS settings: certificates from a Secret of type `kubernetes.io/tls`
+/// with `tls.crt`, `tls.key` and `ca.crt` (as cert-manager writes them).
+/// The certificate must name every member (`*.<name>-headless.<namespace>.svc`)
+/// and be valid for both server and client use: members verify each other
+/// with `ca.crt` (mutual TLS on the peer port), and the operator reads the
+/// member statuses over HTTPS trusting the same `ca.crt`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Name of the Secret in the cluster's namespace; the operator mounts it
+    /// into every member.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub secret_name: String,
 }
 
 /// Authentication settings. The credentials stay in a Secret so they never

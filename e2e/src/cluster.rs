@@ -30,10 +30,19 @@ pub enum Lookup<'a> {
     AddressServer(&'a str),
 }
 
+/// The cluster secret every node started by this test process shares
+/// (random, made once per process).
+pub fn cluster_secret() -> String {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET
+        .get_or_init(|| roster_node::security::ClusterSecret::generate_hex().unwrap_or_else(|e| panic!("{e}")))
+        .clone()
+}
+
 /// Flags of a node on `ip` (standard ports) that finds its members through
 /// `lookup`, with membership timers short enough for tests: the list is
 /// re-read every 100 ms, members report every 200 ms and are `DOWN` after
-/// two failed reports.
+/// two failed reports; with this process's [`cluster_secret`].
 pub fn node_args(ip: &str, lookup: Lookup<'_>) -> Vec<String> {
     let mut args: Vec<String> =
         ["--bind", ip, "--advertise", &format!("{ip}:8848")].iter().map(|s| s.to_string()).collect();
@@ -50,6 +59,7 @@ pub fn node_args(ip: &str, lookup: Lookup<'_>) -> Vec<String> {
         ],
     };
     let timers = [
+        ("--cluster-secret", cluster_secret()),
         ("--member-report-interval", "200ms".to_string()),
         ("--member-report-timeout", "300ms".to_string()),
         ("--member-down-after-failures", "2".to_string()),

@@ -43,7 +43,10 @@ async fn a_node_follows_the_address_server_list() {
         .expect("address server starts");
 
     let url = format!("http://{addr}/v1/clusters/ns/demo/serverlist");
+    let secret = roster_e2e::cluster::cluster_secret();
     let args = [
+        "--cluster-secret",
+        &secret,
         "--bind",
         &ips[0],
         "--advertise",

@@ -322,6 +322,10 @@ pub struct Config {
     /// How long an access token is valid (Nacos: 18000 s).
     #[arg(long, env = "ROSTER_AUTH_TOKEN_TTL", default_value = "18000s", value_parser = parse_duration)]
     pub auth_token_ttl: Duration,
+
+    /// Cluster secret and TLS ([`crate::security`]).
+    #[command(flatten)]
+    pub security: crate::security::SecurityConfig,
 }
 
 /// A secret setting: its `Debug` never shows the value, so logging the
@@ -420,6 +424,7 @@ impl Config {
         if self.lookup == LookupMode::AddressServer && self.address_server_url.is_none() {
             return Err(Error::Config("--lookup address-server needs --address-server-url".into()));
         }
+        self.security.validate(self.lookup)?;
         self.raft_settings().validate()?;
         self.cluster_settings().validate()
     }
@@ -491,7 +496,7 @@ mod tests {
         assert_eq!(c.beat_timeout, Duration::from_secs(2));
         let bad = Config::parse_from(["roster-node", "--beat-timeout", "40s"]);
         assert!(bad.validate().is_err());
-        let bad = Config::parse_from(["roster-node", "--lookup", "address-server"]);
+        let bad = Config::parse_from(["roster-node", "--lookup", "address-server", "--cluster-secret-file", "/s"]);
         assert!(bad.validate().is_err(), "address-server needs a URL");
         let bad = Config::parse_from(["roster-node", "--member-down-after-failures", "0"]);
         assert!(bad.validate().is_err());

@@ -17,6 +17,7 @@
 //! - [`limits`]: size, connection and rate limits of the client planes.
 //! - [`fuzzing`]: the decoders the fuzz targets in `fuzz/` drive.
 //! - [`auth`]: client authentication (login, tokens, per-namespace rights).
+//! - [`security`]: peer identity (the cluster secret) and TLS of the three ports.
 //! - [`status`]: the admin plane (status, health, metrics).
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod naming;
 pub mod push;
 pub mod raft;
+pub mod security;
 pub mod server;
 pub mod state;
 pub mod status;

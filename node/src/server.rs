@@ -24,6 +24,7 @@ use crate::limits::{self, Limit};
 use crate::metrics::Metrics;
 use crate::push::{PushService, PushTimings};
 use crate::raft::{RaftContext, RaftNode};
+use crate::security::{Authenticated, PeerSecurity, TlsListener};
 use crate::state::NodeState;
 use crate::status;
 
@@ -85,15 +86,20 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let peer_listener = bind(config.bind, config.peer_port(), "peer gRPC").await?;
     let peer_addr = peer_listener.local_addr()?;
     let member = advertised_member(&config, http_addr.port());
-    let cluster = Cluster::start(
+    let security = Arc::new(PeerSecurity::load(&config.security, &member)?);
+    if security.auth().is_none() {
+        info!("no cluster secret: the peer port refuses every request (standalone)");
+    }
+    let cluster = Cluster::start_secured(
         member,
         LookupSource::from_config(&config)?,
         config.cluster_settings(),
         PeerAddressResolver::with_offset(config.peer_port_offset()),
         metrics.cluster.clone(),
+        security.clone(),
     )
     .await?;
-    let state = NodeState::new(config, &cluster, metrics, auth);
+    let state = NodeState::new(config, &cluster, metrics, auth, security.clone())?;
     let raft = start_raft(&state, &cluster).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -116,7 +122,12 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     background.extend(state.distro.start());
 
     let (unary, stream) = grpc::services(state.clone());
-    let client_api = tonic::transport::Server::builder()
+    let mut client_api = tonic::transport::Server::builder();
+    if let Some(tls) = security.client_tls() {
+        client_api =
+            client_api.tls_config(tls.grpc.clone()).map_err(|e| Error::Config(format!("client gRPC TLS: {e}")))?;
+    }
+    let client_api = client_api
         .layer(limits::MessageLimitLayer::new(Limit::GrpcMessageBytes, state.metrics.clone()))
         .add_service(unary)
         .add_service(stream);
@@ -128,14 +139,21 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let grpc_server = spawn_grpc(client_api, grpc_incoming, shutdown_rx.clone(), "client gRPC");
     let peer_service =
         cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone()))).with_raft(raft.rpc());
-    let peer_api = tonic::transport::Server::builder()
+    let mut peer_api = tonic::transport::Server::builder();
+    if let Some(tls) = security.peer_tls() {
+        peer_api = peer_api.tls_config(tls.server.clone()).map_err(|e| Error::Config(format!("peer TLS: {e}")))?;
+    }
+    // Every peer RPC passes the signature check first (crate::security).
+    let peer_api = peer_api
         .layer(limits::MessageLimitLayer::new(Limit::PeerMessageBytes, state.metrics.clone()))
-        .add_service(
+        .add_service(Authenticated::new(
             peer_service
                 .into_server()
                 .max_decoding_message_size(state.config.max_peer_message_bytes)
                 .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
-        );
+            security.auth().cloned(),
+            state.metrics.cluster.clone(),
+        ));
     let peer_incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
     let peer_server = spawn_grpc(peer_api, peer_incoming, shutdown_rx.clone(), "peer gRPC");
 
@@ -149,16 +167,27 @@ pub async fn start(config: Config) -> Result<RunningNode> {
             let _ = io.get_ref().set_nodelay(true);
         });
     let mut http_shutdown = shutdown_rx;
-    let http_server = tokio::spawn(async move {
-        let result = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
+    let stop = async move {
+        let _ = http_shutdown.wait_for(|stop| *stop).await;
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let http_server = match security.client_tls() {
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(stop).await {
+                warn!(error = %e, "HTTP server stopped with an error");
+            }
+        }),
+        Some(tls) => {
+            // `tap_io` only lends the listener axum's connect-info support.
+            use axum::serve::ListenerExt;
+            let listener = TlsListener::new(http_listener, tls.http.clone())?.tap_io(|_| {});
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                    warn!(error = %e, "HTTPS server stopped with an error");
+                }
             })
-            .await;
-        if let Err(e) = result {
-            warn!(error = %e, "HTTP server stopped with an error");
         }
-    });
+    };
 
     info!(
         member = %state.member,
@@ -166,6 +195,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         http = %http_addr,
         grpc = %grpc_addr,
         peer = %peer_addr,
+        client_tls = security.client_tls().is_some(),
+        peer_tls = security.peer_tls().is_some(),
         "roster node serving"
     );
     Ok(RunningNode {

@@ -13,6 +13,7 @@ use crate::naming::model::BeatTimeouts;
 use crate::naming::validate::Limits;
 use crate::naming::NamingStore;
 use crate::push::Subscribers;
+use crate::security::PeerSecurity;
 
 /// Shared state of a running node.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct NodeState {
     pub faults: Arc<Faults>,
     /// HTTP client for forwarding writes to the responsible member.
     pub http_client: reqwest::Client,
+    /// The cluster secret's signer and the TLS settings ([`crate::security`]).
+    pub security: Arc<PeerSecurity>,
     /// The naming store.
     pub store: Arc<NamingStore>,
     /// Metrics registry.
@@ -59,12 +62,14 @@ impl NodeState {
     /// member and its peers, and `metrics` already registered. Distro is
     /// created but not started; Raft is set by the server once started.
     /// `auth` is the loaded authenticator when `--auth-enabled`.
+    /// Forwarded writes are signed with, and use the TLS of, `security`.
     pub fn new(
         config: Config,
         cluster: &Cluster,
         metrics: Arc<Metrics>,
         auth: Option<Arc<crate::auth::Auth>>,
-    ) -> Arc<Self> {
+        security: Arc<PeerSecurity>,
+    ) -> crate::error::Result<Arc<Self>> {
         let membership = cluster.membership().clone();
         let timeouts = BeatTimeouts {
             unhealthy_ms: u64::try_from(config.beat_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -81,16 +86,14 @@ impl NodeState {
             limits,
             DistroSettings::from_config(&config),
         );
-        let http_client = reqwest::Client::builder()
-            .timeout(config.distro_sync_timeout)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Arc::new(NodeState {
+        let http_client = security.http_client(config.distro_sync_timeout)?;
+        Ok(Arc::new(NodeState {
             member: membership.local().to_owned(),
             membership,
             distro,
             faults: cluster.faults().clone(),
             http_client,
+            security,
             store,
             connections: Arc::new(Connections::new(metrics.clone())),
             client_limits: crate::limits::ClientLimits::new(&config, metrics.clone()),
@@ -101,6 +104,6 @@ impl NodeState {
             started: Instant::now(),
             auth,
             raft: OnceLock::new(),
-        })
+        }))
     }
 }

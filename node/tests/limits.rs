@@ -14,6 +14,7 @@ use std::time::Duration;
 use roster_node::limits::Limit;
 use roster_node::metrics::LimitLabels;
 use roster_node::naming::{Selection, ServiceKey};
+use roster_node::security::{ClusterSecret, PeerAuth};
 use roster_node::{Config, RunningNode};
 use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
 use roster_proto::nacos::request_client::RequestClient;
@@ -173,8 +174,9 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
     let node = start(Config { max_peer_message_bytes: limit, ..test_config() }).await;
     let instance = json!({"ip": "10.0.0.9", "port": 80, "weight": 1.0, "healthy": true, "enabled": true,
         "ephemeral": true, "cluster": "DEFAULT", "metadata": {}});
+    let sender = "127.0.0.1:1";
     let sync = DistroSyncRequest {
-        source: "127.0.0.1:1".into(),
+        source: sender.into(),
         upserts: vec![ClientData {
             client_id: "10.0.0.9:80#true".into(),
             revision: 1,
@@ -190,7 +192,13 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
     };
     let channel =
         Channel::from_shared(format!("http://{}", node.peer_addr)).expect("uri").connect().await.expect("connect");
-    let status = PeerClient::new(channel).distro_sync(sync).await.expect_err("too large");
+    // Signed as a member: the size limit, not the peer check, refuses it.
+    let secret = ClusterSecret::new(common::cluster_secret().as_bytes()).expect("test secret");
+    let mut headers = http::HeaderMap::new();
+    PeerAuth::new(&secret, sender).sign(&mut headers, "POST", "/roster.peer.v1.Peer/DistroSync");
+    let mut request = tonic::Request::new(sync);
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+    let status = PeerClient::new(channel).distro_sync(request).await.expect_err("too large");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(rejections(&node, Limit::PeerMessageBytes), 1);
     assert_eq!(node.state.store.counts().instances, 0);

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -232,6 +232,37 @@ async fn roll(
     Ok(Some((step, message)))
 }
 
+/// The client that reads member statuses: HTTPS trusting the `ca.crt` of
+/// the cluster's TLS Secret when `spec.tls` is set, else plain HTTP.
+async fn status_client(ctx: &Context, rc: &RegistryCluster, ns: &str) -> Result<StatusClient> {
+    let Some(tls) = &rc.spec.tls else {
+        return Ok(ctx.status_client.clone());
+    };
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns).get(&tls.secret_name).await?;
+    let ca = secret.data.as_ref().and_then(|d| d.get("ca.crt")).ok_or_else(|| {
+        Error::InvalidResource(format!("the TLS Secret {} has no ca.crt to verify the members with", tls.secret_name))
+    })?;
+    ctx.status_client.with_ca(&ca.0)
+}
+
+/// Creates the cluster Secret when it does not exist; an existing one is
+/// never touched ([`desired::secret`]).
+async fn ensure_cluster_secret(api: &Api<Secret>, t: &Target<'_>) -> Result<()> {
+    let name = names::cluster_secret(&t.name);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    match api.create(&kube::api::PostParams::default(), &desired::secret::cluster_secret(t)?).await {
+        Ok(_) => {
+            info!(secret = %name, "created the cluster secret");
+            Ok(())
+        }
+        // Created meanwhile (another operator replica): use that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> {
     let t = Target::new(rc)?;
     let ns = t.namespace.clone();
@@ -262,6 +293,7 @@ async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> 
         &desired::pdb::pod_disruption_budget(&t, desired),
     )
     .await?;
+    ensure_cluster_secret(&Api::<Secret>::namespaced(client.clone(), &ns), &t).await?;
 
     // 3. Observe.
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
@@ -270,7 +302,9 @@ async fn reconcile_inner(rc: &RegistryCluster, ctx: &Context) -> Result<Action> 
     let observations: Observations = match current {
         // No StatefulSet, no pods: nothing to ask.
         None => Observations::new(),
-        Some(c) => ctx.status_client.observe(&names::member_addresses(&name, &ns, c.max(desired))).await,
+        Some(c) => {
+            status_client(ctx, rc, &ns).await?.observe(&names::member_addresses(&name, &ns, c.max(desired))).await
+        }
     };
     let unreachable = observations.values().filter(|o| matches!(o, Observation::Unreachable(_))).count();
     if unreachable > 0 {

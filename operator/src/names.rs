@@ -52,6 +52,11 @@ pub fn pdb(cluster: &str) -> String {
     cluster.to_owned()
 }
 
+/// Name of the Secret holding the cluster secret members sign peer requests with.
+pub fn cluster_secret(cluster: &str) -> String {
+    format!("{cluster}-cluster-secret")
+}
+
 /// Name of the ConfigMap holding the node settings.
 pub fn configmap(cluster: &str) -> String {
     format!("{cluster}-config")

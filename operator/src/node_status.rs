@@ -153,6 +153,10 @@ impl Observation {
     }
 }
 
+fn client_error(e: reqwest::Error) -> Error {
+    Error::NodeStatus { member: String::new(), reason: format!("HTTP client: {e}") }
+}
+
 /// Observations of every asked member, keyed by member address.
 pub type Observations = BTreeMap<String, Observation>;
 
@@ -177,28 +181,44 @@ impl Endpoints {
     }
 }
 
-/// Reads member statuses over HTTP, concurrently, each with a timeout.
+/// Reads member statuses over HTTP (or HTTPS), concurrently, each with a
+/// timeout.
 #[derive(Debug, Clone)]
 pub struct StatusClient {
     http: reqwest::Client,
     endpoints: Endpoints,
+    timeout: Duration,
+    scheme: &'static str,
 }
 
 impl StatusClient {
-    /// A client whose requests time out after `timeout`.
+    /// A plain-HTTP client whose requests time out after `timeout`.
     pub fn new(endpoints: Endpoints, timeout: Duration) -> Result<StatusClient> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let http = Self::builder(timeout).build().map_err(client_error)?;
+        Ok(StatusClient { http, endpoints, timeout, scheme: "http" })
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder().timeout(timeout).connect_timeout(timeout)
+    }
+
+    /// The same client speaking HTTPS to members whose certificates `ca_pem`
+    /// (a cluster's `ca.crt`) signed, and trusting nothing else.
+    pub fn with_ca(&self, ca_pem: &[u8]) -> Result<StatusClient> {
+        let ca = reqwest::Certificate::from_pem(ca_pem).map_err(client_error)?;
+        let http = Self::builder(self.timeout)
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
             .build()
-            .map_err(|e| Error::NodeStatus { member: String::new(), reason: format!("HTTP client: {e}") })?;
-        Ok(StatusClient { http, endpoints })
+            .map_err(client_error)?;
+        Ok(StatusClient { http, endpoints: self.endpoints.clone(), timeout: self.timeout, scheme: "https" })
     }
 
     /// Reads the status of one member.
     pub async fn fetch(&self, member: &str) -> Result<NodeStatus> {
         let err = |reason: String| Error::NodeStatus { member: member.to_owned(), reason };
-        let url = format!("http://{}{STATUS_PATH}", self.endpoints.authority(member));
+        let url = format!("{}://{}{STATUS_PATH}", self.scheme, self.endpoints.authority(member));
         let mut resp = self.http.get(&url).send().await.map_err(|e| err(format!("GET {url}: {e}")))?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(err(format!("GET {url} answered {}", resp.status())));

@@ -147,12 +147,20 @@ fn chart_lints_and_renders_valid_objects() {
         ("events.k8s.io", "events", "create"),
         ("", "pods", "list"),
         ("", "pods/eviction", "create"),
+        ("", "secrets", "create"),
     ] {
         assert!(rule_allows(&rules, group, resource, verb), "missing {verb} on {group}/{resource}");
     }
     for r in &rules {
         assert!(!r.verbs.iter().any(|v| v == "*" || v == "delete" || v == "deletecollection"), "{r:?}");
-        assert!(!r.resources.iter().flatten().any(|x| x == "*" || x == "secrets"), "{r:?}");
+        assert!(!r.resources.iter().flatten().any(|x| x == "*"), "{r:?}");
+        // Secrets: only the cluster secret's existence check and its one-time
+        // creation; never list, watch, update or patch (no reading of others' Secrets in bulk).
+        if r.resources.iter().flatten().any(|x| x == "secrets") {
+            let mut verbs = r.verbs.clone();
+            verbs.sort();
+            assert_eq!(verbs, ["create", "get"], "{r:?}");
+        }
     }
     assert!(!rule_allows(&rules, "coordination.k8s.io", "leases", "update"), "leases stay namespaced");
     let lease_rules = o.roles[0].rules.clone().unwrap_or_default();

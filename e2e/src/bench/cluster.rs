@@ -179,9 +179,12 @@ impl Local {
             "200ms".into(),
         ];
         args.extend(self.node_args.iter().cloned());
+        // Members authenticate each other with a shared secret (in the
+        // environment: command lines are visible to other local users).
+        let secret = crate::cluster::cluster_secret();
         let process = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            NodeProcess::start(&args, &[])
+            NodeProcess::start(&args, &[("ROSTER_CLUSTER_SECRET", secret.as_str())])
         })
         .await
         .context("node start-up task")?

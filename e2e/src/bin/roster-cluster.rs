@@ -64,6 +64,9 @@ struct Node {
 struct LocalCluster {
     args: Args,
     node_bin: PathBuf,
+    /// The cluster secret every node gets (random per run, passed in the
+    /// environment so it does not show in the process list).
+    secret: String,
     lists: ServerLists,
     list_url: String,
     nodes: BTreeMap<u16, Node>,
@@ -96,6 +99,7 @@ impl LocalCluster {
             .args(["--address-server-poll-interval", "1s", "--data-dir"])
             .arg(dir.join("data"))
             .args(&self.args.node_args)
+            .env("ROSTER_CLUSTER_SECRET", &self.secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -264,7 +268,8 @@ async fn main() -> Result<()> {
         })
         .await?;
     let list_url = format!("http://{server_addr}/v1/clusters/{NAMESPACE}/{NAME}/serverlist");
-    let mut cluster = LocalCluster { args, node_bin, lists, list_url, nodes: BTreeMap::new() };
+    let secret = roster_node::security::ClusterSecret::generate_hex()?;
+    let mut cluster = LocalCluster { args, node_bin, secret, lists, list_url, nodes: BTreeMap::new() };
     let initial = cluster.args.nodes;
     cluster.scale(initial).await?;
 

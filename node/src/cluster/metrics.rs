@@ -28,6 +28,14 @@ pub struct StateLabels {
     pub state: String,
 }
 
+/// Labels of a refused peer request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why it was refused (`missing`, `malformed`, `stale`, `bad_signature`,
+    /// `no_secret`, `wrong_sender`).
+    pub reason: String,
+}
+
 /// Membership metrics. Cheap to clone handles; share one per node.
 #[derive(Debug, Default)]
 pub struct ClusterMetrics {
@@ -40,6 +48,9 @@ pub struct ClusterMetrics {
     pub state_changes: Family<StateLabels, Counter>,
     /// Members in the list, by state (the local member counts as `UP`).
     pub members: Family<StateLabels, Gauge>,
+    /// Peer requests (peer port and forwarded HTTP writes) refused by the
+    /// peer identity check, by reason ([`crate::security`]).
+    pub peer_auth_failures: Family<ReasonLabels, Counter>,
 }
 
 impl ClusterMetrics {
@@ -63,6 +74,16 @@ impl ClusterMetrics {
             self.state_changes.clone(),
         );
         registry.register("members", "Members in the list by state", self.members.clone());
+        registry.register(
+            "peer_auth_failures",
+            "Peer requests refused by the peer identity check, by reason",
+            self.peer_auth_failures.clone(),
+        );
+    }
+
+    /// Counts one peer request refused for `reason`.
+    pub fn peer_auth_failure(&self, reason: &str) {
+        self.peer_auth_failures.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     }
 
     /// Counts one lookup read.
@@ -103,6 +124,7 @@ mod tests {
         metrics.register(&mut registry);
         metrics.report("ok");
         metrics.lookup_refresh(false);
+        metrics.peer_auth_failure("bad_signature");
         metrics.state_change(MemberState::Down);
         metrics.set_members([(MemberState::Up, 2), (MemberState::Suspicious, 0), (MemberState::Down, 1)]);
         let mut out = String::new();
@@ -111,5 +133,6 @@ mod tests {
         assert!(out.contains("roster_member_lookup_refreshes_total{result=\"failed\"} 1"), "{out}");
         assert!(out.contains("roster_member_state_changes_total{state=\"DOWN\"} 1"), "{out}");
         assert!(out.contains("roster_members{state=\"UP\"} 2"), "{out}");
+        assert!(out.contains("roster_peer_auth_failures_total{reason=\"bad_signature\"} 1"), "{out}");
     }
 }

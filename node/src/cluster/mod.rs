@@ -65,6 +65,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::error::{Error, Result};
+use crate::security::PeerSecurity;
 
 pub use self::faults::{FaultSettings, Faults};
 pub use self::lookup::{parse_member_list, AddressServerLookup, FileLookup, LookupSource, MemberLookup};
@@ -160,6 +161,19 @@ impl Cluster {
         resolver: PeerAddressResolver,
         metrics: Arc<ClusterMetrics>,
     ) -> Result<Cluster> {
+        Cluster::start_secured(local, source, settings, resolver, metrics, Arc::default()).await
+    }
+
+    /// [`Cluster::start`], with peer calls signed by (and using the TLS of)
+    /// `security`.
+    pub async fn start_secured(
+        local: impl Into<String>,
+        source: LookupSource,
+        settings: ClusterSettings,
+        resolver: PeerAddressResolver,
+        metrics: Arc<ClusterMetrics>,
+        security: Arc<PeerSecurity>,
+    ) -> Result<Cluster> {
         settings.validate()?;
         let local = local.into();
         lookup::parse_member_address(&local)
@@ -169,7 +183,8 @@ impl Cluster {
         let membership =
             Arc::new(Membership::new(local.clone(), standalone, settings.down_after_failures, metrics.clone()));
         let faults = Arc::new(Faults::new(settings.fault_injection));
-        let channels = Arc::new(PeerChannels::new(resolver, settings.report_timeout).with_faults(faults));
+        let channels =
+            Arc::new(PeerChannels::new(resolver, settings.report_timeout).with_faults(faults).with_security(security));
         let (stop, stop_rx) = watch::channel(false);
 
         // Apply the first list before returning, so callers see the members
@@ -213,7 +228,9 @@ impl Cluster {
     /// The `Peer` gRPC service answering reports for this membership
     /// (add Distro with [`PeerService::with_distro`]).
     pub fn peer_service(&self) -> PeerService {
-        PeerService::new(self.membership.clone()).with_faults(self.channels.faults().clone())
+        PeerService::new(self.membership.clone())
+            .with_faults(self.channels.faults().clone())
+            .with_metrics(self.metrics.clone())
     }
 
     /// The peer-plane fault switch.

@@ -9,6 +9,11 @@
 //! plugged in. Reports and Distro calls from a member the fault switch
 //! blocks are refused with `UNAVAILABLE`, as a cut network would (Raft
 //! messages carry no sender; the switch cuts them on the sending side).
+//!
+//! On a node the peer port wraps this service in
+//! [`crate::security::Authenticated`], so only signed calls reach it; a
+//! report or Distro call whose body names another sender than the member
+//! that signed it is refused with `UNAUTHENTICATED`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,11 +25,13 @@ use roster_proto::peer::{
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::faults::Faults;
 use super::membership::Membership;
+use super::metrics::ClusterMetrics;
 use crate::raft::RaftRpc;
+use crate::security::{AuthFailure, PeerIdentity};
 
 /// The stream of snapshot chunks answered by `DistroSnapshot`.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;
@@ -46,13 +53,19 @@ pub struct PeerService {
     faults: Arc<Faults>,
     distro: Option<Arc<dyn DistroHandler>>,
     raft: Option<RaftRpc>,
+    metrics: Arc<ClusterMetrics>,
 }
 
 impl PeerService {
     /// A service answering reports for `membership` (Distro RPCs answer
     /// `UNIMPLEMENTED` until [`PeerService::with_distro`]).
     pub fn new(membership: Arc<Membership>) -> PeerService {
-        PeerService { membership, faults: Arc::default(), distro: None, raft: None }
+        PeerService { membership, faults: Arc::default(), distro: None, raft: None, metrics: Arc::default() }
+    }
+
+    /// The same service, counting refused senders in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<ClusterMetrics>) -> PeerService {
+        PeerService { metrics, ..self }
     }
 
     /// The same service, refusing calls from members `faults` blocks.
@@ -83,7 +96,16 @@ impl PeerService {
         self.raft.as_ref().ok_or_else(|| later("Raft RPCs", "Raft"))
     }
 
-    fn admit(&self, from: &str) -> Result<(), Status> {
+    /// Refuses a call whose body names `from` as its sender when another
+    /// member signed it, or when the fault switch cuts `from`.
+    fn admit(&self, signer: Option<PeerIdentity>, from: &str) -> Result<(), Status> {
+        if let Some(PeerIdentity(signer)) = signer {
+            if signer != from {
+                warn!(signer, claimed = from, "peer request naming another sender than its signer refused");
+                self.metrics.peer_auth_failure(AuthFailure::WrongSender.label());
+                return Err(Status::unauthenticated(AuthFailure::WrongSender.message()));
+            }
+        }
         if self.faults.is_blocked(from) {
             return Err(Status::unavailable(format!("peer traffic with {from} is cut by fault injection")));
         }
@@ -102,8 +124,9 @@ fn later(rpc: &str, module: &str) -> Status {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn report(&self, request: Request<MemberReport>) -> Result<Response<MemberReportReply>, Status> {
+        let signer = request.extensions().get::<PeerIdentity>().cloned();
         let report = request.into_inner();
-        self.admit(&report.member)?;
+        self.admit(signer, &report.member)?;
         if !self.membership.receive_report(&report) {
             debug!(from = %report.member, "report from a node that is not in the member list");
         }
@@ -111,8 +134,9 @@ impl Peer for PeerService {
     }
 
     async fn distro_sync(&self, request: Request<DistroSyncRequest>) -> Result<Response<DistroAck>, Status> {
+        let signer = request.extensions().get::<PeerIdentity>().cloned();
         let request = request.into_inner();
-        self.admit(&request.source)?;
+        self.admit(signer, &request.source)?;
         self.distro()?.sync(request).map(Response::new)
     }
 
@@ -120,8 +144,9 @@ impl Peer for PeerService {
         &self,
         request: Request<DistroVerifyRequest>,
     ) -> Result<Response<DistroVerifyReply>, Status> {
+        let signer = request.extensions().get::<PeerIdentity>().cloned();
         let request = request.into_inner();
-        self.admit(&request.source)?;
+        self.admit(signer, &request.source)?;
         self.distro()?.verify(request).map(Response::new)
     }
 
@@ -131,8 +156,9 @@ impl Peer for PeerService {
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::DistroSnapshotStream>, Status> {
+        let signer = request.extensions().get::<PeerIdentity>().cloned();
         let request = request.into_inner();
-        self.admit(&request.requester)?;
+        self.admit(signer, &request.requester)?;
         self.distro()?.snapshot(request).map(Response::new)
     }
 

@@ -26,13 +26,14 @@ use parking_lot::Mutex;
 use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::MemberReport;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 use super::faults::Faults;
 use super::membership::Membership;
 use super::metrics::ClusterMetrics;
 use crate::config::PEER_PORT_OFFSET;
+use crate::security::{PeerSecurity, SignedChannel};
 
 /// Maps a member address (`host:mainPort`) to the `host:port` of its peer
 /// gRPC endpoint, or `None` when it cannot (the member then counts as
@@ -84,21 +85,35 @@ pub fn peer_endpoint(member: &str, offset: u16) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
-/// One gRPC channel per peer, created on first use and connected lazily.
+/// One gRPC channel per peer, created on first use and connected lazily;
+/// every call on it is signed with the cluster secret, and goes over mutual
+/// TLS when the peer port has TLS ([`crate::security`]).
 #[derive(Debug)]
 pub struct PeerChannels {
     resolver: PeerAddressResolver,
     connect_timeout: Duration,
     /// member → (endpoint it was resolved to, channel).
-    channels: Mutex<HashMap<String, (String, Channel)>>,
+    channels: Mutex<HashMap<String, (String, SignedChannel)>>,
     faults: Arc<Faults>,
+    security: Arc<PeerSecurity>,
 }
 
 impl PeerChannels {
     /// Channels resolved with `resolver`, each connection attempt bounded by
     /// `connect_timeout`.
     pub fn new(resolver: PeerAddressResolver, connect_timeout: Duration) -> PeerChannels {
-        PeerChannels { resolver, connect_timeout, channels: Mutex::new(HashMap::new()), faults: Arc::default() }
+        PeerChannels {
+            resolver,
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+            faults: Arc::default(),
+            security: Arc::default(),
+        }
+    }
+
+    /// The same channels, signing with (and using the TLS of) `security`.
+    pub fn with_security(self, security: Arc<PeerSecurity>) -> PeerChannels {
+        PeerChannels { security, ..self }
     }
 
     /// The same channels, cut by the fault switch `faults`.
@@ -115,7 +130,7 @@ impl PeerChannels {
     /// the fault switch blocks it). A member whose endpoint resolves
     /// differently than before gets a new channel. Cloning a `Channel` is
     /// cheap and shares the connection.
-    pub fn channel(&self, member: &str) -> Option<Channel> {
+    pub fn channel(&self, member: &str) -> Option<SignedChannel> {
         if self.faults.is_blocked(member) {
             return None;
         }
@@ -126,8 +141,17 @@ impl PeerChannels {
                 return Some(channel.clone());
             }
         }
-        let channel = match Endpoint::from_shared(format!("http://{endpoint}")) {
-            Ok(e) => e.connect_timeout(self.connect_timeout).tcp_nodelay(true).connect_lazy(),
+        let tls = self.security.peer_tls();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let built = Endpoint::from_shared(format!("{scheme}://{endpoint}")).and_then(|e| match tls {
+            Some(tls) => e.tls_config(tls.client.clone()),
+            None => Ok(e),
+        });
+        let channel = match built {
+            Ok(e) => SignedChannel::new(
+                e.connect_timeout(self.connect_timeout).tcp_nodelay(true).connect_lazy(),
+                self.security.auth().cloned(),
+            ),
             Err(e) => {
                 warn!(member, endpoint, error = %e, "member has an invalid peer endpoint");
                 return None;

@@ -8,7 +8,8 @@
 //! - HTTP: one bucket per client IP, so a client cannot escape its limit by
 //!   opening more connections. Over the rate: 429 with `Retry-After` and a
 //!   `caused: ...;` body. Requests another member forwarded
-//!   (`x-roster-forwarded-by` naming a current member) are not counted again:
+//!   (`x-roster-forwarded-by` naming a current member that signed the
+//!   request with the cluster secret, see `crate::security`) are not counted again:
 //!   the first member already did, and the forwarding member speaks for
 //!   many clients. Liveness and readiness probes are never limited, so a
 //!   flood cannot make Kubernetes restart the node.
@@ -51,13 +52,18 @@ pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
     })
 }
 
-/// Whether a request was forwarded by a current member (see the module docs).
+/// Whether a request was forwarded, and signed, by a current member (see
+/// the module docs). An unsigned header is counted like any client request;
+/// the forwarding extractor logs and counts the forgery.
 fn forwarded_by_member(state: &NodeState, request: &Request) -> bool {
-    request
-        .headers()
-        .get(FORWARDED_BY)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|from| from != state.member && state.membership.member(from).is_some())
+    let Some(from) = request.headers().get(FORWARDED_BY).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let signed = state.security.auth().is_some_and(|auth| {
+        auth.verify(request.headers(), request.method().as_str(), request.uri().path())
+            .is_ok_and(|signer| signer == from)
+    });
+    signed && from != state.member && state.membership.member(from).is_some()
 }
 
 /// HTTP middleware on the main port: the per-IP rate limit, and the count of

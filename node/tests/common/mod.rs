@@ -19,11 +19,19 @@ pub fn data_dir() -> PathBuf {
     dir
 }
 
+/// The cluster secret every node of this test process shares: random,
+/// made once per process.
+pub fn cluster_secret() -> String {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| roster_node::security::ClusterSecret::generate_hex().expect("random secret")).clone()
+}
+
 /// A config for tests: loopback, ephemeral ports, short timers, its own
-/// data directory, and no health checks of persistent instances (tests
-/// register them at addresses that must never be contacted).
+/// data directory, the process's cluster secret, and no health checks of
+/// persistent instances (tests register them at addresses that must never
+/// be contacted).
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         bind: "127.0.0.1".parse().expect("loopback"),
         port: 0,
         push_delay: Duration::from_millis(20),
@@ -35,7 +43,9 @@ pub fn test_config() -> Config {
         raft_heartbeat_interval: Duration::from_millis(50),
         health_check_interval: Duration::ZERO,
         ..Config::default()
-    }
+    };
+    config.security.cluster_secret = Some(cluster_secret());
+    config
 }
 
 /// Starts a node with `config`.

@@ -15,6 +15,8 @@ const HEADLESS: &str = "/api/v1/namespaces/ns/services/demo-headless";
 const CLIENT: &str = "/api/v1/namespaces/ns/services/demo";
 const PDB: &str = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/demo";
 const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/demo";
+const SECRET: &str = "/api/v1/namespaces/ns/secrets/demo-cluster-secret";
+const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
 const STATUS: &str = "/apis/roster.dev/v1alpha1/namespaces/ns/registryclusters/demo/status";
 
 fn addr(i: i32) -> String {
@@ -49,7 +51,19 @@ async fn expect_fixed_objects(api: &mut ApiServerVerifier) -> Vec<Value> {
     for path in [CM, HEADLESS, CLIENT, PDB] {
         bodies.push(api.expect_apply(path).await);
     }
+    expect_existing_secret(api).await;
     bodies
+}
+
+/// Answers the cluster Secret's read with an existing Secret: nothing else
+/// happens to it.
+async fn expect_existing_secret(api: &mut ApiServerVerifier) {
+    let call = api.expect_get(SECRET).await;
+    call.respond(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-cluster-secret", "namespace": NS},
+                "data": {"cluster-secret": "c2VjcmV0"}}),
+    );
 }
 
 /// Answers the status patch with the object plus the patched status, and returns the status.
@@ -449,4 +463,78 @@ async fn an_eviction_the_disruption_budget_refuses_is_a_wait() {
         api.expect_event(NS, reason).await;
     }
     assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+}
+
+#[tokio::test]
+async fn the_cluster_secret_is_created_once_when_absent() {
+    let (ctx, mut api, _lists) = test_context(Endpoints::Dns);
+    let rc = Arc::new(cluster(3));
+    let reconciler = tokio::spawn(reconcile(rc.clone(), ctx.clone()));
+    for path in [CM, HEADLESS, CLIENT, PDB] {
+        api.expect_apply(path).await;
+    }
+    api.expect_get(SECRET).await.not_found();
+    let call = api.next().await;
+    assert_eq!((&call.method, call.path.as_str()), (&http::Method::POST, SECRETS), "a create, never an apply");
+    assert_eq!(call.body["metadata"]["name"], "demo-cluster-secret");
+    assert_eq!(call.body["metadata"]["ownerReferences"][0]["kind"], "RegistryCluster");
+    let value = call.body["stringData"]["cluster-secret"].as_str().expect("value").to_owned();
+    assert_eq!(value.len(), 64);
+    let created = call.body.clone();
+    call.respond(StatusCode::CREATED, &created);
+    api.expect_get(STS).await.not_found();
+    let sts = api.expect_apply(STS).await;
+    let pod = &sts["spec"]["template"]["spec"];
+    let env = pod["containers"][0]["env"].as_array().expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "ROSTER_CLUSTER_SECRET_FILE"
+                && e["value"] == "/etc/roster/cluster-secret/cluster-secret"),
+        "{env:?}"
+    );
+    assert!(pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "demo-cluster-secret"));
+    expect_status_patch(&mut api, &rc).await;
+    api.expect_event(NS, "Creating").await;
+    reconciler.await.expect("task").expect("reconcile");
+
+    // The next round finds it and leaves it alone (no create, no apply):
+    // after the read comes the StatefulSet.
+    let reconciler = tokio::spawn(reconcile(rc.clone(), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    let call = api.next().await;
+    assert_eq!((&call.method, call.path.as_str()), (&http::Method::GET, STS));
+    reconciler.abort();
+}
+
+#[tokio::test]
+async fn with_tls_the_statuses_are_read_over_https_with_the_secret_ca() {
+    let fake = FakeMember::start(member_doc(0, &[0], 1)).await;
+    let pairs = vec![(addr(0), &fake)];
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let mut rc = cluster(1);
+    rc.spec.tls = Some(serde_json::from_value(json!({"secretName": "demo-tls"})).expect("tls"));
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 1));
+    let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.self_signed(&rcgen::KeyPair::generate()?))
+        .expect("a CA certificate")
+        .pem();
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(ca.into_bytes())).expect("base64");
+    api.expect_get("/api/v1/namespaces/ns/secrets/demo-tls").await.respond(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "demo-tls", "namespace": NS}, "data": {"ca.crt": encoded}}),
+    );
+    api.expect_apply(STS).await;
+    let status = expect_status_patch(&mut api, &rc).await;
+    // The fake member speaks plain HTTP: asked over HTTPS, it cannot answer.
+    let state = status.members[0].state.clone().unwrap_or_default();
+    assert_eq!(state, crate::status::STATE_UNREACHABLE, "{:?}", status.members[0]);
+    assert_eq!(cond(&status, CONDITION_AVAILABLE).0, "False");
+    reconciler.abort();
 }

@@ -44,6 +44,14 @@ pub fn node_environment(t: &Target<'_>) -> BTreeMap<String, String> {
         env.insert("ROSTER_AUTH_ENABLED".to_owned(), "true".to_owned());
         env.insert("ROSTER_AUTH_DIR".to_owned(), super::statefulset::AUTH_DIR.to_owned());
     }
+    if spec.tls.is_some() {
+        // One certificate for the client ports and the peer port; `ca.crt`
+        // makes the peer port mutual TLS (node/src/security).
+        let dir = super::statefulset::TLS_DIR;
+        env.insert("ROSTER_TLS_CERT_FILE".to_owned(), format!("{dir}/tls.crt"));
+        env.insert("ROSTER_TLS_KEY_FILE".to_owned(), format!("{dir}/tls.key"));
+        env.insert("ROSTER_TLS_CA_FILE".to_owned(), format!("{dir}/ca.crt"));
+    }
     env
 }
 
@@ -82,8 +90,20 @@ mod tests {
         assert_eq!(env["ROSTER_RAFT_HEARTBEAT_INTERVAL"], "100ms");
         assert_eq!(env["ROSTER_DISTRO_VERIFY_INTERVAL"], "5000ms");
         assert!(!env.contains_key("ROSTER_AUTH_ENABLED"));
+        assert!(!env.contains_key("ROSTER_TLS_CERT_FILE"));
         let cm = configmap(&t);
         assert_eq!(cm.metadata.name.as_deref(), Some("demo-config"));
+    }
+
+    #[test]
+    fn tls_points_the_node_at_the_mounted_secret() {
+        let mut rc = cluster(3);
+        rc.spec.tls = Some(serde_json::from_value(serde_json::json!({"secretName": "demo-tls"})).expect("tls"));
+        let t = Target::new(&rc).expect("target");
+        let env = node_environment(&t);
+        assert_eq!(env["ROSTER_TLS_CERT_FILE"], "/etc/roster/tls/tls.crt");
+        assert_eq!(env["ROSTER_TLS_KEY_FILE"], "/etc/roster/tls/tls.key");
+        assert_eq!(env["ROSTER_TLS_CA_FILE"], "/etc/roster/tls/ca.crt");
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! * [`statefulset`]: the member pods.
 //! * [`pdb`]: the PodDisruptionBudget (at most a minority unavailable).
 //! * [`configmap`]: node settings passed as environment variables.
+//! * [`secret`]: the cluster secret (created once, never applied).
 
 pub mod configmap;
 pub mod pdb;
+pub mod secret;
 pub mod services;
 pub mod statefulset;
 

@@ -33,6 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{data_hash, node_environment, DATA_DIR};
+use super::secret::{SECRET_DIR, SECRET_KEY};
 use super::{OperatorSettings, Target};
 use crate::names::{self, GRPC_PORT, HTTP_PORT, PEER_PORT};
 
@@ -40,6 +41,8 @@ use crate::names::{self, GRPC_PORT, HTTP_PORT, PEER_PORT};
 pub const CONTAINER: &str = "roster-node";
 /// Name of the data volume (and of the PVC template).
 pub const DATA_VOLUME: &str = "data";
+/// Name of the cluster-secret volume ([`super::secret`]).
+pub const CLUSTER_SECRET_VOLUME: &str = "cluster-secret";
 /// Where the auth Secret is mounted when `spec.auth.enabled`; the node
 /// reads it through `ROSTER_AUTH_DIR` (set in the ConfigMap).
 pub const AUTH_DIR: &str = "/etc/roster/auth";
@@ -58,11 +61,13 @@ pub const READINESS_PATH: &str = "/nacos/v1/console/health/readiness";
 /// Liveness endpoint of a member.
 pub const LIVENESS_PATH: &str = "/nacos/v1/console/health/liveness";
 
-fn probe(path: &str, period: i32, failures: i32) -> Probe {
+fn probe(path: &str, period: i32, failures: i32, tls: bool) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String("http".to_owned()),
+            // The kubelet does not verify the certificate of an HTTPS probe.
+            scheme: tls.then(|| "HTTPS".to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -87,10 +92,25 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
     };
     let mut mounts =
         vec![VolumeMount { name: DATA_VOLUME.to_owned(), mount_path: DATA_DIR.to_owned(), ..VolumeMount::default() }];
+    mounts.push(VolumeMount {
+        name: CLUSTER_SECRET_VOLUME.to_owned(),
+        mount_path: SECRET_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
     if auth_secret(t).is_some() {
         mounts.push(VolumeMount {
             name: "auth".to_owned(),
             mount_path: AUTH_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let tls = tls_secret(t).is_some();
+    if tls {
+        mounts.push(VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_DIR.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
@@ -116,6 +136,7 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
             ),
             env("ROSTER_LOOKUP", "address-server".to_owned()),
             env("ROSTER_ADDRESS_SERVER_URL", settings.server_list_url(&t.namespace, &t.name)),
+            env("ROSTER_CLUSTER_SECRET_FILE", format!("{SECRET_DIR}/{SECRET_KEY}")),
         ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
@@ -124,12 +145,19 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
             }),
             ..EnvFromSource::default()
         }]),
-        readiness_probe: Some(probe(READINESS_PATH, 5, 3)),
-        liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe(LIVENESS_PATH, 10, 6) }),
+        readiness_probe: Some(probe(READINESS_PATH, 5, 3, tls)),
+        liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe(LIVENESS_PATH, 10, 6, tls) }),
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
         ..Container::default()
     }
+}
+
+/// Where the TLS Secret (`spec.tls`) is mounted.
+pub const TLS_DIR: &str = "/etc/roster/tls";
+
+fn tls_secret(t: &Target<'_>) -> Option<String> {
+    t.rc.spec.tls.as_ref().map(|tls| tls.secret_name.clone())
 }
 
 fn auth_secret(t: &Target<'_>) -> Option<String> {
@@ -170,9 +198,24 @@ pub fn statefulset(t: &Target<'_>, settings: &OperatorSettings, replicas: i32) -
             None
         }
     };
+    volumes.push(Volume {
+        name: CLUSTER_SECRET_VOLUME.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::cluster_secret(&t.name)),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
     if let Some(secret) = auth_secret(t) {
         volumes.push(Volume {
             name: "auth".to_owned(),
+            secret: Some(SecretVolumeSource { secret_name: Some(secret), ..SecretVolumeSource::default() }),
+            ..Volume::default()
+        });
+    }
+    if let Some(secret) = tls_secret(t) {
+        volumes.push(Volume {
+            name: "tls".to_owned(),
             secret: Some(SecretVolumeSource { secret_name: Some(secret), ..SecretVolumeSource::default() }),
             ..Volume::default()
         });
@@ -303,7 +346,10 @@ mod tests {
             claim.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")),
             Some(&Quantity("2Gi".into()))
         );
-        assert!(spec.template.spec.and_then(|p| p.volumes).is_none());
+        // The claim replaces the data volume; the only pod volume left is the cluster secret.
+        let volumes = spec.template.spec.and_then(|p| p.volumes).unwrap_or_default();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, [CLUSTER_SECRET_VOLUME]);
         assert_eq!(spec.replicas, Some(5));
     }
 
@@ -329,6 +375,31 @@ mod tests {
     }
 
     #[test]
+    fn tls_secret_is_mounted_and_probes_use_https() {
+        let mut rc = cluster(3);
+        let t = Target::new(&rc).expect("target");
+        let plain = statefulset(&t, &settings(), 3);
+        let plain_pod = plain.spec.template.spec.clone().expect("pod");
+        let probe = plain_pod.containers[0].readiness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("probe");
+        assert_eq!(probe.scheme, None, "plain HTTP without spec.tls");
+
+        rc.spec.tls = Some(serde_json::from_value(serde_json::json!({"secretName": "demo-tls"})).expect("tls"));
+        let t = Target::new(&rc).expect("target");
+        let sts = statefulset(&t, &settings(), 3);
+        let pod = sts.spec.template.spec.clone().expect("pod");
+        let volume =
+            pod.volumes.as_ref().and_then(|v| v.iter().find(|v| v.name == "tls")).and_then(|v| v.secret.clone());
+        assert_eq!(volume.and_then(|s| s.secret_name).as_deref(), Some("demo-tls"));
+        let c = &pod.containers[0];
+        let mounts = c.volume_mounts.clone().unwrap_or_default();
+        assert!(mounts.iter().any(|m| m.name == "tls" && m.mount_path == TLS_DIR && m.read_only == Some(true)));
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("http probe");
+            assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        }
+    }
+
+    #[test]
     fn auth_secret_is_mounted_when_enabled() {
         let mut rc = cluster(3);
         rc.spec.auth =
@@ -348,7 +419,7 @@ mod tests {
         let plain = Target::new(&rc).expect("target");
         let plain_set = statefulset(&plain, &settings(), 3);
         let plain_pod = plain_set.spec.template.spec.clone().expect("pod");
-        assert!(plain_pod.volumes.unwrap_or_default().iter().all(|v| v.secret.is_none()), "no Secret without auth");
+        assert!(plain_pod.volumes.unwrap_or_default().iter().all(|v| v.name != "auth"), "no auth Secret without auth");
         assert!(!node_environment(&plain).contains_key("ROSTER_AUTH_DIR"));
 
         rc.spec.auth =

@@ -11,6 +11,10 @@
 //!
 //! A forwarded request is never forwarded again (the two members may
 //! briefly disagree about responsibility while a member changes state).
+//! "Forwarded" is believed only when the request is signed with the cluster
+//! secret ([`crate::security`]); an unsigned or badly signed
+//! [`FORWARDED_BY`] header is logged, counted and ignored, so the request
+//! is handled as a plain client request.
 //! When the responsible member cannot be reached, the write is applied
 //! here instead: Distro is AP, and the copy reaches the others by sync,
 //! where the higher revision wins.
@@ -18,6 +22,7 @@
 //! [`Responsibility`]: crate::cluster::Responsibility
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -26,6 +31,7 @@ use axum::http::{header, Method, Response, StatusCode};
 use tracing::{debug, warn};
 
 use super::params::Params;
+use crate::security::AuthFailure;
 use crate::state::NodeState;
 
 /// Header naming the member that forwarded a request.
@@ -44,14 +50,37 @@ pub struct Inbound {
     authorization: Option<header::HeaderValue>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Inbound {
+impl FromRequestParts<Arc<NodeState>> for Inbound {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<NodeState>) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path().to_owned();
+        let forwarded = parts.headers.get(FORWARDED_BY).is_some_and(|by| {
+            let verdict = match state.security.auth() {
+                None => Err(AuthFailure::NoSecret),
+                Some(auth) => auth.verify(&parts.headers, parts.method.as_str(), &path).and_then(|signer| {
+                    if by.as_bytes() == signer.as_bytes() {
+                        Ok(())
+                    } else {
+                        Err(AuthFailure::WrongSender)
+                    }
+                }),
+            };
+            if let Err(failure) = verdict {
+                warn!(
+                    forwarded_by = ?by,
+                    path,
+                    reason = failure.label(),
+                    "forwarded-by header without a valid member signature; handled as a client request"
+                );
+                state.metrics.cluster.peer_auth_failure(failure.label());
+            }
+            verdict.is_ok()
+        });
         Ok(Inbound {
             method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            forwarded: parts.headers.contains_key(FORWARDED_BY),
+            path,
+            forwarded,
             authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
         })
     }
@@ -81,12 +110,22 @@ pub async fn to_responsible(
         state.metrics.distro_event("http_forward_failed", 1);
         return None;
     }
-    let url = format!("http://{target}{}", inbound.path);
-    let mut request = state.http_client.request(inbound.method.clone(), &url).header(FORWARDED_BY, &state.member);
-    if let Some(authorization) = &inbound.authorization {
-        request = request.header(header::AUTHORIZATION, authorization.clone());
+    let url = format!("{}://{target}{}", state.security.http_scheme(), inbound.path);
+    let mut headers = http::HeaderMap::new();
+    if let Some(auth) = state.security.auth() {
+        auth.sign(&mut headers, inbound.method.as_str(), &inbound.path);
     }
-    let sent = request.form(params.pairs()).send().await;
+    if let Some(authorization) = &inbound.authorization {
+        headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
+    let sent = state
+        .http_client
+        .request(inbound.method.clone(), &url)
+        .header(FORWARDED_BY, &state.member)
+        .headers(headers)
+        .form(params.pairs())
+        .send()
+        .await;
     let answer = match sent {
         Ok(answer) => answer,
         Err(e) => {
