@@ -259,8 +259,7 @@ fn a_cluster_without_a_secret_does_not_start() {
 
 /// Two loopback addresses for this process, away from other tests' ranges.
 fn ips() -> Vec<String> {
-    let pid = std::process::id();
-    (1..=2).map(|i| format!("127.{}.{}.{i}", 200 + pid % 20, (pid / 20) % 250)).collect()
+    common::loopback_ips(200, 2)
 }
 
 /// A forwarded-by header without a valid signature is ignored: the write is
@@ -269,20 +268,11 @@ fn ips() -> Vec<String> {
 #[tokio::test]
 async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
     let ips = ips();
-    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
-    std::fs::write(&conf, members.join("\n")).expect("conf");
+    let (conf, members) = common::member_file(dir.path(), &ips);
     let mut nodes = Vec::new();
-    for (ip, member) in ips.iter().zip(&members) {
-        let mut config = test_config();
-        config.bind = ip.parse().expect("ip");
-        config.port = 8848;
-        config.advertise = Some(member.clone());
-        config.lookup = LookupMode::File;
-        config.cluster_conf = conf.clone();
-        config.member_report_interval = Duration::from_millis(100);
-        nodes.push(start(config).await);
+    for ip in &ips {
+        nodes.push(start(common::member_config(ip, &conf)).await);
     }
     let a = &nodes[0];
     // Wait until both see each other UP and loaded, so responsibility is split.

@@ -9,36 +9,26 @@ mod common;
 use std::time::Duration;
 
 use reqwest::Method;
-use roster_node::config::LookupMode;
 use roster_node::RunningNode;
 use serde_json::Value;
 
-use common::{eventually, http_form, http_json, http_query, start, test_config};
+use common::{eventually, http_form, http_json, http_query, start};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Three loopback addresses for this process, away from the e2e harness's range.
 fn ips() -> Vec<String> {
-    let pid = std::process::id();
-    (1..=3).map(|i| format!("127.{}.{}.{i}", 230 + pid % 20, (pid / 20) % 250)).collect()
+    common::loopback_ips(230, 3)
 }
 
 async fn start_cluster() -> (tempfile::TempDir, Vec<RunningNode>, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("cluster.conf");
     let ips = ips();
-    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
-    std::fs::write(&conf, members.join("\n")).expect("conf");
+    let (conf, members) = common::member_file(dir.path(), &ips);
     let mut nodes = Vec::new();
-    for (ip, member) in ips.iter().zip(&members) {
-        let mut config = test_config();
-        config.bind = ip.parse().expect("ip");
-        config.port = 8848;
-        config.advertise = Some(member.clone());
-        config.lookup = LookupMode::File;
-        config.cluster_conf = conf.clone();
+    for ip in &ips {
+        let mut config = common::member_config(ip, &conf);
         config.cluster_conf_poll_interval = Duration::from_millis(100);
-        config.member_report_interval = Duration::from_millis(100);
         config.member_report_timeout = Duration::from_millis(300);
         nodes.push(start(config).await);
     }

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-use roster_node::config::LookupMode;
 use roster_node::RunningNode;
 use roster_proto::nacos::request_client::RequestClient;
 use roster_proto::nacos::{Metadata, Payload};
@@ -20,14 +19,13 @@ use roster_proto::peer::MemberReport;
 use serde_json::Value;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-use common::{eventually, start, test_config};
+use common::{eventually, start};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Two loopback addresses for this process, away from other tests' ranges.
 fn ips() -> Vec<String> {
-    let pid = std::process::id();
-    (1..=2).map(|i| format!("127.{}.{}.{i}", 180 + pid % 20, (pid / 20) % 250)).collect()
+    common::loopback_ips(180, 2)
 }
 
 struct Pki {
@@ -94,18 +92,10 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
     let ca = write(dir.path(), "ca.crt", &pki.ca);
     let cert = write(dir.path(), "tls.crt", &pki.cert);
     let key = write(dir.path(), "tls.key", &pki.key);
-    let conf = dir.path().join("cluster.conf");
-    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
-    std::fs::write(&conf, members.join("\n")).expect("conf");
+    let (conf, _members) = common::member_file(dir.path(), &ips);
     let mut nodes = Vec::new();
-    for (ip, member) in ips.iter().zip(&members) {
-        let mut config = test_config();
-        config.bind = ip.parse().expect("ip");
-        config.port = 8848;
-        config.advertise = Some(member.clone());
-        config.lookup = LookupMode::File;
-        config.cluster_conf = conf.clone();
-        config.member_report_interval = Duration::from_millis(100);
+    for ip in &ips {
+        let mut config = common::member_config(ip, &conf);
         config.member_report_timeout = Duration::from_millis(500);
         config.security.tls_cert_file = Some(cert.clone());
         config.security.tls_key_file = Some(key.clone());

@@ -104,3 +104,33 @@ pub fn write_conf(path: &std::path::Path, text: &str) {
     std::fs::write(&tmp, text).expect("write cluster.conf");
     std::fs::rename(&tmp, path).expect("rename cluster.conf");
 }
+
+/// `n` loopback addresses for this test process, in a range of their own:
+/// `base` (180, 200, 230, ...) keeps the test binaries that run at the same
+/// time apart, the process id keeps concurrent runs apart.
+pub fn loopback_ips(base: u32, n: u32) -> Vec<String> {
+    let pid = std::process::id();
+    (1..=n).map(|i| format!("127.{}.{}.{i}", base + pid % 20, (pid / 20) % 250)).collect()
+}
+
+/// Writes a `cluster.conf` naming a member on port 8848 of each of `ips`
+/// into `dir`; returns its path and the member names.
+pub fn member_file(dir: &std::path::Path, ips: &[String]) -> (PathBuf, Vec<String>) {
+    let conf = dir.join("cluster.conf");
+    let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
+    std::fs::write(&conf, members.join("\n")).expect("conf");
+    (conf, members)
+}
+
+/// [`test_config`] for the member on `ip`:8848 that reads its members from
+/// `conf`, with member reports every 100 ms.
+pub fn member_config(ip: &str, conf: &std::path::Path) -> Config {
+    let mut config = test_config();
+    config.bind = ip.parse().expect("ip");
+    config.port = 8848;
+    config.advertise = Some(format!("{ip}:8848"));
+    config.lookup = roster_node::config::LookupMode::File;
+    config.cluster_conf = conf.to_path_buf();
+    config.member_report_interval = Duration::from_millis(100);
+    config
+}

@@ -35,6 +35,20 @@ fn member_doc(i: i32, voters: &[i32], listed: i32) -> Value {
     })
 }
 
+/// Members `0..n`, each serving [`member_doc`] with `voters` and 3 listed.
+async fn fake_members(n: i32, voters: &[i32]) -> Vec<FakeMember> {
+    let mut fakes = Vec::new();
+    for i in 0..n {
+        fakes.push(FakeMember::start(member_doc(i, voters, 3)).await);
+    }
+    fakes
+}
+
+/// Each fake under its member address.
+fn pairs(fakes: &[FakeMember]) -> Vec<(String, &FakeMember)> {
+    fakes.iter().enumerate().map(|(i, f)| (addr(i as i32), f)).collect()
+}
+
 /// The StatefulSet as the API server would return it, with `replicas` pods all ready.
 fn existing_statefulset(rc: &RegistryCluster, ctx: &Context, replicas: i32) -> Value {
     let t = Target::new(rc).expect("target");
@@ -137,12 +151,8 @@ async fn a_new_cluster_gets_owned_objects_a_status_and_an_event() {
 #[tokio::test]
 async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_let_go() {
     let all = [0, 1, 2, 3, 4];
-    let mut fakes = Vec::new();
-    for i in 0..5 {
-        fakes.push(FakeMember::start(member_doc(i, &all, 3)).await);
-    }
-    let pairs: Vec<(String, &FakeMember)> = (0..5).map(|i| (addr(i), &fakes[i as usize])).collect();
-    let (ctx, mut api, lists) = test_context(endpoints_for(&pairs));
+    let fakes = fake_members(5, &all).await;
+    let (ctx, mut api, lists) = test_context(endpoints_for(&pairs(&fakes)));
     // The user scaled 5 -> 3; the StatefulSet still runs 5.
     let rc = cluster(3);
 
@@ -211,12 +221,8 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
 #[tokio::test]
 async fn a_stable_cluster_reports_available_and_requeues_slowly() {
     let voters = [0, 1, 2];
-    let mut fakes = Vec::new();
-    for i in 0..3 {
-        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
-    }
-    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
-    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let fakes = fake_members(3, &voters).await;
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs(&fakes)));
     let rc = cluster(3);
     let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
     expect_fixed_objects(&mut api).await;
@@ -383,12 +389,8 @@ async fn expect_eviction(api: &mut ApiServerVerifier, pod: &str) {
 #[tokio::test]
 async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
     let voters = [0, 1, 2];
-    let mut fakes = Vec::new();
-    for i in 0..3 {
-        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
-    }
-    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
-    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let fakes = fake_members(3, &voters).await;
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs(&fakes)));
     let mut rc = cluster(3);
 
     // Reconcile 1: demo-2 already runs r2; demo-0 leads Raft, so demo-1 goes next.
@@ -439,12 +441,8 @@ async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
 #[tokio::test]
 async fn an_eviction_the_disruption_budget_refuses_is_a_wait() {
     let voters = [0, 1, 2];
-    let mut fakes = Vec::new();
-    for i in 0..3 {
-        fakes.push(FakeMember::start(member_doc(i, &voters, 3)).await);
-    }
-    let pairs: Vec<(String, &FakeMember)> = (0..3).map(|i| (addr(i), &fakes[i as usize])).collect();
-    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs));
+    let fakes = fake_members(3, &voters).await;
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs(&fakes)));
     let rc = cluster(3);
     let reconciler = reconcile_rolling(&mut api, &rc, &ctx, 0, &[("r1", true), ("r1", true), ("r1", true)]).await;
     let call = api.next().await;
