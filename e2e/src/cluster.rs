@@ -109,12 +109,19 @@ pub async fn wait_member_states(http: SocketAddr, expected: &[(String, &str)], w
     }
 }
 
+/// `GET /nacos/v1/ns/instance/list` of `service` (default namespace and
+/// group) from the node at `base` (`http://host:port`), as JSON; `None`
+/// when it does not answer with JSON within 10 s.
+pub async fn instance_list(base: &str, service: &str) -> Option<Value> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok()?;
+    let url = format!("{base}/nacos/v1/ns/instance/list");
+    client.get(url).query(&[("serviceName", service)]).send().await.ok()?.json().await.ok()
+}
+
 /// The instances of `service` (default namespace and group) as the node
 /// answers `GET /nacos/v1/ns/instance/list`: sorted `ip:port:healthy`.
 pub async fn instances(http: SocketAddr, service: &str) -> Option<Vec<String>> {
-    let url = format!("http://{http}/nacos/v1/ns/instance/list");
-    let list: Value =
-        reqwest::Client::new().get(url).query(&[("serviceName", service)]).send().await.ok()?.json().await.ok()?;
+    let list = instance_list(&format!("http://{http}"), service).await?;
     let mut out: Vec<String> = list["hosts"]
         .as_array()?
         .iter()

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use roster_e2e::cluster::{node_args, write_member_file, Lookup};
+use roster_e2e::cluster::{instance_list, node_args, write_member_file, Lookup};
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
 use serde_json::Value;
 
@@ -134,15 +134,7 @@ async fn write(base: &str, port: u16, value: &str) -> bool {
 
 /// The writes a node holds: port → value.
 async fn holdings(base: &str) -> Option<BTreeMap<u16, String>> {
-    let list: Value = http()
-        .get(format!("{base}/nacos/v1/ns/instance/list"))
-        .query(&[("serviceName", SERVICE)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let list = instance_list(base, SERVICE).await?;
     list["hosts"]
         .as_array()?
         .iter()
@@ -441,15 +433,7 @@ async fn the_leader_health_checks_and_every_member_sees_the_verdict() {
     assert_eq!(r.expect("register").status(), 200);
     for i in 0..3 {
         eventually(&format!("node {i} sees the instance unhealthy"), WAIT, || async {
-            let list: Value = http()
-                .get(format!("{}/nacos/v1/ns/instance/list", c.base(i)))
-                .query(&[("serviceName", "checked")])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let list = instance_list(&c.base(i), "checked").await?;
             (list["hosts"][0]["healthy"] == false).then_some(())
         })
         .await;

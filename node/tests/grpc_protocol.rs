@@ -18,28 +18,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+use common::grpc::{body, hosts, payload, register};
 use common::{eventually, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn payload(type_name: &str, body: &Value) -> Payload {
-    Payload {
-        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
-        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).expect("json") }),
-    }
-}
 
 fn raw_payload(type_name: &str, body: &[u8]) -> Payload {
     Payload {
         metadata: Some(Metadata { r#type: type_name.into(), client_ip: String::new(), headers: HashMap::new() }),
         body: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }),
     }
-}
-
-fn body(p: &Payload) -> (String, Value) {
-    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-    let v = serde_json::from_slice(&p.body.as_ref().expect("body").value).expect("json body");
-    (t, v)
 }
 
 /// A hand-made client: a channel, its connection id and its stream.
@@ -111,18 +99,6 @@ impl RawClient {
         let answer = self.unary.request(p).await.expect("unary call");
         body(answer.get_ref())
     }
-}
-
-fn register(service: &str, ip: &str, port: i64) -> Value {
-    json!({
-        "headers": {}, "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
-        "type": "registerInstance", "module": "naming",
-        "instance": {"ip": ip, "port": port, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {}}
-    })
-}
-
-fn hosts(node: &RunningNode, service: &str) -> usize {
-    node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
 }
 
 #[tokio::test]

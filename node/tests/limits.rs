@@ -7,18 +7,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use roster_node::limits::Limit;
 use roster_node::metrics::LimitLabels;
-use roster_node::naming::{Selection, ServiceKey};
 use roster_node::security::{ClusterSecret, PeerAuth};
 use roster_node::{Config, RunningNode};
 use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
 use roster_proto::nacos::request_client::RequestClient;
-use roster_proto::nacos::{Metadata, Payload};
+use roster_proto::nacos::Payload;
 use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::{ClientData, DistroSyncRequest, PublishedInstance};
 use serde_json::{json, Value};
@@ -27,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+use common::grpc::{body, hosts, payload, register};
 use common::{eventually, http_base, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -35,31 +34,6 @@ const SLOW_RATE: f64 = 0.001;
 
 fn rejections(node: &RunningNode, limit: Limit) -> u64 {
     node.state.metrics.limit_rejections.get_or_create(&LimitLabels { limit: limit.label().to_owned() }).get()
-}
-
-fn payload(type_name: &str, body: &Value) -> Payload {
-    Payload {
-        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
-        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).expect("json") }),
-    }
-}
-
-fn body(p: &Payload) -> (String, Value) {
-    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-    let v = serde_json::from_slice(&p.body.as_ref().expect("body").value).expect("json body");
-    (t, v)
-}
-
-fn register(service: &str, ip: &str, port: i64) -> Value {
-    json!({
-        "headers": {}, "namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
-        "type": "registerInstance", "module": "naming",
-        "instance": {"ip": ip, "port": port, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true, "clusterName": "DEFAULT", "metadata": {}}
-    })
-}
-
-fn hosts(node: &RunningNode, service: &str) -> usize {
-    node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
 }
 
 /// A hand-made gRPC client: its own TCP connection, checked and set up.

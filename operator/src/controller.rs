@@ -79,6 +79,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per `namespace/name`, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// HTTPS status clients per `namespace/name` of clusters with
+    /// `spec.tls`, with the CA they trust: rebuilt only when the CA changes,
+    /// so connections to the members are reused between reconciles.
+    tls_clients: Mutex<HashMap<String, (Vec<u8>, StatusClient)>>,
 }
 
 impl Context {
@@ -92,7 +96,16 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Context {
         let recorder = Recorder::new(client.clone(), "roster-operator".into());
-        Context { client, recorder, settings, server_lists, status_client, metrics, failures: Mutex::default() }
+        Context {
+            client,
+            recorder,
+            settings,
+            server_lists,
+            status_client,
+            metrics,
+            failures: Mutex::default(),
+            tls_clients: Mutex::default(),
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -242,7 +255,15 @@ async fn status_client(ctx: &Context, rc: &RegistryCluster, ns: &str) -> Result<
     let ca = secret.data.as_ref().and_then(|d| d.get("ca.crt")).ok_or_else(|| {
         Error::InvalidResource(format!("the TLS Secret {} has no ca.crt to verify the members with", tls.secret_name))
     })?;
-    ctx.status_client.with_ca(&ca.0)
+    let mut cached = ctx.tls_clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match cached.get(&key(rc)) {
+        Some((trusted, client)) if *trusted == ca.0 => Ok(client.clone()),
+        _ => {
+            let client = ctx.status_client.with_ca(&ca.0)?;
+            cached.insert(key(rc), (ca.0.clone(), client.clone()));
+            Ok(client)
+        }
+    }
 }
 
 /// Creates the cluster Secret when it does not exist; an existing one is

@@ -146,6 +146,12 @@ impl Tally {
         }
     }
 
+    /// One call that began at `began` succeeded and accounted for `count`.
+    fn succeed(&mut self, began: Instant, count: u64) {
+        self.latency.record(began.elapsed());
+        self.ok += count;
+    }
+
     fn add(&mut self, other: Tally) {
         self.latency.merge(&other.latency);
         self.ok += other.ok;
@@ -180,10 +186,7 @@ pub async fn register(cluster: &BenchCluster, s: &Settings) -> Result<Value> {
             for k in 0..count {
                 let began = Instant::now();
                 match c.call("InstanceRequest", client::register(&format!("bench-reg-{k}"), &ip, port)).await {
-                    Ok(_) => {
-                        t.latency.record(began.elapsed());
-                        t.ok += 1;
-                    }
+                    Ok(_) => t.succeed(began, 1),
                     Err(e) => t.fail(format!("{e:#}")),
                 }
             }
@@ -236,10 +239,7 @@ pub async fn query(cluster: &BenchCluster, s: &Settings) -> Result<Value> {
                 let svc = fastrand::usize(..services);
                 let began = Instant::now();
                 match c.call("ServiceQueryRequest", client::query(&format!("bench-query-{svc}"))).await {
-                    Ok(answer) if host_count(&answer) == hosts => {
-                        t.latency.record(began.elapsed());
-                        t.ok += 1;
-                    }
+                    Ok(answer) if host_count(&answer) == hosts => t.succeed(began, 1),
                     Ok(answer) => t.fail(format!("{} hosts instead of {hosts}", host_count(&answer))),
                     Err(e) => t.fail(format!("{e:#}")),
                 }
@@ -277,8 +277,7 @@ pub async fn query(cluster: &BenchCluster, s: &Settings) -> Result<Value> {
                 .await;
                 match answer {
                     Ok((status, v)) if status.is_success() && v["hosts"].as_array().map_or(0, Vec::len) == hosts => {
-                        t.latency.record(began.elapsed());
-                        t.ok += 1;
+                        t.succeed(began, 1)
                     }
                     Ok((status, v)) => t.fail(format!("HTTP {status}, {} hosts instead of {hosts}", v["hosts"])),
                     Err(e) => t.fail(format!("{e:#}")),
@@ -507,10 +506,7 @@ pub async fn raft(cluster: &BenchCluster, s: &Settings) -> Result<Value> {
                 let began = Instant::now();
                 let body = client::register_persistent(&format!("bench-raft-{}", w % 8), &ip, port);
                 match c.call("PersistentInstanceRequest", body).await {
-                    Ok(_) => {
-                        t.latency.record(began.elapsed());
-                        t.ok += 1;
-                    }
+                    Ok(_) => t.succeed(began, 1),
                     Err(e) => t.fail(format!("{e:#}")),
                 }
             }
@@ -587,10 +583,7 @@ pub async fn load(cluster: &BenchCluster, s: &Settings) -> Result<Loaded> {
                 let Ok(_permit) = gate.acquire().await else { break };
                 let began = Instant::now();
                 match client.call("BatchInstanceRequest", client::batch_register(&service, instances)).await {
-                    Ok(_) => {
-                        t.latency.record(began.elapsed());
-                        t.ok += sent;
-                    }
+                    Ok(_) => t.succeed(began, sent),
                     Err(e) => t.fail(format!("{e:#}")),
                 }
             }

@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Limit;
-use crate::api::http::forward::FORWARDED_BY;
+use crate::api::http::forward::signed_forwarder;
 use crate::error::Error;
 use crate::state::NodeState;
 
@@ -56,14 +56,8 @@ pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
 /// the module docs). An unsigned header is counted like any client request;
 /// the forwarding extractor logs and counts the forgery.
 fn forwarded_by_member(state: &NodeState, request: &Request) -> bool {
-    let Some(from) = request.headers().get(FORWARDED_BY).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let signed = state.security.auth().is_some_and(|auth| {
-        auth.verify(request.headers(), request.method().as_str(), request.uri().path())
-            .is_ok_and(|signer| signer == from)
-    });
-    signed && from != state.member && state.membership.member(from).is_some()
+    let signed = signed_forwarder(state, request.method().as_str(), request.uri().path(), request.headers());
+    signed.ok().flatten().is_some_and(|from| from != state.member && state.membership.member(&from).is_some())
 }
 
 /// HTTP middleware on the main port: the per-IP rate limit, and the count of

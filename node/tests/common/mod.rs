@@ -2,6 +2,8 @@
 //! ephemeral loopback ports and bounded polling.
 #![allow(dead_code)]
 
+pub mod grpc;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -275,6 +275,16 @@ mod tests {
     use super::*;
     use crate::desired::test_support::cluster;
 
+    /// The configuration hash on the pod template.
+    fn config_hash(s: &StatefulSet) -> Option<String> {
+        s.spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+    }
+
     fn settings() -> OperatorSettings {
         OperatorSettings { address_server_base_url: "http://roster-operator.roster-system.svc:8080".into() }
     }
@@ -357,19 +367,11 @@ mod tests {
     fn settings_changes_roll_the_pods() {
         let rc = cluster(3);
         let t = Target::new(&rc).expect("target");
-        let hash = |s: &StatefulSet| {
-            s.spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
-        };
-        let before = hash(&statefulset(&t, &settings(), 3));
+        let before = config_hash(&statefulset(&t, &settings(), 3));
         let mut changed = cluster(3);
         changed.spec.distro = Some(serde_json::from_value(serde_json::json!({"syncDelayMs": 0})).expect("distro"));
         let t2 = Target::new(&changed).expect("target");
-        let after = hash(&statefulset(&t2, &settings(), 3));
+        let after = config_hash(&statefulset(&t2, &settings(), 3));
         assert!(before.is_some());
         assert_ne!(before, after);
     }
@@ -451,14 +453,6 @@ mod tests {
         assert_eq!(secret.secret_name.as_deref(), Some("creds"));
         assert!(secret.items.is_none(), "every key of the Secret ({AUTH_TOKEN_KEY}, {AUTH_USERS}) becomes a file");
         // Turning auth on changes the pods' configuration hash: they roll.
-        let hash = |s: &StatefulSet| {
-            s.spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.annotations.as_ref())
-                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
-        };
-        assert_ne!(hash(&plain_set), hash(&set));
+        assert_ne!(config_hash(&plain_set), config_hash(&set));
     }
 }

@@ -50,33 +50,44 @@ pub struct Inbound {
     authorization: Option<header::HeaderValue>,
 }
 
+/// The member that forwarded this request: `Ok(None)` without a
+/// [`FORWARDED_BY`] header, `Ok(Some(member))` when that member signed the
+/// request with the cluster secret, and why not otherwise.
+pub fn signed_forwarder(
+    state: &NodeState,
+    method: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<String>, AuthFailure> {
+    let Some(by) = headers.get(FORWARDED_BY) else {
+        return Ok(None);
+    };
+    let auth = state.security.auth().ok_or(AuthFailure::NoSecret)?;
+    let signer = auth.verify(headers, method, path)?;
+    if by.as_bytes() != signer.as_bytes() {
+        return Err(AuthFailure::WrongSender);
+    }
+    Ok(Some(signer))
+}
+
 impl FromRequestParts<Arc<NodeState>> for Inbound {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<NodeState>) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_owned();
-        let forwarded = parts.headers.get(FORWARDED_BY).is_some_and(|by| {
-            let verdict = match state.security.auth() {
-                None => Err(AuthFailure::NoSecret),
-                Some(auth) => auth.verify(&parts.headers, parts.method.as_str(), &path).and_then(|signer| {
-                    if by.as_bytes() == signer.as_bytes() {
-                        Ok(())
-                    } else {
-                        Err(AuthFailure::WrongSender)
-                    }
-                }),
-            };
-            if let Err(failure) = verdict {
+        let forwarded = match signed_forwarder(state, parts.method.as_str(), &path, &parts.headers) {
+            Ok(by) => by.is_some(),
+            Err(failure) => {
                 warn!(
-                    forwarded_by = ?by,
+                    forwarded_by = ?parts.headers.get(FORWARDED_BY),
                     path,
                     reason = failure.label(),
                     "forwarded-by header without a valid member signature; handled as a client request"
                 );
                 state.metrics.cluster.peer_auth_failure(failure.label());
+                false
             }
-            verdict.is_ok()
-        });
+        };
         Ok(Inbound {
             method: parts.method.clone(),
             path,
