@@ -123,7 +123,20 @@ impl Inner {
             .chain(entry.persistent.values())
             .collect();
         out.sort_by(|a, b| (&a.cluster, &a.ip, a.port).cmp(&(&b.cluster, &b.ip, b.port)));
-        out
+        // Two clients can publish the very same instance for a while: an SDK
+        // that reconnected to another member registers again under its new
+        // connection before the old connection's copy is gone. A view shows
+        // such an instance once, as Nacos does (its views are sets of
+        // instances); instances that differ in anything stay apart.
+        let mut unique: Vec<&Instance> = Vec::with_capacity(out.len());
+        for instance in out {
+            let same_address =
+                |u: &&&Instance| (&u.cluster, &u.ip, u.port) == (&instance.cluster, &instance.ip, instance.port);
+            if !unique.iter().rev().take_while(same_address).any(|u| *u == instance) {
+                unique.push(instance);
+            }
+        }
+        unique
     }
 }
 
@@ -756,6 +769,25 @@ mod tests {
         store.register_ephemeral("c1", ClientKind::Connection, &svc("a"), inst("10.0.0.3", 80));
         let second = store.client("c1").map(|c| c.revision).expect("client");
         assert!(second > first, "every change raises the revision ({first} → {second})");
+    }
+
+    #[test]
+    fn an_instance_two_clients_publish_is_shown_once() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        store.register_ephemeral("old-connection", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        store.register_ephemeral("new-connection", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        let info = store.query(&svc("a"), &Selection::default());
+        assert_eq!(info.hosts.len(), 1, "the same instance from two clients is one host");
+
+        let mut tagged = inst("10.0.0.1", 80);
+        tagged.metadata.insert("version".into(), "2".into());
+        store.register_ephemeral("third-connection", ClientKind::Connection, &svc("a"), tagged);
+        let info = store.query(&svc("a"), &Selection::default());
+        assert_eq!(info.hosts.len(), 2, "an instance that differs in its metadata stays apart");
+
+        store.remove_client("old-connection");
+        store.remove_client("third-connection");
+        assert_eq!(store.query(&svc("a"), &Selection::default()).hosts.len(), 1);
     }
 
     #[test]
