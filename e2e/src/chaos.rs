@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-use crate::cluster::{node_args, set_faults, write_member_file, Lookup};
+use crate::cluster::{node_args, set_faults, write_member_file, Drops, Lookup};
 use crate::{binary, loopback_ips, NodeProcess};
 
 /// Nodes in a chaos cluster: one may be down or cut off at a time.
@@ -83,6 +83,10 @@ pub enum ArmedFault {
     /// whole run. With verify effectively off (a long
     /// `--distro-verify-interval`) nothing repairs them.
     DropEverySyncFrom(usize),
+    /// The node at this index skips every Raft write its state machine
+    /// applies, for the whole run: the log advances, its data does not,
+    /// and writers are still told they succeeded.
+    DropEveryApplyOn(usize),
 }
 
 /// One chaos run.
@@ -539,6 +543,7 @@ async fn fault_schedule(
             _ => {
                 let drops = rng.u64(1..5);
                 world.log(format!("node {victim} drops its next {drops} syncs"));
+                let drops = Drops { syncs: drops, ..world.baseline_drops(victim) };
                 set_faults(world.http(victim), &[], drops).await?;
                 continue;
             }
@@ -661,10 +666,13 @@ impl World {
         (!up.is_empty()).then(|| up[rng.usize(..up.len())])
     }
 
-    fn baseline_drops(&self, i: usize) -> u64 {
+    /// The drops armed on node `i` for the whole run.
+    fn baseline_drops(&self, i: usize) -> Drops {
+        const EVERY: u64 = 1_000_000_000;
         match self.armed {
-            Some(ArmedFault::DropEverySyncFrom(n)) if n == i => 1_000_000_000,
-            _ => 0,
+            Some(ArmedFault::DropEverySyncFrom(n)) if n == i => Drops { syncs: EVERY, ..Drops::default() },
+            Some(ArmedFault::DropEveryApplyOn(n)) if n == i => Drops { applies: EVERY, ..Drops::default() },
+            _ => Drops::default(),
         }
     }
 

@@ -183,11 +183,21 @@ pub async fn beat(http: SocketAddr, service: &str, ip: &str, port: u16) -> Resul
     v["code"].as_i64().ok_or_else(|| anyhow!("beat answer without code: {body}"))
 }
 
+/// What a node's fault switch drops besides cut members (see
+/// `roster_node::cluster::faults`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Distro sync messages to drop.
+    pub syncs: u64,
+    /// Raft writes the state machine skips.
+    pub applies: u64,
+}
+
 /// Sets a node's fault switch (the node runs with `--fault-injection`).
-pub async fn set_faults(http: SocketAddr, blocked: &[&str], drop_syncs: u64) -> Result<()> {
+pub async fn set_faults(http: SocketAddr, blocked: &[&str], drops: Drops) -> Result<()> {
     let resp = reqwest::Client::new()
         .put(format!("http://{http}/roster/v1/faults"))
-        .json(&json!({ "blockedMembers": blocked, "dropSyncs": drop_syncs }))
+        .json(&json!({ "blockedMembers": blocked, "dropSyncs": drops.syncs, "dropApplies": drops.applies }))
         .send()
         .await?;
     if !resp.status().is_success() {

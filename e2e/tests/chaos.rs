@@ -8,6 +8,9 @@
 //! - `an_armed_sync_fault_is_reported_with_the_seed_and_the_lost_instance`:
 //!   one node drops every Distro sync it sends while verify is effectively
 //!   off; the checker must fail and name the seed and what was lost.
+//! - `an_armed_raft_fault_is_reported_with_the_seed_and_the_lost_writes`:
+//!   one node's Raft state machine skips every write it applies; the checker
+//!   must fail and name the seed and the acknowledged writes that node lost.
 
 use std::time::Duration;
 
@@ -60,4 +63,37 @@ async fn an_armed_sync_fault_is_reported_with_the_seed_and_the_lost_instance() {
         !report.discrepancies.iter().any(|d| matches!(d, Discrepancy::Missing { node: 0, .. })),
         "node 0 lost nothing: {text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_armed_raft_fault_is_reported_with_the_seed_and_the_lost_writes() {
+    let seed = seed_from_env();
+    let config = ChaosConfig {
+        seed,
+        chaos_for: Duration::from_secs(6),
+        sdk_clients: 1,
+        http_instances: 2,
+        // Only the armed fault: whatever is lost, it lost.
+        inject_faults: false,
+        armed: Some(ArmedFault::DropEveryApplyOn(1)),
+        bound: Duration::from_secs(8),
+        node_args: Vec::new(),
+    };
+    let report = run(config).await.expect_err("the checker must catch writes a member never applied");
+    let text = report.to_string();
+    eprintln!("{text}");
+    assert!(text.contains(&format!("seed {seed}")), "the report names the seed: {text}");
+    assert!(text.contains(&format!("ROSTER_CHAOS_SEED={seed}")), "the report says how to replay: {text}");
+    let lost_on = |node: usize| {
+        report
+            .discrepancies
+            .iter()
+            .filter(|d| matches!(d, Discrepancy::LostWrite { node: n, found: None, .. } if *n == node))
+            .count()
+    };
+    // Node 1 applied none of them; each acknowledged write still standing is
+    // reported lost there, by name, and nowhere else.
+    assert!(lost_on(1) > 0, "node 1 is reported to lack acknowledged writes: {text}");
+    assert!(text.contains("node 1: acknowledged persistent write 10.30.0.1:"), "{text}");
+    assert_eq!(lost_on(0) + lost_on(2), 0, "nodes 0 and 2 applied every write: {text}");
 }

@@ -16,7 +16,7 @@ use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, NamingServi
 use nacos_sdk::api::props::ClientProps;
 use roster_e2e::cluster::{
     beat, deregister_http, instances, is_ready, node_args, register_http, set_faults, status, wait_member_states,
-    write_member_file, Lookup, SdkClient,
+    write_member_file, Drops, Lookup, SdkClient,
 };
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
 use roster_node::cluster::responsible_member;
@@ -365,9 +365,9 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
     wait_instances(&all, "svc-part", &[up("10.4.0.1", owned), up("10.4.0.2", 7201)]).await;
 
     // Cut A from B and C, both ways, and wait until each side sees it.
-    set_faults(a.http, &[&members[1], &members[2]], 0).await.expect("faults");
-    set_faults(b.http, &[&members[0]], 0).await.expect("faults");
-    set_faults(c.http, &[&members[0]], 0).await.expect("faults");
+    set_faults(a.http, &[&members[1], &members[2]], Drops::default()).await.expect("faults");
+    set_faults(b.http, &[&members[0]], Drops::default()).await.expect("faults");
+    set_faults(c.http, &[&members[0]], Drops::default()).await.expect("faults");
     let a_view = [(members[0].clone(), "UP"), (members[1].clone(), "DOWN"), (members[2].clone(), "DOWN")];
     wait_member_states(a.http, &a_view, "A to see B and C DOWN", WAIT).await;
     let other_view = [(members[0].clone(), "DOWN"), (members[1].clone(), "UP"), (members[2].clone(), "UP")];

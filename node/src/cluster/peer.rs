@@ -202,7 +202,10 @@ mod tests {
 
         // A blocked member is refused, as a cut network would.
         let faults = Arc::new(Faults::new(true));
-        faults.set(crate::cluster::FaultSettings { blocked_members: ["b:8848".to_string()].into(), drop_syncs: 0 });
+        faults.set(crate::cluster::FaultSettings {
+            blocked_members: ["b:8848".to_string()].into(),
+            ..Default::default()
+        });
         let cut = PeerService::new(membership).with_faults(faults);
         let incoming =
             MemberReport { member: "b:8848".into(), version: "0.0.1".into(), distro_initialized: true, raft_id: 3 };

@@ -220,7 +220,8 @@ impl RaftNode {
         let id = node_id::load_or_create(&dir)?;
         let log = LogStore::open(&dir.join("log.redb"))
             .map_err(|e| Error::Config(format!("cannot open the Raft log in {}: {e}", dir.display())))?;
-        let sm = StateMachine::open(&dir.join("state.redb"), ctx.store.clone())?;
+        let sm =
+            StateMachine::open(&dir.join("state.redb"), ctx.store.clone())?.with_faults(ctx.channels.faults().clone());
         let state = sm.shared();
         let network = network::Network { id, channels: ctx.channels.clone() };
         let config = Arc::new(ctx.settings.openraft_config()?);

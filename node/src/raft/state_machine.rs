@@ -25,6 +25,7 @@ use tracing::info;
 
 use super::command::{ApplyResult, PersistentData, ServiceEntry};
 use super::types::{Entry, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::cluster::Faults;
 use crate::naming::{NamingStore, ServiceKey};
 
 /// Services by key (JSON of the key → JSON of [`ServiceEntry`]).
@@ -73,6 +74,8 @@ pub struct StateMachine {
     store: Arc<NamingStore>,
     /// Distinguishes snapshots built at the same log id.
     snapshot_seq: u64,
+    /// The fault switch (`drop_applies`); off unless tests turn it on.
+    faults: Arc<Faults>,
 }
 
 fn key_string(key: &ServiceKey) -> Result<String, serde_json::Error> {
@@ -119,7 +122,18 @@ impl StateMachine {
         .map_err(|e| fail(&e))?;
         store.replace_persistent(state.data.entries().into_iter().map(|e| (e.service, e.meta, e.instances)).collect());
         info!(services = state.data.len(), applied = ?state.applied, "raft state loaded");
-        Ok(StateMachine { db: Arc::new(db), state: Arc::new(RwLock::new(state)), store, snapshot_seq: 0 })
+        Ok(StateMachine {
+            db: Arc::new(db),
+            state: Arc::new(RwLock::new(state)),
+            store,
+            snapshot_seq: 0,
+            faults: Arc::new(Faults::default()),
+        })
+    }
+
+    /// Makes the state machine skip the writes `faults` asks it to drop.
+    pub fn with_faults(self, faults: Arc<Faults>) -> StateMachine {
+        StateMachine { faults, ..self }
     }
 
     /// The in-memory state, for readers outside Raft.
@@ -184,6 +198,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 s.applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => results.push(Ok(())),
+                    // An injected fault: the write is lost here, and the
+                    // writer is still told it succeeded.
+                    EntryPayload::Normal(_) if self.faults.drop_apply() => results.push(Ok(())),
                     EntryPayload::Normal(command) => {
                         let outcome = s.data.apply(&command);
                         if outcome.is_ok() && !changed.contains(command.service()) {
@@ -302,5 +319,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data.value().to_vec())) }))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::cluster::FaultSettings;
+    use crate::naming::model::{BeatTimeouts, Instance};
+    use crate::raft::command::Command;
+
+    fn register(index: u64, ip: &str) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::RegisterInstance {
+                service: ServiceKey::new("public", "DEFAULT_GROUP", "svc"),
+                instance: Instance::new(ip, 80),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_armed_apply_drop_loses_the_write_and_still_advances_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = Arc::new(Faults::new(true));
+        faults.set(FaultSettings { drop_applies: 1, ..FaultSettings::default() });
+        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
+        let mut sm =
+            StateMachine::open(&dir.path().join("state.redb"), store).expect("state").with_faults(faults.clone());
+
+        let results = sm.apply([register(1, "10.0.0.1"), register(2, "10.0.0.2")]).await.expect("apply");
+        assert!(results.iter().all(Result::is_ok), "the writer is told both succeeded: {results:?}");
+        let held: Vec<String> = sm.state.read().data.instances().into_iter().map(|(_, i)| i.ip).collect();
+        assert_eq!(held, ["10.0.0.2"], "the first write was dropped, the second applied");
+        assert_eq!(sm.state.read().applied.map(|l| l.index), Some(2), "the log advanced past the dropped write");
+        assert_eq!(faults.dropped_applies(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_fault_injection_every_write_is_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = Arc::new(Faults::new(false));
+        faults.set(FaultSettings { drop_applies: 5, ..FaultSettings::default() });
+        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
+        let mut sm = StateMachine::open(&dir.path().join("state.redb"), store).expect("state").with_faults(faults);
+        sm.apply([register(1, "10.0.0.1")]).await.expect("apply");
+        assert_eq!(sm.state.read().data.instances().len(), 1);
     }
 }
