@@ -386,7 +386,7 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
     // Heal. Every node converges on the same data: both sides' writes, the
     // gRPC client again on A, and the deletion made on B's side.
     for node in &all {
-        set_faults(node.http, &[], 0).await.expect("heal");
+        set_faults(node.http, &[], Drops::default()).await.expect("heal");
     }
     wait_formed(&all, &members).await;
     let agreed = wait_agreement(&all, "svc-part").await;
@@ -408,7 +408,7 @@ async fn a_dropped_sync_is_repaired_by_verify() {
     let a = &nodes[0];
 
     // A drops its next two syncs: the ones to B and C for this client.
-    set_faults(a.http, &[], 2).await.expect("faults");
+    set_faults(a.http, &[], Drops { syncs: 2, ..Drops::default() }).await.expect("faults");
     let _client = SdkClient::register(a.http, a.grpc.port(), "svc-drop", "10.5.0.1", 7400).expect("sdk client");
     wait_instances(&all, "svc-drop", &[up("10.5.0.1", 7400)]).await;
 
