@@ -274,6 +274,12 @@ pub struct ChaosReport {
     pub discrepancies: Vec<Discrepancy>,
     /// The faults injected, in order.
     pub fault_log: Vec<String>,
+    /// Which clients each node says publish the instances reported there
+    /// (asked through `/nacos/v2/ns/client/...` while the nodes still ran).
+    pub publishers: Vec<String>,
+    /// The command and SDK-event history of every gRPC client a
+    /// discrepancy names.
+    pub clients: Vec<(String, Vec<String>)>,
 }
 
 impl fmt::Display for ChaosReport {
@@ -291,9 +297,21 @@ impl fmt::Display for ChaosReport {
         for d in &self.discrepancies {
             writeln!(f, "  - {d}")?;
         }
+        if !self.publishers.is_empty() {
+            writeln!(f, "publishers of the instances reported:")?;
+            for line in &self.publishers {
+                writeln!(f, "  {line}")?;
+            }
+        }
         writeln!(f, "fault log:")?;
         for entry in &self.fault_log {
             writeln!(f, "  {entry}")?;
+        }
+        for (client, history) in &self.clients {
+            writeln!(f, "history of gRPC client {client}:")?;
+            for entry in history {
+                writeln!(f, "  {entry}")?;
+            }
         }
         Ok(())
     }
@@ -334,7 +352,29 @@ pub async fn run(config: ChaosConfig) -> Result<ChaosSummary, ChaosReport> {
             eprintln!("chaos: seed {} passed: {summary:?}", config.seed);
             Ok(summary)
         }
-        Err(discrepancies) => Err(ChaosReport { seed: config.seed, nodes: nodes.members(), discrepancies, fault_log }),
+        Err(Failure { discrepancies, publishers }) => {
+            let clients = world.histories_named_by(&discrepancies);
+            Err(ChaosReport {
+                seed: config.seed,
+                nodes: nodes.members(),
+                discrepancies,
+                fault_log,
+                publishers,
+                clients,
+            })
+        }
+    }
+}
+
+/// What [`run_on`] found wrong.
+struct Failure {
+    discrepancies: Vec<Discrepancy>,
+    publishers: Vec<String>,
+}
+
+impl From<Vec<Discrepancy>> for Failure {
+    fn from(discrepancies: Vec<Discrepancy>) -> Failure {
+        Failure { discrepancies, publishers: Vec::new() }
     }
 }
 
@@ -344,11 +384,13 @@ fn harness_report(config: &ChaosConfig, nodes: &[String], e: anyhow::Error) -> C
         nodes: nodes.to_vec(),
         discrepancies: vec![Discrepancy::Harness(format!("{e:#}"))],
         fault_log: Vec::new(),
+        publishers: Vec::new(),
+        clients: Vec::new(),
     }
 }
 
-async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> Result<ChaosSummary, Vec<Discrepancy>> {
-    let harness = |e: anyhow::Error| vec![Discrepancy::Harness(format!("{e:#}"))];
+async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> Result<ChaosSummary, Failure> {
+    let harness = |e: anyhow::Error| Failure::from(vec![Discrepancy::Harness(format!("{e:#}"))]);
     for i in 0..NODES {
         nodes.start(i).await.map_err(harness)?;
     }
@@ -394,7 +436,14 @@ async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> 
     }
     let checked = match fault_result {
         Ok(()) => match world.wait_formed().await {
-            Ok(()) => check(world, config.bound).await,
+            Ok(()) => match check(world, config.bound).await {
+                Ok(after) => Ok(after),
+                // Asked before the clients stop, so that "connected" still means something.
+                Err(discrepancies) => {
+                    let publishers = world.publishers_of(&discrepancies).await;
+                    Err(Failure { discrepancies, publishers })
+                }
+            },
             Err(e) => Err(harness(e)),
         },
         Err(e) => Err(harness(e)),
@@ -559,6 +608,21 @@ async fn fault_schedule(
 /// `ip:port:healthy` sorted.
 type Views = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 
+/// A gRPC client's commands and outcomes, and what its SDK did on its own
+/// (reconnects, redone registrations), each with the run time in seconds.
+type History = Arc<Mutex<Vec<String>>>;
+
+/// How many times a client's SDK resent its register of each service on
+/// its own (`event redo`), counted before any later line of the client is
+/// read.
+type Redone = Arc<Mutex<BTreeMap<String, u64>>>;
+
+fn note(history: &History, at: Duration, entry: String) {
+    if let Ok(mut h) = history.lock() {
+        h.push(format!("{:>7.1}s {entry}", at.as_secs_f64()));
+    }
+}
+
 /// The outcome of one write as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -573,6 +637,9 @@ enum Outcome {
 struct Held {
     required: Option<String>,
     allowed: BTreeSet<String>,
+    /// The SDK's own resends of this service's register
+    /// ([`Driven::redos`]) when the last register was acknowledged.
+    redos_at_register: u64,
 }
 
 /// One gRPC client process (one generation of a slot).
@@ -585,6 +652,7 @@ struct SdkModel {
     tried: BTreeMap<String, BTreeSet<String>>,
     subscriptions: Vec<String>,
     views: Views,
+    history: History,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -766,12 +834,14 @@ struct Driven {
     stdin: ChildStdin,
     done: tokio::sync::mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
     next: u64,
+    redone: Redone,
 }
 
 impl Driven {
     /// Starts a client of `servers` (member names) and waits for it to be
-    /// connected; pushed views land in `views`.
-    fn start(servers: &[String], views: Views) -> Result<Driven> {
+    /// connected; pushed views land in `views`, the SDK's own events in
+    /// `history` (times since `started`).
+    fn start(servers: &[String], views: Views, history: History, started: Instant) -> Result<Driven> {
         let bin = binary("roster-e2e", "sdk-client")?;
         let mut child = Command::new(bin)
             .args(["--server", &servers.join(","), "--grpc-port", "9848", "--commands"])
@@ -782,19 +852,27 @@ impl Driven {
             .context("spawning sdk-client")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
-        // The last line on stderr says why a client gave up.
+        // Why a client gave up: its `Error: ...` line (a backtrace may
+        // follow it), else its last line.
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let said = Arc::new(Mutex::new(String::new()));
-        let last = said.clone();
+        let why = said.clone();
         std::thread::spawn(move || {
+            let mut error_seen = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut last) = last.lock() {
-                    *last = line;
+                if error_seen {
+                    continue;
+                }
+                error_seen = line.starts_with("Error: ");
+                if let Ok(mut why) = why.lock() {
+                    *why = line;
                 }
             }
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
+        let redone: Redone = Arc::default();
+        let counts = redone.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -810,6 +888,12 @@ impl Driven {
                             views.insert(service.to_owned(), hosts);
                         }
                     }
+                    (Some("event"), Some(what), detail) => {
+                        if let (Ok(mut counts), ("redo", Some(service))) = (counts.lock(), (what, detail)) {
+                            *counts.entry(service.to_owned()).or_default() += 1;
+                        }
+                        note(&history, started.elapsed(), format!("sdk: {what} {}", detail.unwrap_or("")));
+                    }
                     (Some("done"), Some(id), Some(rest)) => {
                         let Ok(id) = id.parse() else { continue };
                         let result = if rest == "ok" { Ok(()) } else { Err(rest.to_owned()) };
@@ -819,7 +903,7 @@ impl Driven {
                 }
             }
         });
-        let mut driven = Driven { child, stdin, done, next: 0 };
+        let mut driven = Driven { child, stdin, done, next: 0, redone };
         if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
             driven.kill();
             let said = said.lock().map(|s| s.clone()).unwrap_or_default();
@@ -846,6 +930,12 @@ impl Driven {
                 Ok(None) | Err(_) => return Outcome::Unknown,
             }
         }
+    }
+
+    /// How many times the SDK has resent its register of `service` on its
+    /// own so far (every such event before the last answer is counted).
+    fn redos(&self, service: &str) -> u64 {
+        self.redone.lock().map(|c| c.get(service).copied().unwrap_or(0)).unwrap_or(0)
     }
 
     fn kill(&mut self) {
@@ -889,21 +979,26 @@ async fn sdk_slot(
                 model.crashed += 1;
             }
             world.log(format!("crash gRPC client {}", client_name(slot, generation - 1)));
+            world.note_sdk(index, world.started.elapsed(), "killed".to_owned());
             current = None;
             continue;
         }
         let service = CHURN_SERVICES[rng.usize(..CHURN_SERVICES.len())];
         if roll < 70 {
             let instance = format!("{ip}:{}", rng.u16(7000..8000));
+            let began = world.started.elapsed();
             let outcome = client.command(&format!("register {service} {}", instance.replace(':', " "))).await;
-            world.record_sdk(index, service, &instance, true, outcome);
+            let redos = client.redos(service);
+            world.record_sdk(index, SdkOp { service, instance: &instance, register: true, outcome, began, redos });
         } else {
             let held = world.model.lock().ok().and_then(|m| m.sdk[index].held.get(service).cloned());
             let Some(instance) = held.and_then(|h| h.required.or_else(|| h.allowed.iter().next().cloned())) else {
                 continue;
             };
+            let began = world.started.elapsed();
             let outcome = client.command(&format!("deregister {service} {}", instance.replace(':', " "))).await;
-            world.record_sdk(index, service, &instance, false, outcome);
+            let redos = client.redos(service);
+            world.record_sdk(index, SdkOp { service, instance: &instance, register: false, outcome, began, redos });
         }
     }
     current.map(|(_, client)| client)
@@ -937,10 +1032,12 @@ async fn start_client(
     rng.shuffle(&mut services);
     let subscriptions: Vec<String> = services[..2].iter().map(|s| s.to_string()).collect();
     let views = Arc::new(Mutex::new(BTreeMap::new()));
+    let history: History = Arc::new(Mutex::new(Vec::new()));
     let name = client_name(slot, generation);
+    note(&history, world.started.elapsed(), format!("start, servers {servers:?}"));
     let started = {
-        let (servers, views) = (servers.clone(), views.clone());
-        tokio::task::spawn_blocking(move || Driven::start(&servers, views)).await
+        let (servers, views, history, since) = (servers.clone(), views.clone(), history.clone(), world.started);
+        tokio::task::spawn_blocking(move || Driven::start(&servers, views, history, since)).await
     };
     let mut client = match started {
         Ok(Ok(client)) => client,
@@ -959,15 +1056,21 @@ async fn start_client(
             tried: BTreeMap::new(),
             subscriptions: Vec::new(),
             views,
+            history,
         });
         model.sdk.len() - 1
     };
     let pinned = format!("{}:{PINNED_PORT}", client_ip(slot, generation));
+    let began = world.started.elapsed();
     let outcome = client.command(&format!("register {PINNED_SERVICE} {}", pinned.replace(':', " "))).await;
-    world.record_sdk(index, PINNED_SERVICE, &pinned, true, outcome);
+    let redos = client.redos(PINNED_SERVICE);
+    let op = SdkOp { service: PINNED_SERVICE, instance: &pinned, register: true, outcome, began, redos };
+    world.record_sdk(index, op);
     for service in subscriptions {
         // An unknown subscription is redone by the SDK; it is checked either way.
-        let _ = client.command(&format!("subscribe {service}")).await;
+        let began = world.started.elapsed();
+        let outcome = client.command(&format!("subscribe {service}")).await;
+        world.note_sdk(index, began, format!("subscribe {service}: {outcome:?}"));
         if let Ok(mut model) = world.model.lock() {
             model.sdk[index].subscriptions.push(service);
         }
@@ -976,8 +1079,84 @@ async fn start_client(
 }
 
 impl World {
-    /// Records a register (or deregister) of `instance` by client `index`.
-    fn record_sdk(&self, index: usize, service: &str, instance: &str, register: bool, outcome: Outcome) {
+    /// The histories of the gRPC clients the discrepancies name.
+    fn histories_named_by(&self, discrepancies: &[Discrepancy]) -> Vec<(String, Vec<String>)> {
+        let texts: Vec<String> = discrepancies.iter().map(ToString::to_string).collect();
+        let Ok(model) = self.model.lock() else { return Vec::new() };
+        model
+            .sdk
+            .iter()
+            .filter(|c| texts.iter().any(|t| t.contains(&c.name)))
+            .map(|c| (c.name.clone(), c.history.lock().map(|h| h.clone()).unwrap_or_default()))
+            .collect()
+    }
+
+    /// For each ephemeral instance a discrepancy names, the clients each
+    /// node says publish it, and what the node knows of them.
+    async fn publishers_of(&self, discrepancies: &[Discrepancy]) -> Vec<String> {
+        let mut asked = BTreeSet::new();
+        for d in discrepancies {
+            match d {
+                Discrepancy::Missing { service, instance, .. }
+                | Discrepancy::Unhealthy { service, instance, .. }
+                | Discrepancy::NotGone { service, instance, .. }
+                | Discrepancy::Unwritten { service, instance, .. }
+                | Discrepancy::Duplicate { service, instance, .. }
+                    if service != PERSISTENT_SERVICE =>
+                {
+                    asked.insert((service.clone(), instance.clone()));
+                }
+                _ => {}
+            }
+        }
+        let mut lines = Vec::new();
+        for (service, instance) in asked {
+            let Some((ip, port)) = instance.rsplit_once(':') else { continue };
+            for node in 0..self.ips.len() {
+                let query = [("serviceName", service.as_str()), ("ip", ip), ("port", port)];
+                let Some(list) = self.get_json(node, "/nacos/v2/ns/client/service/publisher/list", &query).await else {
+                    lines.push(format!("node {node}: {service} {instance}: no answer"));
+                    continue;
+                };
+                let ids: Vec<&str> = list["data"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|c| c["clientId"].as_str()).collect())
+                    .unwrap_or_default();
+                if ids.is_empty() {
+                    lines.push(format!("node {node}: {service} {instance}: published by no client"));
+                }
+                for id in ids {
+                    let detail = self.get_json(node, "/nacos/v2/ns/client", &[("clientId", id)]).await;
+                    let described = match detail.as_ref().map(|d| &d["data"]) {
+                        Some(d) if d.is_object() => format!(
+                            "{}, connected here: {}, written {}",
+                            d["clientType"].as_str().unwrap_or("?"),
+                            d["connected"],
+                            d["source"].as_str().map_or_else(|| "here".to_owned(), |s| format!("on {s}"))
+                        ),
+                        _ => "no detail".to_owned(),
+                    };
+                    lines.push(format!("node {node}: {service} {instance} published by client {id} ({described})"));
+                }
+            }
+        }
+        lines
+    }
+
+    /// Adds to the history of client `index`.
+    fn note_sdk(&self, index: usize, at: Duration, entry: String) {
+        let history = self.model.lock().ok().map(|m| m.sdk[index].history.clone());
+        if let Some(history) = history {
+            note(&history, at, entry);
+        }
+    }
+
+    /// Records a register or deregister by client `index`.
+    fn record_sdk(&self, index: usize, op: SdkOp<'_>) {
+        let SdkOp { service, instance, register, outcome, began, redos } = op;
+        let what = if register { "register" } else { "deregister" };
+        let took = self.started.elapsed().saturating_sub(began);
+        self.note_sdk(index, began, format!("{what} {service} {instance}: {outcome:?} after {took:.1?}"));
         let Ok(mut model) = self.model.lock() else { return };
         match outcome {
             Outcome::Acked => model.sdk_acked += 1,
@@ -989,7 +1168,22 @@ impl World {
         match (register, outcome) {
             // One instance per service and connection: a register replaces.
             (true, Outcome::Acked) => {
-                *held = Held { required: Some(instance.to_owned()), allowed: [instance.to_owned()].into() }
+                *held = Held {
+                    required: Some(instance.to_owned()),
+                    allowed: [instance.to_owned()].into(),
+                    redos_at_register: redos,
+                }
+            }
+            (false, Outcome::Acked) if redos > held.redos_at_register => {
+                // nacos-sdk 0.8.3 sends a deregister before it drops its redo
+                // task, and its redo pass may resend the register meanwhile
+                // (it does so after a reconnect, or after a register that
+                // failed): the SDK itself may have put the instance back.
+                held.required = None;
+                held.allowed.insert(instance.to_owned());
+                drop(model);
+                let why = "may stay: the SDK resent its register of this service on its own since the last one";
+                self.note_sdk(index, began, format!("  {why}"));
             }
             (false, Outcome::Acked) => {
                 // Gone; another one whose register had an unknown outcome may stay.
@@ -1003,6 +1197,20 @@ impl World {
             }
         }
     }
+}
+
+/// A register or deregister as a gRPC client saw it.
+struct SdkOp<'a> {
+    service: &'a str,
+    /// `ip:port`.
+    instance: &'a str,
+    register: bool,
+    outcome: Outcome,
+    /// When it was sent (run time).
+    began: Duration,
+    /// The SDK's own resends of this service's register so far, counted
+    /// when the answer came.
+    redos: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -1389,5 +1597,60 @@ fn check_persistent(
                 found: got,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world with one live gRPC client that registered `ip:port` in
+    /// `chaos-a` (acknowledged, with `redos` SDK resends counted then).
+    fn world_with_registered(instance: &str, redos: u64) -> World {
+        let world = World::new(&["127.0.0.1".to_owned()], None);
+        if let Ok(mut model) = world.model.lock() {
+            model.sdk.push(SdkModel {
+                name: "grpc-0.0 (of test)".to_owned(),
+                alive: true,
+                held: BTreeMap::new(),
+                tried: BTreeMap::new(),
+                subscriptions: Vec::new(),
+                views: Views::default(),
+                history: History::default(),
+            });
+        }
+        let began = Duration::ZERO;
+        let op = SdkOp { service: "chaos-a", instance, register: true, outcome: Outcome::Acked, began, redos };
+        world.record_sdk(0, op);
+        world
+    }
+
+    fn deregister(world: &World, instance: &str, redos: u64) -> ServiceExpectation {
+        let began = Duration::ZERO;
+        let op = SdkOp { service: "chaos-a", instance, register: false, outcome: Outcome::Acked, began, redos };
+        world.record_sdk(0, op);
+        let mut e = world.model.lock().expect("model").expectation();
+        e.services.remove("chaos-a").expect("the churn service is expected")
+    }
+
+    #[test]
+    fn an_acknowledged_deregistration_must_be_gone() {
+        let world = world_with_registered("10.0.0.1:7000", 2);
+        // Resends before the register do not count: it replaced them.
+        let e = deregister(&world, "10.0.0.1:7000", 2);
+        assert!(e.gone.contains_key("10.0.0.1:7000"), "{e:?}");
+        assert!(!e.allowed.contains("10.0.0.1:7000"), "{e:?}");
+    }
+
+    #[test]
+    fn a_deregistration_the_sdk_may_have_undone_is_allowed_but_not_required() {
+        let world = world_with_registered("10.0.0.1:7000", 2);
+        // The SDK resent its register of the service after it (a reconnect).
+        let e = deregister(&world, "10.0.0.1:7000", 3);
+        assert!(e.allowed.contains("10.0.0.1:7000"), "{e:?}");
+        assert!(!e.required.contains_key("10.0.0.1:7000"), "{e:?}");
+        assert!(!e.gone.contains_key("10.0.0.1:7000"), "{e:?}");
+        let history = world.model.lock().expect("model").sdk[0].history.lock().expect("history").join("\n");
+        assert!(history.contains("may stay: the SDK resent its register"), "{history}");
     }
 }

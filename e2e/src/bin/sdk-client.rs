@@ -18,6 +18,16 @@
 //! `push <service> <ip:port:healthy,...>` (`-` for an empty list). The
 //! chaos suite drives several such clients and compares their last pushed
 //! views with the final state.
+//!
+//! With `--commands` it also reports what the SDK does on its own, read
+//! from the SDK's `tracing` events (nacos-sdk 0.8.3 has no listener API for
+//! them), so that a chaos report can show them beside the commands:
+//!
+//! ```text
+//! event connected <connection id>      the SDK (re)connected; it redoes its registrations
+//! event disconnected <connection id>
+//! event redo <service>                 the SDK resends its last register of <service>
+//! ```
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -28,6 +38,11 @@ use nacos_sdk::api::naming::{
 };
 use nacos_sdk::api::props::ClientProps;
 use tokio::io::AsyncBufReadExt;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 #[derive(Parser)]
 struct Args {
@@ -80,6 +95,48 @@ impl NamingEventListener for PrintPushes {
     }
 }
 
+/// The `message` of a tracing event, formatted.
+#[derive(Default)]
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// Turns the SDK's connection and redo events into `event ...` lines. The
+/// texts matched are nacos-sdk 0.8.3's (`naming/mod.rs`, `naming/redo`):
+/// a changed text yields no lines, never wrong ones.
+struct SdkEvents(Out);
+
+impl<S: tracing::Subscriber> Layer<S> for SdkEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut message = Message::default();
+        event.record(&mut message);
+        let text = message.0.as_str();
+        let line = if let Some(rest) = text.strip_prefix("connection ") {
+            match (rest.strip_suffix(" connected."), rest.strip_suffix(" disconnected.")) {
+                (Some(id), _) => format!("event connected {id}"),
+                (_, Some(id)) => format!("event disconnected {id}"),
+                _ => return,
+            }
+        } else if let Some(key) = text.strip_prefix("automatic request task: ") {
+            // The task key, debug-quoted: "namespace@@group@@service@@InstanceRequest".
+            let parts: Vec<&str> = key.trim_matches('"').split("@@").collect();
+            match parts.as_slice() {
+                [_, _, service, "InstanceRequest"] => format!("event redo {service}"),
+                _ => return,
+            }
+        } else {
+            return;
+        };
+        say(&self.0, &line);
+    }
+}
+
 /// Runs one command line; the error is reported to the driver.
 async fn obey(naming: &NamingService, out: &Out, words: &[&str]) -> anyhow::Result<()> {
     match words {
@@ -102,6 +159,11 @@ async fn obey(naming: &NamingService, out: &Out, words: &[&str]) -> anyhow::Resu
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    if args.commands {
+        let sdk = Targets::new().with_target("nacos_sdk::naming", tracing::Level::DEBUG);
+        tracing_subscriber::registry().with(SdkEvents(out.clone()).with_filter(sdk)).init();
+    }
     let props = ClientProps::new()
         .server_addr(args.server)
         .remote_grpc_port(args.grpc_port)
@@ -110,7 +172,6 @@ async fn main() -> anyhow::Result<()> {
         .naming_push_empty_protection(false)
         .app_name("sdk-client");
     let naming = NamingServiceBuilder::new(props).build().await?;
-    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
     if let (Some(service), Some(ip), Some(port)) = (args.service, args.ip, args.port) {
         let instance = ServiceInstance { ip, port, ..ServiceInstance::default() };
         naming.register_instance(service, None, instance).await?;
