@@ -12,6 +12,11 @@ pub enum Error {
     /// A parameter is missing, malformed or out of range. Nothing was changed.
     #[error("{0}")]
     InvalidParam(String),
+    /// A required parameter is absent (or blank). Kept apart from
+    /// [`Error::InvalidParam`] because the v2 API answers it with its own
+    /// code (`PARAMETER_MISSING`). Nothing was changed.
+    #[error("{0}")]
+    MissingParam(String),
     /// The named service or instance does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -57,7 +62,7 @@ impl Error {
     /// The Nacos `errorCode` for this error (`NacosException` constants).
     pub fn nacos_code(&self) -> i32 {
         match self {
-            Error::InvalidParam(_) | Error::Conflict(_) | Error::TooLarge(_) => 400,
+            Error::InvalidParam(_) | Error::MissingParam(_) | Error::Conflict(_) | Error::TooLarge(_) => 400,
             Error::NotFound(_) => 404,
             Error::Forbidden(_) => 403,
             Error::NoHandler(_) => 302,
@@ -73,7 +78,7 @@ impl Error {
     /// The HTTP status for the v1 API.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::InvalidParam(_) | Error::Conflict(_) | Error::BadPayload(_) => 400,
+            Error::InvalidParam(_) | Error::MissingParam(_) | Error::Conflict(_) | Error::BadPayload(_) => 400,
             Error::NotFound(_) => 404,
             Error::TooLarge(_) => 413,
             Error::RateLimited(_) => 429,
@@ -88,6 +93,7 @@ impl Error {
     pub fn label(&self) -> &'static str {
         match self {
             Error::InvalidParam(_) => "invalid_param",
+            Error::MissingParam(_) => "missing_param",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Forbidden(_) => "forbidden",

@@ -97,6 +97,14 @@ impl Subscribers {
             .unwrap_or_default()
     }
 
+    /// The services a connection watches, sorted.
+    pub fn services_of(&self, connection_id: &str) -> Vec<ServiceKey> {
+        let mut keys: Vec<ServiceKey> =
+            self.by_connection.read().get(connection_id).map(|keys| keys.iter().cloned().collect()).unwrap_or_default();
+        keys.sort_unstable();
+        keys
+    }
+
     /// The cluster filter of one subscription, if it exists.
     pub fn clusters(&self, connection_id: &str, key: &ServiceKey) -> Option<Vec<String>> {
         self.by_service.read().get(key)?.get(connection_id).cloned()
@@ -293,7 +301,10 @@ mod tests {
         subs.add("c2", &a, vec![]);
         assert_eq!(subs.count(), 3);
         assert_eq!(subs.clusters("c1", &b), Some(vec!["east".to_owned()]));
+        assert_eq!(subs.services_of("c1"), vec![a.clone(), b.clone()]);
+        assert_eq!(subs.services_of("c2"), vec![a.clone()]);
         subs.remove("c2", &a);
+        assert!(subs.services_of("c2").is_empty());
         assert_eq!(subs.of(&a).len(), 1);
         subs.remove_connection("c1");
         assert_eq!(subs.count(), 0);

@@ -8,14 +8,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nacos_sdk::api::naming::{NamingService, NamingServiceBuilder, ServiceInstance};
 use nacos_sdk::api::props::ClientProps;
 use reqwest::Method;
-use roster_node::auth::password::{PasswordHash, MIN_ITERATIONS};
+use roster_node::auth::password::PasswordHash;
 use roster_node::auth::token::{self, forge, TokenKey};
 use roster_node::auth::Refusal;
 use roster_node::naming::{Selection, ServiceKey};
@@ -28,27 +27,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use common::{eventually, http_base, start, test_config};
+use common::{auth_dir, eventually, http_base, start, test_config};
 
-const KEY: &[u8] = b"test-signing-key-0123456789-abcdefghijklmnop";
+const KEY: &[u8] = common::AUTH_KEY;
 const WRONG_KEY: &[u8] = b"another-key-0123456789-abcdefghijklmnopqrstu";
-
-/// Writes `token-key` and `users.json` into a fresh directory: `admin`
-/// (admin role), `viewer` (read-only role) and `team` (read-write in
-/// namespace `team-a` only). Each password is the user name + `-pw`.
-fn auth_dir() -> PathBuf {
-    let dir = common::data_dir().with_extension("auth");
-    std::fs::create_dir_all(&dir).expect("auth dir");
-    std::fs::write(dir.join("token-key"), [KEY, b"\n"].concat()).expect("key");
-    let hash = |pw: &str| PasswordHash::new(pw, MIN_ITERATIONS).expect("hash").encode();
-    let users = json!({"users": [
-        {"username": "admin", "password": hash("admin-pw"), "role": "admin"},
-        {"username": "viewer", "password": hash("viewer-pw"), "role": "read-only"},
-        {"username": "team", "password": hash("team-pw"), "permissions": {"team-a": "read-write"}},
-    ]});
-    std::fs::write(dir.join("users.json"), users.to_string()).expect("users");
-    dir
-}
 
 fn secured_config(ttl: Duration) -> Config {
     Config { auth_enabled: true, auth_dir: Some(auth_dir()), auth_token_ttl: ttl, ..test_config() }

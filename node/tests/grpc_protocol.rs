@@ -9,16 +9,12 @@ use std::time::Duration;
 
 use roster_node::naming::{Selection, ServiceKey, StoreCounts};
 use roster_node::RunningNode;
-use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
 use roster_proto::nacos::request_client::RequestClient;
 use roster_proto::nacos::{Metadata, Payload};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use common::grpc::{body, hosts, payload, register};
+use common::grpc::{body, hosts, payload, register, RawClient};
 use common::{eventually, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -27,77 +23,6 @@ fn raw_payload(type_name: &str, body: &[u8]) -> Payload {
     Payload {
         metadata: Some(Metadata { r#type: type_name.into(), client_ip: String::new(), headers: HashMap::new() }),
         body: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }),
-    }
-}
-
-/// A hand-made client: a channel, its connection id and its stream.
-struct RawClient {
-    unary: RequestClient<Channel>,
-    to_server: Option<mpsc::Sender<Payload>>,
-    connection_id: String,
-    answers: bool,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RawClient {
-    /// Dropping the client drops its stream and channel: the connection closes.
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-impl RawClient {
-    /// Connects, checks the server and sets the connection up. When
-    /// `answers` is false the client never answers server requests.
-    async fn connect(node: &RunningNode, answers: bool) -> RawClient {
-        let channel =
-            Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect");
-        let mut unary = RequestClient::new(channel.clone());
-        let check = unary
-            .request(payload("ServerCheckRequest", &json!({"headers": {}, "module": "internal"})))
-            .await
-            .expect("check");
-        let (t, v) = body(check.get_ref());
-        assert_eq!(t, "ServerCheckResponse");
-        let connection_id = v["connectionId"].as_str().expect("connectionId").to_owned();
-
-        let (tx, rx) = mpsc::channel::<Payload>(16);
-        tx.send(payload(
-            "ConnectionSetupRequest",
-            &json!({"clientVersion": "raw-test", "tenant": "", "labels": {"module": "naming", "source": "sdk"}, "headers": {}, "module": "internal"}),
-        ))
-        .await
-        .expect("setup");
-        let mut inbound = BiRequestStreamClient::new(channel)
-            .request_bi_stream(ReceiverStream::new(rx))
-            .await
-            .expect("stream")
-            .into_inner();
-        let replies = tx.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = inbound.next().await {
-                if !answers {
-                    continue;
-                }
-                let (t, v) = body(&msg);
-                let response = t.replace("Request", "Response");
-                let reply = json!({"resultCode": 200, "errorCode": 0, "success": true, "requestId": v["requestId"]});
-                if replies.send(payload(&response, &reply)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        RawClient { unary, to_server: Some(tx), connection_id, answers, reader }
-    }
-
-    async fn call(&mut self, type_name: &str, body_json: Value) -> (String, Value) {
-        let answer = self.unary.request(payload(type_name, &body_json)).await.expect("unary call");
-        body(answer.get_ref())
-    }
-
-    async fn call_raw(&mut self, p: Payload) -> (String, Value) {
-        let answer = self.unary.request(p).await.expect("unary call");
-        body(answer.get_ref())
     }
 }
 

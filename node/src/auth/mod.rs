@@ -67,7 +67,8 @@ pub enum Refusal {
     ExpiredToken,
     /// A genuine token for a user no longer in the users file.
     UnknownUser,
-    /// A genuine token whose user lacks the right for this namespace.
+    /// A genuine token whose user lacks the right for this namespace, or
+    /// the `admin` role an administrative route needs.
     Forbidden,
     /// A login with a wrong user name or password.
     BadCredentials,
@@ -144,6 +145,9 @@ impl AuthMetrics {
 pub struct Identity {
     /// The user name.
     pub username: String,
+    /// Whether the user holds the `admin` role (Nacos's "global admin"),
+    /// which the administrative routes require.
+    pub global_admin: bool,
 }
 
 /// What a successful login answers (Nacos's login JSON).
@@ -259,10 +263,20 @@ impl Auth {
         };
         let claims = token::verify(&self.key, token, now_secs())
             .map_err(|e| self.refuse(Refusal::from_token_error(e), what, None, None))?;
-        if self.users.get(&claims.sub).is_none() {
+        let Some(user) = self.users.get(&claims.sub) else {
             return Err(self.refuse(Refusal::UnknownUser, what, Some(&claims.sub), None));
+        };
+        Ok(Identity { global_admin: user.admin, username: claims.sub })
+    }
+
+    /// Whether `identity` may use the administrative routes (Nacos's
+    /// resource `nacos/admin`): only users with the `admin` role may.
+    pub fn authorize_admin(&self, identity: &Identity, what: &str) -> Result<()> {
+        if identity.global_admin {
+            Ok(())
+        } else {
+            Err(self.refuse(Refusal::Forbidden, what, Some(&identity.username), None))
         }
-        Ok(Identity { username: claims.sub })
     }
 
     /// Whether `identity` may do `action` in `namespace` (normalised).

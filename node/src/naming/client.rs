@@ -23,10 +23,35 @@ pub enum ClientKind {
 
 /// Suffix of ip:port client ids (Nacos marks ephemeral ip:port clients so).
 const IP_PORT_SUFFIX: &str = "#true";
+/// Suffix of the id Nacos 2 gives the client holding the persistent
+/// instances at one address (`IpPortBasedClient.getClientId(addr, false)`).
+const PERSISTENT_SUFFIX: &str = "#false";
 
 /// The id of the ip:port client that owns an HTTP-registered instance.
 pub fn ip_port_client_id(ip: &str, port: u16) -> String {
     format!("{ip}:{port}{IP_PORT_SUFFIX}")
+}
+
+/// The id `ip:port#false` under which Nacos 2 shows the persistent
+/// instances at `ip:port`. Roster keeps persistent instances per service
+/// (Raft owns them, no client does); this id only names them the Nacos way
+/// in the client introspection API.
+pub fn persistent_client_id(ip: &str, port: u16) -> String {
+    format!("{ip}:{port}{PERSISTENT_SUFFIX}")
+}
+
+/// The address an ip:port client id names, and whether it is the ephemeral
+/// (`ip:port#true`) or the persistent (`ip:port#false`) one; `None` for
+/// connection ids and anything else. The port is split off at the last
+/// `:`, so IPv6 addresses keep theirs.
+pub fn ip_port_address(client_id: &str) -> Option<(&str, u16, bool)> {
+    let (address, ephemeral) = match client_id.strip_suffix(IP_PORT_SUFFIX) {
+        Some(address) => (address, true),
+        None => (client_id.strip_suffix(PERSISTENT_SUFFIX)?, false),
+    };
+    let (ip, port) = address.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    (!ip.is_empty()).then_some((ip, port, ephemeral))
 }
 
 /// The Distro responsibility tag of an ip:port client: its `ip:port`, the
@@ -116,5 +141,22 @@ impl Client {
     /// Number of instances published, over all services.
     pub fn instance_count(&self) -> usize {
         self.published.values().map(BTreeMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_port_ids_name_their_address_and_kind() {
+        assert_eq!(ip_port_address(&ip_port_client_id("10.0.0.1", 80)), Some(("10.0.0.1", 80, true)));
+        assert_eq!(ip_port_address(&persistent_client_id("10.0.0.1", 80)), Some(("10.0.0.1", 80, false)));
+        assert_eq!(ip_port_address("fe80::1:8080#true"), Some(("fe80::1", 8080, true)));
+        for not_one in
+            ["1700000000000_127.0.0.1_5555", "10.0.0.1:80", ":80#true", "10.0.0.1:x#true", "10.0.0.1:70000#false"]
+        {
+            assert_eq!(ip_port_address(not_one), None, "{not_one}");
+        }
     }
 }

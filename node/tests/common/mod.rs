@@ -50,6 +50,28 @@ pub fn test_config() -> Config {
     config
 }
 
+/// The token signing key [`auth_dir`] writes.
+pub const AUTH_KEY: &[u8] = b"test-signing-key-0123456789-abcdefghijklmnop";
+
+/// Writes `token-key` ([`AUTH_KEY`]) and `users.json` into a fresh
+/// directory for `--auth-dir`: `admin` (admin role), `viewer` (read-only
+/// role) and `team` (read-write in namespace `team-a` only). Each password
+/// is the user name + `-pw`.
+pub fn auth_dir() -> PathBuf {
+    use roster_node::auth::password::{PasswordHash, MIN_ITERATIONS};
+    let dir = data_dir().with_extension("auth");
+    std::fs::create_dir_all(&dir).expect("auth dir");
+    std::fs::write(dir.join("token-key"), [AUTH_KEY, b"\n"].concat()).expect("key");
+    let hash = |pw: &str| PasswordHash::new(pw, MIN_ITERATIONS).expect("hash").encode();
+    let users = serde_json::json!({"users": [
+        {"username": "admin", "password": hash("admin-pw"), "role": "admin"},
+        {"username": "viewer", "password": hash("viewer-pw"), "role": "read-only"},
+        {"username": "team", "password": hash("team-pw"), "permissions": {"team-a": "read-write"}},
+    ]});
+    std::fs::write(dir.join("users.json"), users.to_string()).expect("users");
+    dir
+}
+
 /// Starts a node with `config`.
 pub async fn start(config: Config) -> RunningNode {
     roster_node::start(config).await.expect("node starts")

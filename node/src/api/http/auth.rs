@@ -1,5 +1,6 @@
-//! Authentication on the v1 API: the login routes and the token check in
-//! front of every naming route (see [`crate::auth`]).
+//! Authentication on the main HTTP port: the login routes and the token
+//! check in front of every naming and administrative route (see
+//! [`crate::auth`]).
 //!
 //! The check is a route layer on `/nacos/v1/ns/...`, so a route added there
 //! later is covered without thinking about it. It reads the token from an
@@ -9,6 +10,13 @@
 //! deregister, update, beat, service changes). The summary at
 //! `/nacos/v1/ns/operator/metrics` counts every namespace but names none,
 //! so any logged-in user may read it (1.x SDKs poll it as a health check).
+//!
+//! The client introspection routes of the v2 API (`/nacos/v2/ns/client...`,
+//! see [`super::client`]) show every client's addresses and subscriptions
+//! across namespaces; Nacos secures them as resource `nacos/admin`, so only
+//! a user with the `admin` role may read them (others get the same 403 as
+//! a missing namespace right). Refusals there keep the v1 shape, as Nacos's
+//! auth filter answers before its v2 error handling is reached.
 //!
 //! Nothing else on the main port needs a token: `/nacos/v1/core/cluster/nodes`,
 //! `/roster/v1/status`, the health probes and `/metrics` are read by
@@ -71,6 +79,8 @@ enum Scope {
     Namespace,
     /// Any valid token.
     LoggedIn,
+    /// A valid token of a user with the `admin` role.
+    Admin,
 }
 
 /// Route layer of the naming routes: a valid token with the right for
@@ -82,6 +92,11 @@ pub async fn require_namespace_right(state: State<Arc<NodeState>>, req: Request,
 /// Route layer of routes that only need a logged-in caller.
 pub async fn require_login(state: State<Arc<NodeState>>, req: Request, next: Next) -> Response {
     check(state, req, next, Scope::LoggedIn).await
+}
+
+/// Route layer of the administrative routes: a logged-in admin.
+pub async fn require_admin(state: State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+    check(state, req, next, Scope::Admin).await
 }
 
 async fn check(State(state): State<Arc<NodeState>>, req: Request, next: Next, scope: Scope) -> Response {
@@ -113,14 +128,22 @@ async fn check(State(state): State<Arc<NodeState>>, req: Request, next: Next, sc
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    if let Scope::Namespace = scope {
-        let namespace = match validate::namespace(params.get("namespaceId")) {
-            Ok(namespace) => namespace,
-            Err(e) => return e.into_response(),
-        };
-        if let Err(e) = auth.authorize(&identity, &namespace, action, &what) {
-            return e.into_response();
+    match scope {
+        Scope::Namespace => {
+            let namespace = match validate::namespace(params.get("namespaceId")) {
+                Ok(namespace) => namespace,
+                Err(e) => return e.into_response(),
+            };
+            if let Err(e) = auth.authorize(&identity, &namespace, action, &what) {
+                return e.into_response();
+            }
         }
+        Scope::Admin => {
+            if let Err(e) = auth.authorize_admin(&identity, &what) {
+                return e.into_response();
+            }
+        }
+        Scope::LoggedIn => {}
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }

@@ -1,9 +1,11 @@
-//! The Nacos Open API v1 over HTTP (main port), for 1.x-era SDKs and tools.
+//! The Nacos Open API over HTTP (main port): v1 for 1.x-era SDKs and tools,
+//! and the v2 client introspection routes for operators.
 //!
 //! Same paths, parameters, defaults and JSON shapes as Nacos
-//! (`namespaceId=public`, `groupName=DEFAULT_GROUP`, `clusterName=DEFAULT`);
-//! writes answer a plain `ok`, errors a plain `caused: <message>;` with the
-//! status of [`crate::Error::http_status`]. Bad input is refused before the
+//! (`namespaceId=public`, `groupName=DEFAULT_GROUP`, `clusterName=DEFAULT`).
+//! v1 writes answer a plain `ok`, v1 errors a plain `caused: <message>;`
+//! with the status of [`crate::Error::http_status`]; v2 routes answer
+//! `{"code", "message", "data"}` ([`v2`]). Bad input is refused before the
 //! store is touched, so it changes nothing.
 //!
 //! # Layout
@@ -16,6 +18,9 @@
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
+//! - [`v2`]: the v2 answer shape (`Result`, `ErrorCode`).
+//! - [`client`]: the v2 client introspection routes
+//!   (`/nacos/v2/ns/client...`), for admins only.
 //!
 //! Every request on the main port, including unmatched ones, is counted in
 //! `roster_http_requests` by route template, method and status
@@ -23,6 +28,7 @@
 
 pub mod auth;
 pub mod beat;
+pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod forward;
@@ -30,6 +36,7 @@ pub mod instance;
 pub mod operator;
 pub mod params;
 pub mod service;
+pub mod v2;
 
 use std::sync::Arc;
 
@@ -47,7 +54,7 @@ use crate::state::NodeState;
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The v1 naming routes.
+/// The v1 naming routes and the v2 client routes.
 ///
 /// The router has its own fallback (a 404 in the v1 error shape); a router
 /// merged with it must not set another fallback. The server wraps the
@@ -75,9 +82,20 @@ pub fn router(state: Arc<NodeState>) -> Router {
     let summary = Router::new()
         .route("/nacos/v1/ns/operator/metrics", get(operator::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_login));
+    // Nacos secures these as resource `nacos/admin`: they show every
+    // namespace's clients.
+    let clients = Router::new()
+        .route("/nacos/v2/ns/client/list", get(client::list))
+        .route("/nacos/v2/ns/client", get(client::detail))
+        .route("/nacos/v2/ns/client/publish/list", get(client::published))
+        .route("/nacos/v2/ns/client/subscribe/list", get(client::subscribed))
+        .route("/nacos/v2/ns/client/service/publisher/list", get(client::service_publishers))
+        .route("/nacos/v2/ns/client/service/subscriber/list", get(client::service_subscribers))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(naming)
         .merge(summary)
+        .merge(clients)
         .route("/nacos/v1/auth/login", post(auth::login))
         .route("/nacos/v1/auth/users/login", post(auth::login))
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))

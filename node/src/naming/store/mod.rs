@@ -19,7 +19,9 @@ use super::client::{distro_tag, next_revision, Client, ClientKind, Published};
 use super::model::{BeatTimeouts, Instance, InstanceKey, ServiceInfo, ServiceKey, ServiceMeta, CACHE_MILLIS};
 use crate::error::{Error, Result};
 
+mod index;
 mod replica;
+pub use index::PublisherRef;
 pub use replica::{Applied, ClientCopy, VerifyOutcome};
 
 /// Capacity of the change channel; a lagging listener resynchronises fully.
