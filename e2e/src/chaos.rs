@@ -1128,12 +1128,16 @@ impl World {
                 for id in ids {
                     let detail = self.get_json(node, "/nacos/v2/ns/client", &[("clientId", id)]).await;
                     let described = match detail.as_ref().map(|d| &d["data"]) {
-                        Some(d) if d.is_object() => format!(
-                            "{}, connected here: {}, written {}",
-                            d["clientType"].as_str().unwrap_or("?"),
-                            d["connected"],
-                            d["source"].as_str().map_or_else(|| "here".to_owned(), |s| format!("on {s}"))
-                        ),
+                        Some(d) if d.is_object() => {
+                            let kind = d["clientType"].as_str().unwrap_or("?");
+                            let written = d["source"].as_str().map_or_else(|| "here".to_owned(), |s| format!("on {s}"));
+                            match kind {
+                                "connection" => {
+                                    format!("connection, connected here: {}, written {written}", d["connected"])
+                                }
+                                _ => format!("{kind}, written {written}"),
+                            }
+                        }
                         _ => "no detail".to_owned(),
                     };
                     lines.push(format!("node {node}: {service} {instance} published by client {id} ({described})"));
