@@ -328,6 +328,9 @@ pub struct ChaosSummary {
     pub sdk_ops: (usize, usize),
     /// gRPC clients crashed on purpose.
     pub clients_crashed: usize,
+    /// Acknowledged gRPC deregistrations the SDK's own redo may have undone
+    /// (allowed to stay, see [`SdkOp`]).
+    pub sdk_redo_overlaps: usize,
     /// HTTP instances registered in all.
     pub http_instances: usize,
     /// Persistent writes acknowledged / attempted.
@@ -459,6 +462,7 @@ async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> 
         faults,
         sdk_ops: (model.sdk_acked, model.sdk_failed),
         clients_crashed: model.crashed,
+        sdk_redo_overlaps: model.sdk_redo_overlaps,
         http_instances: model.http.len(),
         persistent_writes: (
             model.persistent.values().filter(|w| w.register == Outcome::Acked).count(),
@@ -685,6 +689,7 @@ struct Model {
     sdk_acked: usize,
     sdk_failed: usize,
     crashed: usize,
+    sdk_redo_overlaps: usize,
 }
 
 /// What every task shares: node addresses, which nodes run, the model of
@@ -1185,6 +1190,7 @@ impl World {
                 // failed): the SDK itself may have put the instance back.
                 held.required = None;
                 held.allowed.insert(instance.to_owned());
+                model.sdk_redo_overlaps += 1;
                 drop(model);
                 let why = "may stay: the SDK resent its register of this service on its own since the last one";
                 self.note_sdk(index, began, format!("  {why}"));
