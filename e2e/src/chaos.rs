@@ -329,8 +329,9 @@ pub struct ChaosSummary {
     /// gRPC clients crashed on purpose.
     pub clients_crashed: usize,
     /// Acknowledged gRPC deregistrations the SDK's own redo may have undone
-    /// (allowed to stay, see [`SdkOp`]).
-    pub sdk_redo_overlaps: usize,
+    /// (allowed to stay, see [`SdkOp`]), and how many of those instances
+    /// were still there at the end (put back by the SDK).
+    pub sdk_redo_overlaps: (usize, usize),
     /// HTTP instances registered in all.
     pub http_instances: usize,
     /// Persistent writes acknowledged / attempted.
@@ -440,7 +441,7 @@ async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> 
     let checked = match fault_result {
         Ok(()) => match world.wait_formed().await {
             Ok(()) => match check(world, config.bound).await {
-                Ok(after) => Ok(after),
+                Ok(after) => Ok((after, world.put_back_by_redo().await)),
                 // Asked before the clients stop, so that "connected" still means something.
                 Err(discrepancies) => {
                     let publishers = world.publishers_of(&discrepancies).await;
@@ -456,13 +457,13 @@ async fn run_on(config: &ChaosConfig, nodes: &mut Nodes, world: &Arc<World>) -> 
     for mut client in clients {
         client.kill();
     }
-    let converged_after = checked?;
+    let (converged_after, put_back) = checked?;
     let model = world.model.lock().map_err(|_| harness(anyhow!("model lock poisoned")))?;
     Ok(ChaosSummary {
         faults,
         sdk_ops: (model.sdk_acked, model.sdk_failed),
         clients_crashed: model.crashed,
-        sdk_redo_overlaps: model.sdk_redo_overlaps,
+        sdk_redo_overlaps: (model.redo_overlaps_seen, put_back),
         http_instances: model.http.len(),
         persistent_writes: (
             model.persistent.values().filter(|w| w.register == Outcome::Acked).count(),
@@ -689,7 +690,11 @@ struct Model {
     sdk_acked: usize,
     sdk_failed: usize,
     crashed: usize,
-    sdk_redo_overlaps: usize,
+    /// Deregistrations the SDK's redo may have undone and that still
+    /// stand: (client index, service, `ip:port`).
+    redo_overlaps: Vec<(usize, String, String)>,
+    /// All such deregistrations.
+    redo_overlaps_seen: usize,
 }
 
 /// What every task shares: node addresses, which nodes run, the model of
@@ -1152,6 +1157,31 @@ impl World {
         lines
     }
 
+    /// How many instances whose deregistration the SDK's redo may have
+    /// undone are on node 0 (after a passing check: on every node), their
+    /// clients still alive.
+    async fn put_back_by_redo(&self) -> usize {
+        let overlaps: Vec<(String, String)> = match self.model.lock() {
+            Ok(m) => m
+                .redo_overlaps
+                .iter()
+                .filter(|(i, _, _)| m.sdk[*i].alive)
+                .map(|(_, s, inst)| (s.clone(), inst.clone()))
+                .collect(),
+            Err(_) => return 0,
+        };
+        let mut put_back = 0;
+        for (service, instance) in overlaps {
+            if let Some(hosts) = self.hosts(0, &service).await {
+                if hosts.iter().any(|(address, _, _)| *address == instance) {
+                    put_back += 1;
+                    eprintln!("chaos: the SDK's redo put back {service} {instance} after its deregistration");
+                }
+            }
+        }
+        put_back
+    }
+
     /// Adds to the history of client `index`.
     fn note_sdk(&self, index: usize, at: Duration, entry: String) {
         let history = self.model.lock().ok().map(|m| m.sdk[index].history.clone());
@@ -1181,7 +1211,9 @@ impl World {
                     required: Some(instance.to_owned()),
                     allowed: [instance.to_owned()].into(),
                     redos_at_register: redos,
-                }
+                };
+                // It replaced whatever the SDK may have put back.
+                model.redo_overlaps.retain(|(i, s, _)| *i != index || s != service);
             }
             (false, Outcome::Acked) if redos > held.redos_at_register => {
                 // nacos-sdk 0.8.3 sends a deregister before it drops its redo
@@ -1190,7 +1222,8 @@ impl World {
                 // failed): the SDK itself may have put the instance back.
                 held.required = None;
                 held.allowed.insert(instance.to_owned());
-                model.sdk_redo_overlaps += 1;
+                model.redo_overlaps_seen += 1;
+                model.redo_overlaps.push((index, service.to_owned(), instance.to_owned()));
                 drop(model);
                 let why = "may stay: the SDK resent its register of this service on its own since the last one";
                 self.note_sdk(index, began, format!("  {why}"));
@@ -1662,5 +1695,20 @@ mod tests {
         assert!(!e.gone.contains_key("10.0.0.1:7000"), "{e:?}");
         let history = world.model.lock().expect("model").sdk[0].history.lock().expect("history").join("\n");
         assert!(history.contains("may stay: the SDK resent its register"), "{history}");
+        assert_eq!(world.model.lock().expect("model").redo_overlaps.len(), 1);
+        // A later register replaces whatever the SDK put back.
+        let began = Duration::ZERO;
+        let op = SdkOp {
+            service: "chaos-a",
+            instance: "10.0.0.1:7001",
+            register: true,
+            outcome: Outcome::Acked,
+            began,
+            redos: 3,
+        };
+        world.record_sdk(0, op);
+        let model = world.model.lock().expect("model");
+        assert!(model.redo_overlaps.is_empty());
+        assert_eq!(model.redo_overlaps_seen, 1);
     }
 }
