@@ -54,9 +54,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use roster_node::cluster::FaultSettings;
 use serde_json::Value;
 
-use crate::cluster::{node_args, set_faults, write_member_file, Drops, Lookup};
+use crate::cluster::{blocking, node_args, set_faults, write_member_file, Lookup};
 use crate::{binary, loopback_ips, NodeProcess};
 
 /// Nodes in a chaos cluster: one may be down or cut off at a time.
@@ -586,9 +587,15 @@ async fn fault_schedule(
                 world.log(format!("partition node {victim} from the others for {span:?}"));
                 let members = nodes.members();
                 let others: Vec<&str> = (0..NODES).filter(|i| *i != victim).map(|i| members[i].as_str()).collect();
-                set_faults(world.http(victim), &others, world.baseline_drops(victim)).await?;
+                let cut =
+                    FaultSettings { blocked_members: blocking(&others).blocked_members, ..world.baseline(victim) };
+                set_faults(world.http(victim), &cut).await?;
                 for i in (0..NODES).filter(|i| *i != victim) {
-                    set_faults(world.http(i), &[&members[victim]], world.baseline_drops(i)).await?;
+                    let cut = FaultSettings {
+                        blocked_members: blocking(&[&members[victim]]).blocked_members,
+                        ..world.baseline(i)
+                    };
+                    set_faults(world.http(i), &cut).await?;
                 }
                 tokio::time::sleep(span).await;
                 world.log(format!("heal node {victim}'s partition"));
@@ -597,8 +604,7 @@ async fn fault_schedule(
             _ => {
                 let drops = rng.u64(1..5);
                 world.log(format!("node {victim} drops its next {drops} syncs"));
-                let drops = Drops { syncs: drops, ..world.baseline_drops(victim) };
-                set_faults(world.http(victim), &[], drops).await?;
+                set_faults(world.http(victim), &FaultSettings { drop_syncs: drops, ..world.baseline(victim) }).await?;
                 continue;
             }
         }
@@ -745,12 +751,16 @@ impl World {
     }
 
     /// The drops armed on node `i` for the whole run.
-    fn baseline_drops(&self, i: usize) -> Drops {
+    fn baseline(&self, i: usize) -> FaultSettings {
         const EVERY: u64 = 1_000_000_000;
         match self.armed {
-            Some(ArmedFault::DropEverySyncFrom(n)) if n == i => Drops { syncs: EVERY, ..Drops::default() },
-            Some(ArmedFault::DropEveryApplyOn(n)) if n == i => Drops { applies: EVERY, ..Drops::default() },
-            _ => Drops::default(),
+            Some(ArmedFault::DropEverySyncFrom(n)) if n == i => {
+                FaultSettings { drop_syncs: EVERY, ..Default::default() }
+            }
+            Some(ArmedFault::DropEveryApplyOn(n)) if n == i => {
+                FaultSettings { drop_applies: EVERY, ..Default::default() }
+            }
+            _ => FaultSettings::default(),
         }
     }
 
@@ -758,7 +768,7 @@ impl World {
     async fn set_baseline_faults(&self) -> Result<()> {
         for i in 0..self.ips.len() {
             if self.up[i].load(Ordering::SeqCst) {
-                set_faults(self.http(i), &[], self.baseline_drops(i)).await?;
+                set_faults(self.http(i), &self.baseline(i)).await?;
             }
         }
         Ok(())

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use roster_node::cluster::FaultSettings;
+use serde_json::Value;
 
 use crate::binary;
 
@@ -183,23 +184,15 @@ pub async fn beat(http: SocketAddr, service: &str, ip: &str, port: u16) -> Resul
     v["code"].as_i64().ok_or_else(|| anyhow!("beat answer without code: {body}"))
 }
 
-/// What a node's fault switch drops besides cut members (see
-/// `roster_node::cluster::faults`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Drops {
-    /// Distro sync messages to drop.
-    pub syncs: u64,
-    /// Raft writes the state machine skips.
-    pub applies: u64,
+/// The fault switch settings that cut peer traffic with `members`
+/// (`host:port`) and drop nothing.
+pub fn blocking(members: &[&str]) -> FaultSettings {
+    FaultSettings { blocked_members: members.iter().map(|m| m.to_string()).collect(), ..FaultSettings::default() }
 }
 
 /// Sets a node's fault switch (the node runs with `--fault-injection`).
-pub async fn set_faults(http: SocketAddr, blocked: &[&str], drops: Drops) -> Result<()> {
-    let resp = reqwest::Client::new()
-        .put(format!("http://{http}/roster/v1/faults"))
-        .json(&json!({ "blockedMembers": blocked, "dropSyncs": drops.syncs, "dropApplies": drops.applies }))
-        .send()
-        .await?;
+pub async fn set_faults(http: SocketAddr, settings: &FaultSettings) -> Result<()> {
+    let resp = reqwest::Client::new().put(format!("http://{http}/roster/v1/faults")).json(settings).send().await?;
     if !resp.status().is_success() {
         bail!("set faults on {http}: {}", resp.status());
     }

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use nacos_sdk::api::naming::{NamingChangeEvent, NamingEventListener, NamingServiceBuilder};
 use nacos_sdk::api::props::ClientProps;
 use roster_e2e::cluster::{
-    beat, deregister_http, instances, is_ready, node_args, register_http, set_faults, status, wait_member_states,
-    write_member_file, Drops, Lookup, SdkClient,
+    beat, blocking, deregister_http, instances, is_ready, node_args, register_http, set_faults, status,
+    wait_member_states, write_member_file, Lookup, SdkClient,
 };
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
-use roster_node::cluster::responsible_member;
+use roster_node::cluster::{responsible_member, FaultSettings};
 use roster_operator::address_server::{AddressServer, ServerLists};
 use serde_json::Value;
 
@@ -365,9 +365,9 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
     wait_instances(&all, "svc-part", &[up("10.4.0.1", owned), up("10.4.0.2", 7201)]).await;
 
     // Cut A from B and C, both ways, and wait until each side sees it.
-    set_faults(a.http, &[&members[1], &members[2]], Drops::default()).await.expect("faults");
-    set_faults(b.http, &[&members[0]], Drops::default()).await.expect("faults");
-    set_faults(c.http, &[&members[0]], Drops::default()).await.expect("faults");
+    set_faults(a.http, &blocking(&[&members[1], &members[2]])).await.expect("faults");
+    set_faults(b.http, &blocking(&[&members[0]])).await.expect("faults");
+    set_faults(c.http, &blocking(&[&members[0]])).await.expect("faults");
     let a_view = [(members[0].clone(), "UP"), (members[1].clone(), "DOWN"), (members[2].clone(), "DOWN")];
     wait_member_states(a.http, &a_view, "A to see B and C DOWN", WAIT).await;
     let other_view = [(members[0].clone(), "DOWN"), (members[1].clone(), "UP"), (members[2].clone(), "UP")];
@@ -386,7 +386,7 @@ async fn partitioned_nodes_keep_writing_and_converge_after_healing() {
     // Heal. Every node converges on the same data: both sides' writes, the
     // gRPC client again on A, and the deletion made on B's side.
     for node in &all {
-        set_faults(node.http, &[], Drops::default()).await.expect("heal");
+        set_faults(node.http, &FaultSettings::default()).await.expect("heal");
     }
     wait_formed(&all, &members).await;
     let agreed = wait_agreement(&all, "svc-part").await;
@@ -408,7 +408,7 @@ async fn a_dropped_sync_is_repaired_by_verify() {
     let a = &nodes[0];
 
     // A drops its next two syncs: the ones to B and C for this client.
-    set_faults(a.http, &[], Drops { syncs: 2, ..Drops::default() }).await.expect("faults");
+    set_faults(a.http, &FaultSettings { drop_syncs: 2, ..FaultSettings::default() }).await.expect("faults");
     let _client = SdkClient::register(a.http, a.grpc.port(), "svc-drop", "10.5.0.1", 7400).expect("sdk client");
     wait_instances(&all, "svc-drop", &[up("10.5.0.1", 7400)]).await;
 

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use common::grpc::{body, hosts, payload, register};
+use common::grpc::{hosts, payload, register, RawClient};
 use common::{eventually, http_base, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -36,52 +36,20 @@ fn rejections(node: &RunningNode, limit: Limit) -> u64 {
     node.state.metrics.limit_rejections.get_or_create(&LimitLabels { limit: limit.label().to_owned() }).get()
 }
 
-/// A hand-made gRPC client: its own TCP connection, checked and set up.
-struct GrpcClient {
-    unary: RequestClient<Channel>,
-    _stream: mpsc::Sender<Payload>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for GrpcClient {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 async fn channel(node: &RunningNode) -> Channel {
     Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect")
 }
 
-impl GrpcClient {
-    async fn connect(node: &RunningNode) -> GrpcClient {
-        let channel = channel(node).await;
-        let mut unary = RequestClient::new(channel.clone());
-        let check = unary.request(payload("ServerCheckRequest", &json!({}))).await.expect("check");
-        assert_eq!(body(check.get_ref()).0, "ServerCheckResponse");
-        let (tx, rx) = mpsc::channel::<Payload>(16);
-        tx.send(payload("ConnectionSetupRequest", &json!({"clientVersion": "limits-test", "labels": {}})))
-            .await
-            .expect("setup");
-        let mut inbound = BiRequestStreamClient::new(channel)
-            .request_bi_stream(ReceiverStream::new(rx))
-            .await
-            .expect("stream")
-            .into_inner();
-        let reader = tokio::spawn(async move { while let Some(Ok(_)) = inbound.next().await {} });
-        let client = GrpcClient { unary, _stream: tx, reader };
-        let before = node.state.connections.count();
-        eventually("the connection is registered", WAIT, || async {
-            (node.state.connections.count() >= before.max(1)).then_some(())
-        })
-        .await;
-        client
-    }
-
-    async fn call(&mut self, type_name: &str, body_json: Value) -> Value {
-        let answer = self.unary.request(payload(type_name, &body_json)).await.expect("unary call");
-        body(answer.get_ref()).1
-    }
+/// A hand-made gRPC client on its own connection, once the node has
+/// registered that connection.
+async fn connect(node: &RunningNode) -> RawClient {
+    let before = node.state.connections.count();
+    let client = RawClient::connect(node, false).await;
+    eventually("the connection is registered", WAIT, || async {
+        (node.state.connections.count() >= before.max(1)).then_some(())
+    })
+    .await;
+    client
 }
 
 #[tokio::test]
@@ -108,7 +76,7 @@ async fn oversized_http_body_gets_413_is_counted_and_changes_nothing() {
 #[tokio::test]
 async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
     let node = start(Config { max_grpc_message_bytes: 4096, ..test_config() }).await;
-    let mut c = GrpcClient::connect(&node).await;
+    let mut c = connect(&node).await;
     let mut big = register("big", "10.0.0.1", 80);
     big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
     let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
@@ -135,7 +103,7 @@ async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
     assert_eq!(node.state.connections.count(), 1, "only the first client is connected");
 
     // The first connection still works.
-    let v = c.call("InstanceRequest", register("small", "10.0.0.1", 80)).await;
+    let (_, v) = c.call("InstanceRequest", register("small", "10.0.0.1", 80)).await;
     assert_eq!(v["resultCode"], 200, "{v}");
     assert_eq!(hosts(&node, "small"), 1);
     drop(tx);
@@ -183,8 +151,8 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
 #[tokio::test]
 async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others() {
     let node = start(Config { max_grpc_connections: 1, ..test_config() }).await;
-    let mut first = GrpcClient::connect(&node).await;
-    assert_eq!(first.call("InstanceRequest", register("kept", "10.0.0.1", 80)).await["resultCode"], 200);
+    let mut first = connect(&node).await;
+    assert_eq!(first.call("InstanceRequest", register("kept", "10.0.0.1", 80)).await.1["resultCode"], 200);
 
     // A second TCP connection is answered RESOURCE_EXHAUSTED on every call.
     let mut second = RequestClient::new(channel(&node).await);
@@ -197,7 +165,7 @@ async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others()
     assert_eq!(node.state.connections.count(), 1);
 
     // The first connection is undisturbed.
-    assert_eq!(first.call("InstanceRequest", register("kept2", "10.0.0.1", 81)).await["resultCode"], 200);
+    assert_eq!(first.call("InstanceRequest", register("kept2", "10.0.0.1", 81)).await.1["resultCode"], 200);
     assert_eq!((hosts(&node, "kept"), hosts(&node, "kept2")), (1, 1));
     assert_eq!(node.state.store.counts().instances, 2);
 
@@ -249,17 +217,17 @@ async fn http_connections_over_the_limit_get_503_without_disturbing_others() {
 async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
     let burst = 5;
     let node = start(Config { grpc_rate_limit: SLOW_RATE, grpc_rate_burst: burst, ..test_config() }).await;
-    let mut flooder = GrpcClient::connect(&node).await; // ServerCheckRequest took one token
-    let mut calm = GrpcClient::connect(&node).await;
+    let mut flooder = connect(&node).await; // ServerCheckRequest took one token
+    let mut calm = connect(&node).await;
     let flood = tokio::spawn(async move {
         let mut answers = Vec::new();
         for i in 0..40 {
-            answers.push(flooder.call("InstanceRequest", register(&format!("flood-{i}"), "10.0.0.1", 80)).await);
+            answers.push(flooder.call("InstanceRequest", register(&format!("flood-{i}"), "10.0.0.1", 80)).await.1);
         }
         (flooder, answers)
     });
     for i in 0..(burst - 1) {
-        let v = calm.call("InstanceRequest", register(&format!("calm-{i}"), "10.0.0.2", 80)).await;
+        let (_, v) = calm.call("InstanceRequest", register(&format!("calm-{i}"), "10.0.0.2", 80)).await;
         assert_eq!(v["resultCode"], 200, "the calm client is never limited: {v}");
     }
     let (_flooder, answers) = flood.await.expect("flood task");
