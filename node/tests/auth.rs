@@ -5,7 +5,7 @@
 //! write); open status endpoints; start-up refusals without a usable key;
 //! and the official `nacos-sdk` client logging in over HTTP.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -700,8 +700,7 @@ async fn the_official_client_logs_in_over_http_and_is_held_to_its_rights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_writes_carry_the_clients_token() {
-    let pid = std::process::id();
-    let ips: Vec<String> = (1..=2).map(|i| format!("127.{}.{}.{i}", 200 + pid % 20, (pid / 20) % 250)).collect();
+    let ips = common::loopback_ips(2);
     let members: Vec<String> = ips.iter().map(|ip| format!("{ip}:8848")).collect();
     let dir = auth_dir();
     let conf = dir.join("cluster.conf");
@@ -716,7 +715,6 @@ async fn forwarded_writes_carry_the_clients_token() {
             cluster_conf: conf.clone(),
             cluster_conf_poll_interval: Duration::from_millis(100),
             member_report_interval: Duration::from_millis(100),
-            member_report_timeout: Duration::from_millis(300),
             auth_enabled: true,
             auth_dir: Some(dir.clone()),
             ..test_config()
@@ -724,17 +722,14 @@ async fn forwarded_writes_carry_the_clients_token() {
         nodes.push(start(config).await);
     }
     let (a, b) = (&nodes[0], &nodes[1]);
+    common::responsibility_split(&nodes, &members).await;
     // Two instance addresses that `b` is responsible for, as `a` sees it.
-    let ports = eventually("a sees b responsible for two addresses", Duration::from_secs(20), || async {
-        let ports: Vec<u16> = (1000..1400u16)
-            .filter(|p| {
-                a.state.membership.responsibility().member_for(&format!("10.7.0.1:{p}")) == Some(&b.state.member)
-            })
-            .take(2)
-            .collect();
-        (ports.len() == 2).then_some(ports)
-    })
-    .await;
+    let responsibility = a.state.membership.responsibility();
+    let ports: Vec<u16> = (1000..1400u16)
+        .filter(|p| responsibility.member_for(&format!("10.7.0.1:{p}")) == Some(&b.state.member))
+        .take(2)
+        .collect();
+    assert_eq!(ports.len(), 2, "b is responsible for some of 400 addresses");
     let admin = login(a, "admin", "admin-pw").await;
     let forwarded = || a.state.metrics.distro_count("http_forwarded");
     for (carry, port) in [(Carry::Bearer, ports[0]), (Carry::Param, ports[1])] {

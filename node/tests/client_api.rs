@@ -5,7 +5,7 @@
 //! and address it publishes or watches; the v2 error shape and codes of
 //! Nacos's `ErrorCode`; and with `--auth-enabled`, admins only.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! [`PeerAddressResolver`] maps each name to its real ephemeral peer port.
 //! Every wait is a bounded poll; every server and task is stopped at the end.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -3,7 +3,7 @@
 //! `distro.initialized=false`; once its list has no peer left, it is loaded
 //! (with no source) and ready.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

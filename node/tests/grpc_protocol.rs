@@ -2,7 +2,7 @@
 //! lifecycle (a dropped or silent connection loses its instances) and every
 //! kind of bad input, each asserting the error and an unchanged store.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! query, subscribe and receive pushes, deregister, batch register, and a
 //! dropped client's instances disappearing.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! defaults and JSON shapes as Nacos answers them (DESIGN §3,
 //! research/nacos.md §3).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

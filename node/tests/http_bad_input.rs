@@ -2,7 +2,7 @@
 //! error kind, body `caused: <message>;` naming the problem) and changes
 //! nothing in the store (DESIGN §3).
 
-mod common;
+use crate::common;
 
 use reqwest::Method;
 use roster_node::naming::StoreCounts;

@@ -2,7 +2,7 @@
 //! unhealthy and then removal, revival, and Nacos's 20404 / auto-register
 //! answers for unknown instances (research/nacos.md §3, §4).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! the config; rates are so slow (one token per 1000 s) that no token comes
 //! back while a test runs, so the outcomes do not depend on timing.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! check's doing). An unsigned `x-roster-forwarded-by` on the HTTP port
 //! gains nothing either: the write is treated as a client's.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -257,9 +257,9 @@ fn a_cluster_without_a_secret_does_not_start() {
     assert!(err.to_string().contains("cluster secret"), "{err}");
 }
 
-/// Two loopback addresses for this process, away from other tests' ranges.
+/// Two loopback addresses of this test's own.
 fn ips() -> Vec<String> {
-    common::loopback_ips(200, 2)
+    common::loopback_ips(2)
 }
 
 /// A forwarded-by header without a valid signature is ignored: the write is
@@ -275,15 +275,7 @@ async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
         nodes.push(start(common::member_config(ip, &conf)).await);
     }
     let a = &nodes[0];
-    // Wait until both see each other UP and loaded, so responsibility is split.
-    eventually("both members ready", WAIT, || async {
-        for n in &nodes {
-            let r = reqwest::get(format!("http://{}/nacos/v1/console/health/readiness", n.http_addr)).await.ok()?;
-            (r.status() == 200).then_some(())?;
-        }
-        Some(())
-    })
-    .await;
+    common::responsibility_split(&nodes, &members).await;
     // An instance address the other member is responsible for.
     let responsibility = a.state.membership.responsibility();
     let port = (1000..2000u16)

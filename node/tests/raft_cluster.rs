@@ -4,7 +4,7 @@
 //! leader, errors decided when applied come back through the forward
 //! unchanged, and every member applies every write.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use common::{eventually, http_form, http_json, http_query, start};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Three loopback addresses for this process, away from the e2e harness's range.
+/// Three loopback addresses of this test's own.
 fn ips() -> Vec<String> {
-    common::loopback_ips(230, 3)
+    common::loopback_ips(3)
 }
 
 async fn start_cluster() -> (tempfile::TempDir, Vec<RunningNode>, Vec<String>) {

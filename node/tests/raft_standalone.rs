@@ -3,7 +3,7 @@
 //! its Raft id; validation errors come back as before; the leader's health
 //! checks mark persistent instances unhealthy and healthy again.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The admin plane: the status document of DESIGN §7, health endpoints and
 //! the Prometheus exposition of store sizes and connections.
 
-mod common;
+use crate::common;
 
 use roster_node::naming::{ClientKind, Instance, ServiceKey};
 use serde_json::Value;

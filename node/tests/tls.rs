@@ -4,7 +4,7 @@
 //! plaintext client is refused on every port, and a TLS client without a
 //! member certificate is refused on the peer port.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,9 +23,9 @@ use common::{eventually, start};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Two loopback addresses for this process, away from other tests' ranges.
+/// Two loopback addresses of this test's own.
 fn ips() -> Vec<String> {
-    common::loopback_ips(180, 2)
+    common::loopback_ips(2)
 }
 
 struct Pki {

@@ -93,6 +93,25 @@ where
     }
 }
 
+/// Waits until every node of a cluster is ready (its Distro snapshot
+/// loaded) and sees every one of `members` as sharing the Distro tags. Only
+/// then is responsibility split, and it stays split: before, a node that
+/// has loaded but not yet heard that its peers have keeps every tag itself.
+pub async fn responsibility_split(nodes: &[RunningNode], members: &[String]) {
+    let mut members = members.to_vec();
+    members.sort();
+    eventually("every member ready and sharing the Distro tags", Duration::from_secs(30), || async {
+        for node in nodes {
+            let url = format!("{}/nacos/v1/console/health/readiness", http_base(node));
+            let ready = reqwest::get(url).await.ok()?;
+            (ready.status() == 200).then_some(())?;
+            (node.state.membership.responsibility().candidates() == members.as_slice()).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+}
+
 /// Base URL of a node's main HTTP port, e.g. `http://127.0.0.1:40123`.
 pub fn http_base(node: &RunningNode) -> String {
     format!("http://{}", node.http_addr)
@@ -129,12 +148,17 @@ pub fn write_conf(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename cluster.conf");
 }
 
-/// `n` loopback addresses for this test process, in a range of their own:
-/// `base` (180, 200, 230, ...) keeps the test binaries that run at the same
-/// time apart, the process id keeps concurrent runs apart.
-pub fn loopback_ips(base: u32, n: u32) -> Vec<String> {
+/// `n` loopback addresses that no other call in this test process gets (the
+/// tests of every module share one process and run concurrently), in a
+/// range picked by the process id so that concurrent test runs stay apart:
+/// each test's members can use the standard port 8848 without colliding.
+pub fn loopback_ips(n: u32) -> Vec<String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let call = NEXT.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    (1..=n).map(|i| format!("127.{}.{}.{i}", base + pid % 20, (pid / 20) % 250)).collect()
+    let second = 180 + pid % 70;
+    let third = (pid / 70).wrapping_add(call) % 250 + 2;
+    (1..=n).map(|i| format!("127.{second}.{third}.{i}")).collect()
 }
 
 /// Writes a `cluster.conf` naming a member on port 8848 of each of `ips`

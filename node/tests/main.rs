@@ -1,0 +1,23 @@
+//! The node's integration tests, one module per area, built as one test
+//! binary: one link of the node instead of one per file, which saves the
+//! 2-core CI machines minutes and about a gigabyte of disk. Run one area
+//! with `cargo test -p roster-node --test integration <module>::`.
+
+mod common;
+
+mod auth;
+mod client_api;
+mod cluster_membership;
+mod distro_readiness;
+mod fuzz_seeds;
+mod grpc_protocol;
+mod grpc_sdk;
+mod http_api;
+mod http_bad_input;
+mod http_beat;
+mod limits;
+mod peer_security;
+mod raft_cluster;
+mod raft_standalone;
+mod status;
+mod tls;
