@@ -1,4 +1,4 @@
-//! Password hashes: PBKDF2-HMAC-SHA256 (RustCrypto, pure Rust) in the PHC
+//! Password hashes: PBKDF2-HMAC-SHA256 (from `ring`) in the PHC
 //! string format `$pbkdf2-sha256$i=<iterations>$<salt>$<hash>` (salt and
 //! hash in unpadded standard base64).
 //!
@@ -9,11 +9,11 @@
 //! slow; it is paid only at login (tokens are checked with one HMAC).
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use ring::pbkdf2;
 
 /// Iterations of new hashes (OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256).
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
@@ -74,18 +74,20 @@ impl PasswordHash {
 
     /// Hashes `password` with a fresh random salt.
     pub fn new(password: &str, iterations: u32) -> Result<Self, String> {
-        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-            return Err(format!("iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}"));
-        }
+        let rounds = NonZeroU32::new(iterations)
+            .filter(|_| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations))
+            .ok_or_else(|| format!("iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}"))?;
         let mut salt = vec![0u8; SALT_BYTES];
         getrandom::fill(&mut salt).map_err(|e| format!("no system randomness for a salt: {e}"))?;
-        let hash = derive(password, &salt, iterations);
+        let hash = derive(password, &salt, rounds);
         Ok(PasswordHash { iterations, salt, hash })
     }
 
     /// Whether `password` matches, compared in constant time.
     pub fn matches(&self, password: &str) -> bool {
-        derive(password, &self.salt, self.iterations).ct_eq(&self.hash).into()
+        // `parse` and `new` keep the count within MIN..=MAX, never zero.
+        let Some(rounds) = NonZeroU32::new(self.iterations) else { return false };
+        pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, rounds, &self.salt, password.as_bytes(), &self.hash).is_ok()
     }
 
     /// The PHC string, as stored in the users file.
@@ -99,9 +101,9 @@ impl PasswordHash {
     }
 }
 
-fn derive(password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+fn derive(password: &str, salt: &[u8], rounds: NonZeroU32) -> Vec<u8> {
     let mut out = vec![0u8; HASH_BYTES];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out);
+    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, password.as_bytes(), &mut out);
     out
 }
 
@@ -137,6 +139,30 @@ pub fn hash_password_command(args: &[String]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The widely published PBKDF2-HMAC-SHA256 vectors (P = "password",
+    /// S = "salt", 32 bytes; Python's `hashlib.pbkdf2_hmac` gives the same):
+    /// hashes in users files stay valid whatever library computes them.
+    #[test]
+    fn derivation_matches_the_published_vectors() {
+        let vectors = [
+            (1, "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"),
+            (2, "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"),
+            (4096, "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"),
+        ];
+        let rounds = |n| NonZeroU32::new(n).expect("not zero");
+        for (iterations, expected) in vectors {
+            assert_eq!(hex(&derive("password", b"salt", rounds(iterations))), expected, "{iterations} iterations");
+        }
+        let hash = derive("password", b"salt", rounds(4096));
+        let stored = PasswordHash { iterations: 4096, salt: b"salt".to_vec(), hash };
+        assert!(stored.matches("password"));
+        assert!(!stored.matches("passwore"));
+    }
 
     #[test]
     fn hashes_round_trip_and_match_only_their_password() {
