@@ -10,6 +10,7 @@ use crate::common;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use roster_node::limits::Limit;
 use roster_node::metrics::LimitLabels;
 use roster_node::security::{ClusterSecret, PeerAuth};
@@ -298,6 +299,66 @@ async fn a_flooding_http_client_is_limited_by_ip_while_another_is_served() {
         let resp = flooder.get(format!("{base}/nacos/v1/console/health/{probe}")).send().await.expect("probe");
         assert_ne!(resp.status().as_u16(), 429, "{probe}");
     }
+    node.shutdown().await;
+}
+
+/// Writes that another member forwarded and signed are not counted against
+/// that member's IP: it speaks for many clients and counted each of them
+/// itself. Its own requests are counted, and so is every forwarding header
+/// that does not prove a current member sent it: no signature, another
+/// secret, or a signer that is not a member.
+#[tokio::test]
+async fn only_writes_a_member_signed_and_forwarded_skip_the_http_rate_limit() {
+    let burst = 3u32;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ips = common::loopback_ips(2);
+    let (conf, members) = common::member_file(dir.path(), &ips);
+    // Only the second member runs; the first is a member by the file, and
+    // the test sends from its address what it would forward.
+    let config = common::member_config(&ips[1], &conf);
+    let node = start(Config { http_rate_limit: SLOW_RATE, http_rate_burst: burst, ..config }).await;
+    let path = "/nacos/v1/ns/instance";
+    let url = format!("{}{path}", http_base(&node));
+    let member = client_from(&ips[0]);
+    let forwarded = |by: &str, signer: Option<(&ClusterSecret, &str)>| {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-roster-forwarded-by", by.parse().expect("header"));
+        if let Some((secret, name)) = signer {
+            PeerAuth::new(secret, name).sign(&mut headers, "POST", path);
+        }
+        headers
+    };
+    let mut port = 1000u16;
+    let mut write = async |headers: HeaderMap| {
+        port += 1;
+        let params = [("serviceName", "fwd".to_owned()), ("ip", "10.9.0.1".to_owned()), ("port", port.to_string())];
+        member.post(&url).headers(headers).form(&params).send().await.expect("answered").status().as_u16()
+    };
+    let secret = ClusterSecret::new(common::cluster_secret().as_bytes()).expect("secret");
+    let signed = || forwarded(&members[0], Some((&secret, &members[0])));
+
+    for _ in 0..2 * burst {
+        assert_eq!(write(signed()).await, 200, "signed forwards take no token");
+    }
+    let list = format!("{}/nacos/v1/ns/instance/list?serviceName=fwd", http_base(&node));
+    for _ in 0..burst {
+        assert_eq!(member.get(&list).send().await.expect("answered").status().as_u16(), 200);
+    }
+    assert_eq!(member.get(&list).send().await.expect("answered").status().as_u16(), 429, "its own requests count");
+    assert_eq!(write(signed()).await, 200, "a signed forward still passes once the bucket is empty");
+
+    let stranger = "127.9.9.9:8848";
+    let other_secret = ClusterSecret::new(&[0x5a; 32]).expect("secret");
+    let unproven = [
+        ("no signature", forwarded(&members[0], None)),
+        ("another secret", forwarded(&members[0], Some((&other_secret, &members[0])))),
+        ("not a member", forwarded(stranger, Some((&secret, stranger)))),
+    ];
+    for (what, headers) in unproven {
+        assert_eq!(write(headers).await, 429, "{what}");
+    }
+    assert_eq!(rejections(&node, Limit::HttpRate), 4);
+    assert_eq!(hosts(&node, "fwd"), 2 * burst as usize + 1, "the refused writes changed nothing");
     node.shutdown().await;
 }
 
