@@ -143,7 +143,7 @@ async fn a_new_cluster_gets_owned_objects_a_status_and_an_event() {
     assert_eq!(status.members.len(), 3);
 
     api.expect_event(NS, "Creating").await;
-    let action = reconciler.await.expect("task").expect("reconcile succeeds");
+    let action = finish(reconciler).await;
     assert_eq!(action, Action::requeue(REQUEUE_ACTIVE));
     api.expect_silence(Duration::from_millis(100)).await;
 }
@@ -183,7 +183,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
     for reason in ["WaitingForRaftRemoval", "LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
-    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+    assert_eq!(finish(reconciler).await, Action::requeue(REQUEUE_ACTIVE));
 
     // Reconcile 2: Raft removed member 4 only; the StatefulSet may drop just that pod.
     for (i, fake) in fakes.iter().enumerate() {
@@ -199,7 +199,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
     let second = expect_status_patch(&mut api, &rc2).await;
     assert_eq!(cond(&second, CONDITION_PROGRESSING).1, "ScalingDown");
     api.expect_event(NS, "ScalingDown").await;
-    reconciler.await.expect("task").expect("reconcile");
+    finish(reconciler).await;
 
     // Reconcile 3: Raft let member 3 go as well.
     for (i, fake) in fakes.iter().enumerate() {
@@ -214,7 +214,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
     assert_eq!(sts["spec"]["replicas"], 3);
     expect_status_patch(&mut api, &rc3).await;
     api.expect_event(NS, "ScalingDown").await;
-    reconciler.await.expect("task").expect("reconcile");
+    finish(reconciler).await;
     api.expect_silence(Duration::from_millis(100)).await;
 }
 
@@ -240,7 +240,7 @@ async fn a_stable_cluster_reports_available_and_requeues_slowly() {
     for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
-    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_STABLE));
+    assert_eq!(finish(reconciler).await, Action::requeue(REQUEUE_STABLE));
 }
 
 #[tokio::test]
@@ -256,7 +256,7 @@ async fn api_errors_back_off_and_are_counted() {
             &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd is sad",
                     "reason": "InternalError", "code": 500}),
         );
-        let err = reconciler.await.expect("task").expect_err("the API error surfaces");
+        let err = outcome(reconciler).await.expect_err("the API error surfaces");
         assert!(matches!(err, Error::Kube(_)), "{err}");
         assert_eq!(error_policy(rc.clone(), &err, ctx.clone()), Action::requeue(Duration::from_secs(expected)));
     }
@@ -366,13 +366,18 @@ async fn reconcile_rolling(
     reconciler
 }
 
-/// The reconcile's result, failing the test if it still waits for an API call.
-async fn finish(reconciler: tokio::task::JoinHandle<Result<Action>>) -> Action {
+/// The reconcile's outcome, failing the test if it still waits for an API
+/// call after 5 s.
+async fn outcome(reconciler: tokio::task::JoinHandle<Result<Action>>) -> Result<Action> {
     tokio::time::timeout(Duration::from_secs(5), reconciler)
         .await
         .expect("the reconcile finished without further API calls")
         .expect("task")
-        .expect("reconcile")
+}
+
+/// The action of a reconcile that must succeed (see [`outcome`]).
+async fn finish(reconciler: tokio::task::JoinHandle<Result<Action>>) -> Action {
+    outcome(reconciler).await.expect("reconcile")
 }
 
 async fn expect_eviction(api: &mut ApiServerVerifier, pod: &str) {
@@ -405,7 +410,7 @@ async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
     for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
-    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+    assert_eq!(finish(reconciler).await, Action::requeue(REQUEUE_ACTIVE));
     rc.status = Some(status);
 
     // Reconcile 2: the restarted demo-1 is not ready yet; nothing else is touched.
@@ -460,7 +465,7 @@ async fn an_eviction_the_disruption_budget_refuses_is_a_wait() {
     for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
-    assert_eq!(reconciler.await.expect("task").expect("reconcile"), Action::requeue(REQUEUE_ACTIVE));
+    assert_eq!(finish(reconciler).await, Action::requeue(REQUEUE_ACTIVE));
 }
 
 #[tokio::test]
@@ -497,7 +502,7 @@ async fn the_cluster_secret_is_created_once_when_absent() {
         .any(|v| v["secret"]["secretName"] == "demo-cluster-secret"));
     expect_status_patch(&mut api, &rc).await;
     api.expect_event(NS, "Creating").await;
-    reconciler.await.expect("task").expect("reconcile");
+    finish(reconciler).await;
 
     // The next round finds it and leaves it alone (no create, no apply):
     // after the read comes the StatefulSet.
