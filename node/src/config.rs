@@ -209,6 +209,27 @@ pub struct Config {
     #[arg(long, env = "ROSTER_HTTP_RATE_BURST", default_value_t = 1_000)]
     pub http_rate_burst: u32,
 
+    /// Logins per second one client IP may attempt (token bucket refill);
+    /// more are answered 429. Every login costs a deliberately slow password
+    /// hash, so this is far below `--http-rate-limit`. 0: no limit.
+    #[arg(long, env = "ROSTER_LOGIN_RATE_LIMIT", default_value_t = 1.0)]
+    pub login_rate_limit: f64,
+
+    /// Logins one client IP may attempt at once (token bucket size).
+    #[arg(long, env = "ROSTER_LOGIN_RATE_BURST", default_value_t = 10)]
+    pub login_rate_burst: u32,
+
+    /// Password hashes the node computes at once for logins, from all
+    /// clients together; the rest wait (see `--login-wait`). Caps the CPU a
+    /// login flood from many addresses can take from the registry.
+    #[arg(long, env = "ROSTER_MAX_CONCURRENT_LOGINS", default_value_t = 1)]
+    pub max_concurrent_logins: usize,
+
+    /// How long a login waits for a free password hash before it is
+    /// answered 503 (`--max-concurrent-logins`).
+    #[arg(long, env = "ROSTER_LOGIN_WAIT", default_value = "3s", value_parser = parse_duration)]
+    pub login_wait: Duration,
+
     /// Largest metadata of one instance or service (keys plus values), in bytes.
     #[arg(long, env = "ROSTER_MAX_METADATA_BYTES", default_value_t = 16 * 1024)]
     pub max_metadata_bytes: usize,
@@ -410,6 +431,7 @@ impl Config {
         for (name, rate, burst) in [
             ("--grpc-rate-limit", self.grpc_rate_limit, self.grpc_rate_burst),
             ("--http-rate-limit", self.http_rate_limit, self.http_rate_burst),
+            ("--login-rate-limit", self.login_rate_limit, self.login_rate_burst),
         ] {
             if !rate.is_finite() || rate < 0.0 {
                 return Err(Error::Config(format!("{name} must be a number of requests per second, 0 for no limit")));
@@ -417,6 +439,9 @@ impl Config {
             if rate > 0.0 && burst == 0 {
                 return Err(Error::Config(format!("{name} needs a burst of at least 1")));
             }
+        }
+        if self.max_concurrent_logins == 0 {
+            return Err(Error::Config("--max-concurrent-logins must be at least 1".into()));
         }
         if self.auth_token_ttl < Duration::from_secs(1) {
             return Err(Error::Config("--auth-token-ttl must be at least 1s".into()));

@@ -362,6 +362,59 @@ async fn only_writes_a_member_signed_and_forwarded_skip_the_http_rate_limit() {
     node.shutdown().await;
 }
 
+/// Logins are throttled before any password is checked: per client IP
+/// (429 with `Retry-After`), and by the password hashes the node computes
+/// at once, whoever asks (429 once `--login-wait` has passed). Refused
+/// logins check no password and issue no token.
+#[tokio::test]
+async fn logins_are_throttled_per_ip_and_by_concurrent_password_checks() {
+    let node = start(Config {
+        auth_enabled: true,
+        auth_dir: Some(common::auth_dir()),
+        login_rate_limit: SLOW_RATE,
+        login_rate_burst: 2,
+        login_wait: Duration::from_millis(200),
+        ..test_config()
+    })
+    .await;
+    let url = format!("{}/nacos/v1/auth/login", http_base(&node));
+    let login = async |client: &reqwest::Client| {
+        let answer = client.post(&url).form(&[("username", "admin"), ("password", "admin-pw")]).send().await;
+        let answer = answer.expect("answered");
+        let status = answer.status().as_u16();
+        let retry_after = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        (status, retry_after, answer.text().await.expect("body"))
+    };
+    let logins = || node.state.metrics.auth.logins.get();
+
+    let eager = client_from("127.0.0.4");
+    for _ in 0..2 {
+        let (status, _, body) = login(&eager).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("accessToken"), "{body}");
+    }
+    let (status, retry_after, body) = login(&eager).await;
+    assert_eq!((status, retry_after.is_some_and(|s| s >= 1)), (429, true), "{body}");
+    assert!(body.starts_with("caused: Too many logins from 127.0.0.4"), "{body}");
+    assert_eq!(rejections(&node, Limit::LoginRate), 1);
+    assert_eq!(logins(), 2);
+
+    // Another address has its own bucket, but must wait for a free password
+    // check: the test holds the only one (`--max-concurrent-logins` 1).
+    let other = client_from("127.0.0.5");
+    let held = node.state.client_limits.logins.clone().acquire_owned().await.expect("permit");
+    let (status, retry_after, body) = login(&other).await;
+    assert_eq!((status, retry_after), (429, Some(1)), "{body}");
+    assert!(body.starts_with("caused: Too many logins at once"), "{body}");
+    assert_eq!(rejections(&node, Limit::LoginConcurrency), 1);
+    drop(held);
+    let (status, _, body) = login(&other).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(logins(), 3);
+    assert_eq!(node.state.metrics.auth.failure_count(roster_node::auth::Refusal::BadCredentials), 0);
+    node.shutdown().await;
+}
+
 #[test]
 fn limit_flags_are_validated() {
     use clap::Parser;
@@ -372,6 +425,9 @@ fn limit_flags_are_validated() {
         vec!["--http-rate-limit", "NaN"],
         vec!["--http-rate-limit", "5", "--http-rate-burst", "0"],
         vec!["--max-peer-message-bytes", "1024"],
+        vec!["--login-rate-limit=-2"],
+        vec!["--login-rate-limit", "1", "--login-rate-burst", "0"],
+        vec!["--max-concurrent-logins", "0"],
     ] {
         let config = Config::parse_from(std::iter::once("roster-node").chain(bad.iter().copied()));
         assert!(config.validate().is_err(), "{bad:?} accepted");
@@ -380,4 +436,6 @@ fn limit_flags_are_validated() {
     assert_eq!((defaults.max_grpc_connections, defaults.max_http_connections), (10_000, 1_024));
     assert_eq!((defaults.grpc_rate_limit, defaults.grpc_rate_burst), (200.0, 400));
     assert_eq!((defaults.http_rate_limit, defaults.http_rate_burst), (500.0, 1_000));
+    assert_eq!((defaults.login_rate_limit, defaults.login_rate_burst), (1.0, 10));
+    assert_eq!((defaults.max_concurrent_logins, defaults.login_wait), (1, Duration::from_secs(3)));
 }

@@ -9,6 +9,7 @@
 //! - [`connections`]: the connection gates of the gRPC and HTTP listeners
 //!   and the refusal of connections over the limit.
 //! - [`rate`]: the request-rate checks of both client planes.
+//! - [`login`]: the login throttle (per-IP rate and concurrent hashes).
 //! - [`size`]: the gRPC status of messages over the size limit.
 //!
 //! HTTP bodies over `--max-body-bytes` are refused by axum's body limit
@@ -16,17 +17,22 @@
 
 pub mod bucket;
 pub mod connections;
+pub mod login;
 pub mod rate;
 pub mod size;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 
 pub use self::bucket::{KeyedBuckets, RateSettings, TokenBucket};
 pub use self::connections::{grpc_incoming, Admitted, ConnectionGate, LimitedListener};
+pub use self::login::login_guard;
 pub use self::rate::http_guard;
 pub use self::size::MessageLimitLayer;
 
@@ -51,6 +57,11 @@ pub enum Limit {
     GrpcRate,
     /// `--http-rate-limit`: an HTTP request over its client IP's rate (429).
     HttpRate,
+    /// `--login-rate-limit`: a login over its client IP's rate (429).
+    LoginRate,
+    /// `--max-concurrent-logins`: a login that found no free password hash
+    /// within `--login-wait` (429).
+    LoginConcurrency,
 }
 
 impl Limit {
@@ -64,6 +75,8 @@ impl Limit {
             Limit::HttpConnections => "http_connections",
             Limit::GrpcRate => "grpc_rate",
             Limit::HttpRate => "http_rate",
+            Limit::LoginRate => "login_rate",
+            Limit::LoginConcurrency => "login_concurrency",
         }
     }
 }
@@ -81,6 +94,13 @@ pub struct ClientLimits {
     pub grpc_rate: Arc<KeyedBuckets<SocketAddr>>,
     /// One bucket per HTTP client IP.
     pub http_rate: Arc<KeyedBuckets<IpAddr>>,
+    /// One login bucket per HTTP client IP.
+    pub login_rate: Arc<KeyedBuckets<IpAddr>>,
+    /// One permit per password hash computed at once.
+    pub logins: Arc<Semaphore>,
+    /// How long a login waits for a permit.
+    pub login_wait: Duration,
+    logins_capacity: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -100,8 +120,20 @@ impl ClientLimits {
             )),
             grpc_rate: Arc::new(KeyedBuckets::new(RateSettings::new(config.grpc_rate_limit, config.grpc_rate_burst))),
             http_rate: Arc::new(KeyedBuckets::new(RateSettings::new(config.http_rate_limit, config.http_rate_burst))),
+            login_rate: Arc::new(KeyedBuckets::new(RateSettings::new(
+                config.login_rate_limit,
+                config.login_rate_burst,
+            ))),
+            logins: Arc::new(Semaphore::new(config.max_concurrent_logins.max(1))),
+            login_wait: config.login_wait,
+            logins_capacity: config.max_concurrent_logins.max(1),
             metrics,
         }
+    }
+
+    /// Password hashes allowed at once (`--max-concurrent-logins`).
+    pub fn logins_capacity(&self) -> usize {
+        self.logins_capacity
     }
 
     /// Counts one refusal by `limit`.

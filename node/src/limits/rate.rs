@@ -36,6 +36,16 @@ fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// The HTTP answer to a request refused by a limit: `err` (429 and its
+/// `caused: ...;` body) with `Retry-After` for `wait`.
+pub(super) fn refusal(err: Error, wait: Duration) -> Response {
+    let mut response = err.into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// Checks a gRPC request from the TCP connection `remote` against its
 /// connection's rate; the error names the limit.
 pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
@@ -74,11 +84,7 @@ pub async fn http_guard(State(state): State<Arc<NodeState>>, request: Request, n
                 "Too many requests from {ip}: more than {} per second (burst {}); retry later.",
                 rate.per_second, rate.burst
             ));
-            let mut response = err.into_response();
-            if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
+            return refusal(err, wait);
         }
     }
     let response = next.run(request).await;

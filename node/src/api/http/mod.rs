@@ -92,12 +92,15 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/nacos/v2/ns/client/service/publisher/list", get(client::service_publishers))
         .route("/nacos/v2/ns/client/service/subscriber/list", get(client::service_subscribers))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let logins = Router::new()
+        .route("/nacos/v1/auth/login", post(auth::login))
+        .route("/nacos/v1/auth/users/login", post(auth::login))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::limits::login_guard));
     Router::new()
         .merge(naming)
         .merge(summary)
         .merge(clients)
-        .route("/nacos/v1/auth/login", post(auth::login))
-        .route("/nacos/v1/auth/users/login", post(auth::login))
+        .merge(logins)
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
         .fallback(not_found)

@@ -1,0 +1,58 @@
+//! The login throttle. A login checks a password hash that is slow on
+//! purpose (PBKDF2, 600 000 iterations by default: a few hundred
+//! milliseconds of one core), so logins are the cheapest way to take a
+//! node's CPU from the registry. Two limits on the login routes, checked
+//! before the handler runs:
+//!
+//! - `--login-rate-limit` / `--login-rate-burst`: one token bucket per
+//!   client IP, far below the general HTTP rate. Over it: 429 with
+//!   `Retry-After`.
+//! - `--max-concurrent-logins`: password hashes computed at once by the
+//!   whole node, whoever asks (a flood from many addresses passes the
+//!   per-IP rate). A login waits up to `--login-wait` for its turn, then is
+//!   answered 429 with `Retry-After: 1`.
+//!
+//! A refused login checks no password and issues nothing. Nacos clients
+//! treat a failed login as one to retry later.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::rate::refusal;
+use super::Limit;
+use crate::error::Error;
+use crate::state::NodeState;
+
+/// Route middleware of the login routes: the per-IP login rate, then a
+/// permit to hash, held while the handler runs.
+pub async fn login_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
+    let limits = &state.client_limits;
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    if let Some(ip) = client {
+        if let Err(wait) = limits.login_rate.check(ip, Instant::now()) {
+            limits.rejected(Limit::LoginRate);
+            let rate = limits.login_rate.settings();
+            let err = Error::RateLimited(format!(
+                "Too many logins from {ip}: more than {} per second (burst {}); retry later.",
+                rate.per_second, rate.burst
+            ));
+            return refusal(err, wait);
+        }
+    }
+    let permit = tokio::time::timeout(limits.login_wait, limits.logins.clone().acquire_owned()).await;
+    let Ok(Ok(_permit)) = permit else {
+        limits.rejected(Limit::LoginConcurrency);
+        let err = Error::RateLimited(format!(
+            "Too many logins at once: {} password checks are running and none finished within {} ms; retry later.",
+            limits.logins_capacity(),
+            limits.login_wait.as_millis()
+        ));
+        return refusal(err, std::time::Duration::from_secs(1));
+    };
+    next.run(request).await
+}
