@@ -1,6 +1,6 @@
 //! The login throttle. A login checks a password hash that is slow on
-//! purpose (PBKDF2, 600 000 iterations by default: a few hundred
-//! milliseconds of one core), so logins are the cheapest way to take a
+//! purpose (PBKDF2, 600 000 iterations by default: about 0.1 s of one
+//! core on the benchmark machine), so logins are the cheapest way to take a
 //! node's CPU from the registry. Two limits on the login routes, checked
 //! before the handler runs:
 //!
