@@ -17,13 +17,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::rate::refusal;
+use super::rate::{refusal, refused_by_rate};
 use super::Limit;
 use crate::error::Error;
 use crate::state::NodeState;
@@ -34,14 +34,8 @@ pub async fn login_guard(State(state): State<Arc<NodeState>>, request: Request, 
     let limits = &state.client_limits;
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     if let Some(ip) = client {
-        if let Err(wait) = limits.login_rate.check(ip, Instant::now()) {
-            limits.rejected(Limit::LoginRate);
-            let rate = limits.login_rate.settings();
-            let err = Error::RateLimited(format!(
-                "Too many logins from {ip}: more than {} per second (burst {}); retry later.",
-                rate.per_second, rate.burst
-            ));
-            return refusal(err, wait);
+        if let Some(refused) = refused_by_rate(limits, &limits.login_rate, ip, Limit::LoginRate, "logins") {
+            return refused;
         }
     }
     let permit = tokio::time::timeout(limits.login_wait, limits.logins.clone().acquire_owned()).await;
@@ -52,7 +46,7 @@ pub async fn login_guard(State(state): State<Arc<NodeState>>, request: Request, 
             limits.logins_capacity(),
             limits.login_wait.as_millis()
         ));
-        return refusal(err, std::time::Duration::from_secs(1));
+        return refusal(err, Duration::from_secs(1));
     };
     next.run(request).await
 }

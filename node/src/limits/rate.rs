@@ -14,7 +14,7 @@
 //!   many clients. Liveness and readiness probes are never limited, so a
 //!   flood cannot make Kubernetes restart the node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Limit;
+use super::{ClientLimits, KeyedBuckets, Limit};
 use crate::api::http::forward::signed_forwarder;
 use crate::error::Error;
 use crate::state::NodeState;
@@ -44,6 +44,27 @@ pub(super) fn refusal(err: Error, wait: Duration) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// Takes a token from `ip`'s bucket in `buckets`; without one, counts a
+/// refusal by `limit` and returns its answer: "Too many `what` from `ip`
+/// ...", 429.
+pub(super) fn refused_by_rate(
+    limits: &ClientLimits,
+    buckets: &KeyedBuckets<IpAddr>,
+    ip: IpAddr,
+    limit: Limit,
+    what: &str,
+) -> Option<Response> {
+    buckets.check(ip, Instant::now()).err().map(|wait| {
+        limits.rejected(limit);
+        let rate = buckets.settings();
+        let err = Error::RateLimited(format!(
+            "Too many {what} from {ip}: more than {} per second (burst {}); retry later.",
+            rate.per_second, rate.burst
+        ));
+        refusal(err, wait)
+    })
 }
 
 /// Checks a gRPC request from the TCP connection `remote` against its
@@ -77,14 +98,8 @@ pub async fn http_guard(State(state): State<Arc<NodeState>>, request: Request, n
     let exempt = request.uri().path().starts_with(PROBE_PREFIX) || forwarded_by_member(&state, &request);
     if let (Some(ip), false) = (client, exempt) {
         let limits = &state.client_limits;
-        if let Err(wait) = limits.http_rate.check(ip, Instant::now()) {
-            limits.rejected(Limit::HttpRate);
-            let rate = limits.http_rate.settings();
-            let err = Error::RateLimited(format!(
-                "Too many requests from {ip}: more than {} per second (burst {}); retry later.",
-                rate.per_second, rate.burst
-            ));
-            return refusal(err, wait);
+        if let Some(refused) = refused_by_rate(limits, &limits.http_rate, ip, Limit::HttpRate, "requests") {
+            return refused;
         }
     }
     let response = next.run(request).await;
