@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,14 +18,10 @@ use roster_node::auth::token::{self, forge, TokenKey};
 use roster_node::auth::Refusal;
 use roster_node::naming::{Selection, ServiceKey};
 use roster_node::{Config, RunningNode};
-use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
-use roster_proto::nacos::request_client::RequestClient;
-use roster_proto::nacos::{Metadata, Payload};
+use roster_proto::nacos::Payload;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
+use common::grpc::RawClient;
 use common::{auth_dir, eventually, http_base, start, test_config};
 
 const KEY: &[u8] = common::AUTH_KEY;
@@ -492,54 +487,23 @@ fn the_binary_exits_with_a_clear_message_and_hashes_passwords() {
 
 // ---- gRPC ----
 
-fn payload(type_name: &str, body: &Value, token: Option<&str>) -> Payload {
-    let mut headers = HashMap::new();
-    if let Some(t) = token {
-        headers.insert("accessToken".to_owned(), t.to_owned());
+/// A request carrying `token` in its metadata headers, as the SDKs send it.
+fn with_token(type_name: &str, body: &Value, token: Option<&str>) -> Payload {
+    let mut p = common::grpc::payload(type_name, body);
+    if let (Some(t), Some(metadata)) = (token, p.metadata.as_mut()) {
+        metadata.headers.insert("accessToken".to_owned(), t.to_owned());
     }
-    Payload {
-        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers }),
-        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).expect("json") }),
-    }
-}
-
-fn answer(p: &Payload) -> (String, Value) {
-    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-    (t, serde_json::from_slice(&p.body.as_ref().expect("body").value).expect("json"))
+    p
 }
 
 /// A connection set up by hand (no token: the handshake is open).
-struct Raw {
-    unary: RequestClient<Channel>,
-    _to_server: mpsc::Sender<Payload>,
-    _stream: tonic::Streaming<Payload>,
+async fn connect(node: &RunningNode) -> RawClient {
+    RawClient::connect_with(node, false, "auth-test", json!({})).await
 }
 
-impl Raw {
-    async fn connect(node: &RunningNode) -> Raw {
-        let channel =
-            Channel::from_shared(format!("http://{}", node.grpc_addr)).expect("uri").connect().await.expect("connect");
-        let mut unary = RequestClient::new(channel.clone());
-        let check =
-            unary.request(payload("ServerCheckRequest", &json!({"headers": {}, "module": "internal"}), None)).await;
-        assert_eq!(answer(check.expect("server check").get_ref()).0, "ServerCheckResponse");
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(payload(
-            "ConnectionSetupRequest",
-            &json!({"clientVersion": "auth-test", "tenant": "", "labels": {}, "headers": {}, "module": "internal"}),
-            None,
-        ))
-        .await
-        .expect("setup");
-        let stream =
-            BiRequestStreamClient::new(channel).request_bi_stream(ReceiverStream::new(rx)).await.expect("stream");
-        Raw { unary, _to_server: tx, _stream: stream.into_inner() }
-    }
-
-    async fn call(&mut self, type_name: &str, body: &Value, token: Option<&str>) -> Value {
-        let p = payload(type_name, body, token);
-        answer(self.unary.request(p).await.expect("unary").get_ref()).1
-    }
+/// The answer's body to a request of `type_name` sent with `token`.
+async fn call(raw: &mut RawClient, type_name: &str, body: &Value, token: Option<&str>) -> Value {
+    raw.call_raw(with_token(type_name, body, token)).await.1
 }
 
 fn naming(kind: &str, ns: &str, extra: Value) -> Value {
@@ -582,14 +546,14 @@ fn grpc_requests() -> Vec<(&'static str, Value)> {
 async fn every_grpc_naming_request_needs_a_valid_token() {
     let node = start(secured_config(Duration::from_secs(600))).await;
     let admin = login(&node, "admin", "admin-pw").await;
-    let mut raw = Raw::connect(&node).await;
+    let mut raw = connect(&node).await;
     // Keep-alive stays open.
-    let v = raw.call("HealthCheckRequest", &json!({"headers": {}, "module": "internal"}), None).await;
+    let v = call(&mut raw, "HealthCheckRequest", &json!({"headers": {}, "module": "internal"}), None).await;
     assert_eq!(v["resultCode"], 200, "{v}");
     for (type_name, body) in grpc_requests() {
         let before = node.state.store.counts();
         for (what, token, message) in bad_tokens() {
-            let v = raw.call(type_name, &body, token.as_deref()).await;
+            let v = call(&mut raw, type_name, &body, token.as_deref()).await;
             assert_eq!(
                 (v["resultCode"].as_i64(), v["errorCode"].as_i64()),
                 (Some(500), Some(403)),
@@ -598,18 +562,18 @@ async fn every_grpc_naming_request_needs_a_valid_token() {
             assert_eq!(v["message"], message, "{type_name} with {what} token");
         }
         assert_eq!(node.state.store.counts(), before, "a refused {type_name} changed the store");
-        let v = raw.call(type_name, &body, Some(&admin)).await;
+        let v = call(&mut raw, type_name, &body, Some(&admin)).await;
         assert_eq!(v["resultCode"], 200, "{type_name} with a valid token: {v}");
     }
     // The token may also sit in the body's headers, as Nacos merges both.
     let mut body = naming("", "public", json!({"cluster": "", "healthyOnly": false}));
     body["headers"] = json!({"accessToken": admin});
-    let v = raw.call("ServiceQueryRequest", &body, None).await;
+    let v = call(&mut raw, "ServiceQueryRequest", &body, None).await;
     assert_eq!(v["resultCode"], 200, "{v}");
     // The batch replaced the connection's single instance; plus the persistent one.
     assert_eq!(v["serviceInfo"]["hosts"].as_array().map(Vec::len), Some(3), "{v}");
     // An unknown type is not a way around the check.
-    let v = raw.call("ConfigQueryRequest", &json!({"headers": {}}), None).await;
+    let v = call(&mut raw, "ConfigQueryRequest", &json!({"headers": {}}), None).await;
     assert_eq!(v["errorCode"], 403, "{v}");
     node.shutdown().await;
 }
@@ -619,9 +583,9 @@ async fn grpc_rights_follow_the_namespace() {
     let node = start(secured_config(Duration::from_secs(600))).await;
     let viewer = login(&node, "viewer", "viewer-pw").await;
     let team = login(&node, "team", "team-pw").await;
-    let mut raw = Raw::connect(&node).await;
+    let mut raw = connect(&node).await;
     for (type_name, body) in grpc_requests() {
-        let v = raw.call(type_name, &body, Some(&viewer)).await;
+        let v = call(&mut raw, type_name, &body, Some(&viewer)).await;
         let write = matches!(type_name, "InstanceRequest" | "BatchInstanceRequest" | "PersistentInstanceRequest");
         if write {
             assert_eq!(
@@ -634,9 +598,9 @@ async fn grpc_rights_follow_the_namespace() {
         }
     }
     let register = |ns: &str| naming("registerInstance", ns, json!({"instance": instance("10.9.1.1", true)}));
-    assert_eq!(raw.call("InstanceRequest", &register("team-a"), Some(&team)).await["resultCode"], 200);
-    assert_eq!(raw.call("InstanceRequest", &register("public"), Some(&team)).await["errorCode"], 403);
-    assert_eq!(raw.call("InstanceRequest", &register(""), Some(&team)).await["errorCode"], 403);
+    assert_eq!(call(&mut raw, "InstanceRequest", &register("team-a"), Some(&team)).await["resultCode"], 200);
+    assert_eq!(call(&mut raw, "InstanceRequest", &register("public"), Some(&team)).await["errorCode"], 403);
+    assert_eq!(call(&mut raw, "InstanceRequest", &register(""), Some(&team)).await["errorCode"], 403);
     assert_eq!(node.state.store.counts().instances, 1);
     node.shutdown().await;
 }
