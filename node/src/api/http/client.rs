@@ -41,7 +41,7 @@ use super::params::Params;
 use super::v2::{success, V2Error, V2Result};
 use crate::api::grpc::connection::Connection;
 use crate::error::Error;
-use crate::naming::{ip_port_address, validate, Client, ClientKind, Instance, Origin, ServiceKey};
+use crate::naming::{ip_port_address, validate, AddressFilter, Client, ClientKind, Instance, Origin, ServiceKey};
 use crate::state::NodeState;
 
 /// What a v2 handler answers.
@@ -371,8 +371,7 @@ pub async fn subscribed(
 struct ServiceFilter {
     key: ServiceKey,
     ephemeral: bool,
-    ip: Option<String>,
-    port: Option<u16>,
+    address: AddressFilter,
 }
 
 impl ServiceFilter {
@@ -385,11 +384,7 @@ impl ServiceFilter {
         let ephemeral = p.bool("ephemeral")?.unwrap_or(true);
         let ip = p.get("ip").map(|ip| validate::ip(Some(ip))).transpose()?;
         let port = p.int("port")?.map(validate::port).transpose()?;
-        Ok(ServiceFilter { key, ephemeral, ip, port })
-    }
-
-    fn matches(&self, ip: &str, port: u16) -> bool {
-        self.ip.as_deref().is_none_or(|want| want == ip) && self.port.is_none_or(|want| want == port)
+        Ok(ServiceFilter { key, ephemeral, address: AddressFilter { ip, port } })
     }
 }
 
@@ -422,7 +417,7 @@ pub async fn service_publishers(
     let filter = ServiceFilter::parse(&p?)?;
     let items = state
         .store
-        .publishers(&filter.key, filter.ephemeral, filter.ip.as_deref(), filter.port)
+        .publishers(&filter.key, filter.ephemeral, &filter.address)
         .into_iter()
         .map(|p| ClientAtAddress { client_id: p.client_id, ip: p.ip, port: p.port })
         .collect();
@@ -449,7 +444,7 @@ pub async fn service_subscribers(
         // A connection closing right now has no facts left to show.
         .filter_map(|(id, _)| live_connection(&state, &id))
         .map(|conn| ClientAtAddress { client_id: conn.id.clone(), ip: client_ip(&conn), port: conn.remote.port() })
-        .filter(|c| filter.matches(&c.ip, c.port))
+        .filter(|c| filter.address.matches(&c.ip, c.port))
         .collect();
     items.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
     Ok(success(items))

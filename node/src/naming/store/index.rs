@@ -25,6 +25,22 @@ pub struct PublisherRef {
     pub port: u16,
 }
 
+/// An instance address to look for: an IP and a port, `None` for any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressFilter {
+    /// The IP, or any.
+    pub ip: Option<String>,
+    /// The port, or any.
+    pub port: Option<u16>,
+}
+
+impl AddressFilter {
+    /// Whether `ip:port` is an address looked for.
+    pub fn matches(&self, ip: &str, port: u16) -> bool {
+        self.ip.as_deref().is_none_or(|want| want == ip) && self.port.is_none_or(|want| want == port)
+    }
+}
+
 impl NamingStore {
     /// `ip:port#false` for every address with a persistent instance in
     /// any service, sorted: the persistent clients Nacos 2 would hold.
@@ -48,20 +64,14 @@ impl NamingStore {
             .collect()
     }
 
-    /// The clients publishing an instance of `key` at `ip` and `port`
-    /// (`None`: any), sorted and each address once per client (an ip:port
+    /// The clients publishing an instance of `key` at an address `address`
+    /// matches, sorted and each address once per client (an ip:port
     /// client may publish one address in several clusters). `ephemeral`
     /// picks the kind: clients' instances, or persistent instances under
     /// their `ip:port#false` id. A service here may hold both kinds, which
     /// a Nacos service cannot.
-    pub fn publishers(
-        &self,
-        key: &ServiceKey,
-        ephemeral: bool,
-        ip: Option<&str>,
-        port: Option<u16>,
-    ) -> Vec<PublisherRef> {
-        let matches = |i: &Instance| ip.is_none_or(|ip| i.ip == ip) && port.is_none_or(|port| i.port == port);
+    pub fn publishers(&self, key: &ServiceKey, ephemeral: bool, address: &AddressFilter) -> Vec<PublisherRef> {
+        let matches = |i: &Instance| address.matches(&i.ip, i.port);
         let inner = self.inner.read();
         let Some(entry) = inner.services.get(key) else { return Vec::new() };
         let found: BTreeSet<PublisherRef> = if ephemeral {
@@ -100,6 +110,10 @@ mod tests {
     use crate::naming::client::ClientKind;
     use crate::naming::model::BeatTimeouts;
 
+    fn at(ip: Option<&str>, port: Option<u16>) -> AddressFilter {
+        AddressFilter { ip: ip.map(str::to_owned), port }
+    }
+
     fn publisher(client_id: &str, ip: &str, port: u16) -> PublisherRef {
         PublisherRef { client_id: client_id.into(), ip: ip.into(), port }
     }
@@ -124,33 +138,37 @@ mod tests {
     fn publishers_filter_by_address_and_only_where_given() {
         let store = store();
         assert_eq!(
-            store.publishers(&svc("a"), true, Some("10.0.0.1"), Some(80)),
+            store.publishers(&svc("a"), true, &at(Some("10.0.0.1"), Some(80))),
             vec![publisher("conn-1", "10.0.0.1", 80)],
             "conn-3 publishes the same address in another service"
         );
-        assert_eq!(store.publishers(&svc("a"), true, Some("10.0.0.1"), Some(82)), vec![]);
+        assert_eq!(store.publishers(&svc("a"), true, &at(Some("10.0.0.1"), Some(82))), vec![]);
         assert_eq!(
-            store.publishers(&svc("a"), true, Some("10.0.0.1"), None),
+            store.publishers(&svc("a"), true, &at(Some("10.0.0.1"), None)),
             vec![publisher("conn-1", "10.0.0.1", 80), publisher("conn-2", "10.0.0.1", 81)]
         );
         assert_eq!(
-            store.publishers(&svc("a"), true, None, Some(90)),
+            store.publishers(&svc("a"), true, &at(None, Some(90))),
             vec![publisher("10.0.0.2:90#true", "10.0.0.2", 90)],
             "two clusters, one address: listed once"
         );
-        assert_eq!(store.publishers(&svc("a"), true, None, None).len(), 3);
-        assert_eq!(store.publishers(&svc("missing"), true, None, None), vec![]);
+        assert_eq!(store.publishers(&svc("a"), true, &at(None, None)).len(), 3);
+        assert_eq!(store.publishers(&svc("missing"), true, &at(None, None)), vec![]);
     }
 
     #[test]
     fn persistent_instances_answer_under_their_ip_port_false_id() {
         let store = store();
         assert_eq!(
-            store.publishers(&svc("a"), false, Some("10.0.0.9"), Some(5432)),
+            store.publishers(&svc("a"), false, &at(Some("10.0.0.9"), Some(5432))),
             vec![publisher("10.0.0.9:5432#false", "10.0.0.9", 5432)]
         );
-        assert_eq!(store.publishers(&svc("a"), false, Some("10.0.0.1"), Some(80)), vec![], "ephemeral ones are not");
-        assert_eq!(store.publishers(&svc("a"), true, Some("10.0.0.9"), None), vec![], "nor the other way round");
+        assert_eq!(
+            store.publishers(&svc("a"), false, &at(Some("10.0.0.1"), Some(80))),
+            vec![],
+            "ephemeral ones are not"
+        );
+        assert_eq!(store.publishers(&svc("a"), true, &at(Some("10.0.0.9"), None)), vec![], "nor the other way round");
         assert_eq!(store.persistent_client_ids(), vec!["10.0.0.8:5432#false", "10.0.0.9:5432#false"]);
         let published: Vec<String> =
             store.persistent_published("10.0.0.9", 5432).iter().map(|(k, _)| k.name.clone()).collect();

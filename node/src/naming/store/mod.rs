@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 mod index;
 mod replica;
-pub use index::PublisherRef;
+pub use index::{AddressFilter, PublisherRef};
 pub use replica::{Applied, ClientCopy, VerifyOutcome};
 
 /// Capacity of the change channel; a lagging listener resynchronises fully.
