@@ -14,7 +14,20 @@
 
 use std::time::Duration;
 
-use roster_e2e::chaos::{run, seed_from_env, ArmedFault, ChaosConfig, Discrepancy};
+use roster_e2e::chaos::{run, seed_from_env, ArmedFault, ChaosConfig, ChaosReport, Discrepancy};
+
+/// Runs `config`, which arms a fault, and returns the report the checker
+/// must fail with, and its text, once that text names the seed and how to
+/// replay it.
+async fn caught(config: ChaosConfig, what: &str) -> (ChaosReport, String) {
+    let seed = config.seed;
+    let report = run(config).await.expect_err(what);
+    let text = report.to_string();
+    eprintln!("{text}");
+    assert!(text.contains(&format!("seed {seed}")), "the report names the seed: {text}");
+    assert!(text.contains(&format!("ROSTER_CHAOS_SEED={seed}")), "the report says how to replay: {text}");
+    (report, text)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_run_loses_nothing() {
@@ -42,11 +55,7 @@ async fn an_armed_sync_fault_is_reported_with_the_seed_and_the_lost_instance() {
             .map(String::from)
             .to_vec(),
     };
-    let report = run(config).await.expect_err("the checker must catch syncs dropped for good");
-    let text = report.to_string();
-    eprintln!("{text}");
-    assert!(text.contains(&format!("seed {seed}")), "the report names the seed: {text}");
-    assert!(text.contains(&format!("ROSTER_CHAOS_SEED={seed}")), "the report says how to replay: {text}");
+    let (report, text) = caught(config, "the checker must catch syncs dropped for good").await;
     // The first client talks to node 0 only: its pinned instance reached no
     // other node.
     let pinned = "10.10.0.1:6000";
@@ -79,11 +88,7 @@ async fn an_armed_raft_fault_is_reported_with_the_seed_and_the_lost_writes() {
         bound: Duration::from_secs(8),
         node_args: Vec::new(),
     };
-    let report = run(config).await.expect_err("the checker must catch writes a member never applied");
-    let text = report.to_string();
-    eprintln!("{text}");
-    assert!(text.contains(&format!("seed {seed}")), "the report names the seed: {text}");
-    assert!(text.contains(&format!("ROSTER_CHAOS_SEED={seed}")), "the report says how to replay: {text}");
+    let (report, text) = caught(config, "the checker must catch writes a member never applied").await;
     let lost_on = |node: usize| {
         report
             .discrepancies

@@ -226,7 +226,7 @@ pub struct Config {
     pub max_concurrent_logins: usize,
 
     /// How long a login waits for a free password hash before it is
-    /// answered 503 (`--max-concurrent-logins`).
+    /// answered 429 (`--max-concurrent-logins`).
     #[arg(long, env = "ROSTER_LOGIN_WAIT", default_value = "3s", value_parser = parse_duration)]
     pub login_wait: Duration,
 

@@ -107,6 +107,8 @@ pub struct ClientLimits {
 impl ClientLimits {
     /// The limits `config` sets, counting refusals in `metrics`.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        // `Config::validate` refuses 0; a config that skipped it gets one.
+        let logins = config.max_concurrent_logins.max(1);
         ClientLimits {
             grpc_connections: Arc::new(ConnectionGate::new(
                 config.max_grpc_connections,
@@ -124,9 +126,9 @@ impl ClientLimits {
                 config.login_rate_limit,
                 config.login_rate_burst,
             ))),
-            logins: Arc::new(Semaphore::new(config.max_concurrent_logins.max(1))),
+            logins: Arc::new(Semaphore::new(logins)),
             login_wait: config.login_wait,
-            logins_capacity: config.max_concurrent_logins.max(1),
+            logins_capacity: logins,
             metrics,
         }
     }

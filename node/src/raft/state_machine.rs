@@ -341,14 +341,20 @@ mod tests {
         }
     }
 
+    /// A state machine in `dir` whose fault switch (`enabled` or not) was
+    /// asked to drop the next `drops` writes.
+    fn machine(dir: &tempfile::TempDir, enabled: bool, drops: u64) -> (StateMachine, Arc<Faults>) {
+        let faults = Arc::new(Faults::new(enabled));
+        faults.set(FaultSettings { drop_applies: drops, ..FaultSettings::default() });
+        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
+        let sm = StateMachine::open(&dir.path().join("state.redb"), store).expect("state").with_faults(faults.clone());
+        (sm, faults)
+    }
+
     #[tokio::test]
     async fn an_armed_apply_drop_loses_the_write_and_still_advances_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let faults = Arc::new(Faults::new(true));
-        faults.set(FaultSettings { drop_applies: 1, ..FaultSettings::default() });
-        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
-        let mut sm =
-            StateMachine::open(&dir.path().join("state.redb"), store).expect("state").with_faults(faults.clone());
+        let (mut sm, faults) = machine(&dir, true, 1);
 
         let results = sm.apply([register(1, "10.0.0.1"), register(2, "10.0.0.2")]).await.expect("apply");
         assert!(results.iter().all(Result::is_ok), "the writer is told both succeeded: {results:?}");
@@ -361,10 +367,7 @@ mod tests {
     #[tokio::test]
     async fn without_fault_injection_every_write_is_applied() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let faults = Arc::new(Faults::new(false));
-        faults.set(FaultSettings { drop_applies: 5, ..FaultSettings::default() });
-        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
-        let mut sm = StateMachine::open(&dir.path().join("state.redb"), store).expect("state").with_faults(faults);
+        let (mut sm, _) = machine(&dir, false, 5);
         sm.apply([register(1, "10.0.0.1")]).await.expect("apply");
         assert_eq!(sm.state.read().data.instances().len(), 1);
     }
