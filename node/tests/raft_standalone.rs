@@ -114,8 +114,8 @@ async fn http_server(status: &'static str) -> (u16, tokio::task::JoinHandle<()>)
 #[tokio::test]
 async fn the_leader_health_checks_persistent_instances() {
     let mut config = test_config();
-    config.health_check_interval = Duration::from_millis(100);
-    config.health_check_timeout = Duration::from_millis(500);
+    config.raft.health_check_interval = Duration::from_millis(100);
+    config.raft.health_check_timeout = Duration::from_millis(500);
     let node = start(config).await;
     let base = common::http_base(&node);
 

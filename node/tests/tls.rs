@@ -96,7 +96,7 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
     let mut nodes = Vec::new();
     for ip in &ips {
         let mut config = common::member_config(ip, &conf);
-        config.member_report_timeout = Duration::from_millis(500);
+        config.cluster.report_timeout = Duration::from_millis(500);
         config.security.tls_cert_file = Some(cert.clone());
         config.security.tls_key_file = Some(key.clone());
         config.security.tls_ca_file = Some(ca.clone());

@@ -25,12 +25,12 @@ use axum::response::Response;
 
 use super::rate::{refusal, refused_by_rate};
 use super::Limit;
+use crate::api::ClientState;
 use crate::error::Error;
-use crate::state::NodeState;
 
 /// Route middleware of the login routes: the per-IP login rate, then a
 /// permit to hash, held while the handler runs.
-pub async fn login_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
+pub async fn login_guard(State(state): State<Arc<ClientState>>, request: Request, next: Next) -> Response {
     let limits = &state.client_limits;
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     if let Some(ip) = client {

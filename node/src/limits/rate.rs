@@ -11,8 +11,9 @@
 //!   (`x-roster-forwarded-by` naming a current member that signed the
 //!   request with the cluster secret, see `crate::security`) are not counted again:
 //!   the first member already did, and the forwarding member speaks for
-//!   many clients. Liveness and readiness probes are never limited, so a
-//!   flood cannot make Kubernetes restart the node.
+//!   many clients. The admin plane (status, probes, metrics) is served
+//!   outside these limits altogether (`crate::admin`), so a flood cannot
+//!   make Kubernetes restart the node.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,11 +26,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ClientLimits, KeyedBuckets, Limit};
 use crate::api::http::forward::signed_forwarder;
+use crate::api::ClientState;
 use crate::error::Error;
-use crate::state::NodeState;
-
-/// Paths never rate-limited: the Kubernetes probes.
-const PROBE_PREFIX: &str = "/nacos/v1/console/health/";
 
 /// Whole seconds to wait, at least one, for `Retry-After`.
 fn retry_after_secs(wait: Duration) -> u64 {
@@ -69,8 +67,7 @@ pub(super) fn refused_by_rate(
 
 /// Checks a gRPC request from the TCP connection `remote` against its
 /// connection's rate; the error names the limit.
-pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
-    let limits = &state.client_limits;
+pub fn check_grpc(limits: &ClientLimits, remote: SocketAddr) -> Result<(), Error> {
     limits.grpc_rate.check(remote, Instant::now()).map_err(|wait| {
         limits.rejected(Limit::GrpcRate);
         let rate = limits.grpc_rate.settings();
@@ -86,16 +83,16 @@ pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
 /// Whether a request was forwarded, and signed, by a current member (see
 /// the module docs). An unsigned header is counted like any client request;
 /// the forwarding extractor logs and counts the forgery.
-fn forwarded_by_member(state: &NodeState, request: &Request) -> bool {
+fn forwarded_by_member(state: &ClientState, request: &Request) -> bool {
     let signed = signed_forwarder(state, request.method().as_str(), request.uri().path(), request.headers());
     signed.ok().flatten().is_some_and(|from| from != state.member && state.membership.member(&from).is_some())
 }
 
 /// HTTP middleware on the main port: the per-IP rate limit, and the count of
 /// bodies refused by `--max-body-bytes`.
-pub async fn http_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
+pub async fn http_guard(State(state): State<Arc<ClientState>>, request: Request, next: Next) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-    let exempt = request.uri().path().starts_with(PROBE_PREFIX) || forwarded_by_member(&state, &request);
+    let exempt = forwarded_by_member(&state, &request);
     if let (Some(ip), false) = (client, exempt) {
         let limits = &state.client_limits;
         if let Some(refused) = refused_by_rate(limits, &limits.http_rate, ip, Limit::HttpRate, "requests") {

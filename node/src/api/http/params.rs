@@ -17,9 +17,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::{validate, InstanceKey, ServiceKey};
-use crate::state::NodeState;
 
 /// Names a client may use for an instance's cluster (`cluster` is the alias
 /// older SDKs send).
@@ -158,19 +158,16 @@ pub(crate) fn is_form(content_type: Option<&str>) -> bool {
     }
 }
 
-impl FromRequest<Arc<NodeState>> for Params {
+impl FromRequest<Arc<ClientState>> for Params {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &Arc<NodeState>) -> Result<Self> {
+    async fn from_request(req: Request, state: &Arc<ClientState>) -> Result<Self> {
         let query = req.uri().query().map(str::to_owned);
         let form = is_form(req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
         // Reading through `Bytes` applies the node's `DefaultBodyLimit`.
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge(format!(
-                    "Request body is larger than the limit of {} bytes.",
-                    state.config.max_body_bytes
-                ))
+                Error::TooLarge(format!("Request body is larger than the limit of {} bytes.", state.max_body_bytes))
             } else {
                 Error::invalid(format!("Cannot read the request body: {e}"))
             }
