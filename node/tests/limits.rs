@@ -278,6 +278,59 @@ async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
     node.shutdown().await;
 }
 
+/// The admin plane is outside the client limits: with the only HTTP
+/// connection taken and the client IP's rate spent, the probes, the status
+/// document and the metrics still answer, on the connection that holds the
+/// place and on one the connection limit refuses, while client requests are
+/// refused.
+#[tokio::test]
+async fn the_admin_plane_answers_when_the_client_limits_refuse_everything() {
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_http_connections = 1;
+        c.limits.http_rate_limit = SLOW_RATE;
+        c.limits.http_rate_burst = 1;
+        c
+    })
+    .await;
+    let base = http_base(&node);
+    let list = format!("{base}/nacos/v1/ns/instance/list?serviceName=kept");
+    let admin =
+        ["/nacos/v1/console/health/liveness", "/nacos/v1/console/health/readiness", "/roster/v1/status", "/metrics"];
+    // One pooled keep-alive connection holds the only place and spends the burst.
+    let holder = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+    assert_eq!(holder.get(&list).send().await.expect("list").status().as_u16(), 200);
+    let limited = holder.get(&list).send().await.expect("list");
+    assert_eq!(limited.status().as_u16(), 429, "the rate is spent");
+    eventually("ready", WAIT, || async {
+        let r = holder.get(format!("{base}{}", admin[1])).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for path in admin {
+        let answer = holder.get(format!("{base}{path}")).send().await.expect("admin request");
+        assert_eq!(answer.status().as_u16(), 200, "{path} on the held connection");
+    }
+    // A second connection is over the connection limit: refused for the
+    // client API, answered for the admin plane.
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let refused = fresh().get(&list).send().await.expect("refused request");
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.text().await.expect("body").contains("Too many connections"));
+    for path in admin {
+        let answer = fresh().get(format!("{base}{path}")).send().await.expect("admin request");
+        assert_eq!(answer.status().as_u16(), 200, "{path} on a refused connection");
+        let body = answer.text().await.expect("body");
+        if path == "/roster/v1/status" {
+            let status: Value = serde_json::from_str(&body).expect("status JSON");
+            assert_eq!(status["member"], node.member());
+        }
+    }
+    assert!(rejections(&node, Limit::HttpRate) >= 1);
+    assert!(rejections(&node, Limit::HttpConnections) >= 5);
+    node.shutdown().await;
+}
+
 /// An HTTP client whose connections come from `ip` (a loopback address).
 fn client_from(ip: &str) -> reqwest::Client {
     let ip: IpAddr = ip.parse().expect("ip");
