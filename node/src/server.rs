@@ -179,7 +179,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         connections: connections.clone(),
         subscribers: subscribers.clone(),
         limits: input_limits,
-        client_limits: ClientLimits::new(&config.limits, metrics.limits.clone()),
+        client_limits: Arc::new(ClientLimits::new(&config.limits, metrics.limits.clone())),
         max_body_bytes: config.limits.max_body_bytes,
         max_grpc_message_bytes: config.limits.max_grpc_message_bytes,
         connection_settings: config.connections,

@@ -5,6 +5,8 @@
 
 mod common;
 
+mod architecture;
+
 mod auth;
 mod client_api;
 mod cluster_membership;

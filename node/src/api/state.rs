@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::api::grpc::connection::Connections;
-use crate::api::grpc::ConnectionSettings;
+use crate::api::grpc::settings::ConnectionSettings;
 use crate::auth::Auth;
 use crate::cluster::{LookupMode, Membership};
 use crate::distro::metrics::DistroMetrics;
@@ -38,7 +38,7 @@ pub struct ClientState {
     /// Input limits of names, metadata and batches.
     pub(crate) limits: Limits,
     /// Connection gates and rate buckets of the client planes.
-    pub(crate) client_limits: ClientLimits,
+    pub(crate) client_limits: Arc<ClientLimits>,
     /// Largest HTTP body (for the error text; axum's body limit enforces it).
     pub(crate) max_body_bytes: usize,
     /// Largest gRPC message.

@@ -26,8 +26,8 @@ use tonic::transport::Endpoint;
 use tracing::warn;
 
 use super::faults::Faults;
-use super::handlers::SnapshotStream;
-use super::transport::{PeerError, PeerTransport, RaftCall};
+use super::handlers::{RaftCall, SnapshotStream};
+use super::transport::{PeerError, PeerTransport};
 use super::{DEFAULT_MESSAGE_BYTES, PEER_PORT_OFFSET};
 use crate::security::{PeerSecurity, SignedChannel};
 

@@ -12,7 +12,18 @@ use roster_proto::peer::{
 use tokio_stream::Stream;
 use tonic::Status;
 
-use super::transport::RaftCall;
+/// Which Raft RPC a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftCall {
+    /// `RaftAppend`: log entries and heartbeats.
+    Append,
+    /// `RaftVote`.
+    Vote,
+    /// `RaftSnapshot`: one chunk of a snapshot.
+    Snapshot,
+    /// `RaftForward`: a write for the leader, or a bootstrap probe.
+    Forward,
+}
 
 /// The stream of snapshot chunks answered by `DistroSnapshot`.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotChunk, Status>> + Send>>;

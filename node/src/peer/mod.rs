@@ -32,9 +32,9 @@ use crate::error::{Error, Result};
 
 pub use self::channels::{peer_endpoint, PeerAddressResolver, PeerChannels};
 pub use self::faults::{FaultSettings, Faults};
-pub use self::handlers::{DistroHandler, MemberHandler, RaftHandler, SnapshotStream};
+pub use self::handlers::{DistroHandler, MemberHandler, RaftCall, RaftHandler, SnapshotStream};
 pub use self::service::PeerService;
-pub use self::transport::{PeerError, PeerTransport, RaftCall};
+pub use self::transport::{PeerError, PeerTransport};
 
 /// Offset of the peer gRPC port from the main port (Nacos convention); every
 /// member is assumed to use the same offset.

@@ -25,8 +25,7 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use super::faults::Faults;
-use super::handlers::{DistroHandler, MemberHandler, RaftHandler, SnapshotStream};
-use super::transport::RaftCall;
+use super::handlers::{DistroHandler, MemberHandler, RaftCall, RaftHandler, SnapshotStream};
 use super::DEFAULT_MESSAGE_BYTES;
 use crate::security::{AuthFailure, PeerIdentity, SecurityMetrics};
 

@@ -13,20 +13,7 @@ use roster_proto::peer::{
     SnapshotRequest,
 };
 
-use super::handlers::SnapshotStream;
-
-/// Which Raft RPC a message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RaftCall {
-    /// `RaftAppend`: log entries and heartbeats.
-    Append,
-    /// `RaftVote`.
-    Vote,
-    /// `RaftSnapshot`: one chunk of a snapshot.
-    Snapshot,
-    /// `RaftForward`: a write for the leader, or a bootstrap probe.
-    Forward,
-}
+use super::handlers::{RaftCall, SnapshotStream};
 
 /// Why a peer call brought no answer.
 #[derive(Debug, thiserror::Error)]

@@ -45,7 +45,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::LookupMode;
+use crate::cluster::lookup::LookupMode;
 use crate::error::{Error, Result};
 
 pub use self::layer::{Authenticated, PeerIdentity, SignedChannel};

@@ -15,6 +15,7 @@
 //! - [`instance`]: register, deregister, update, detail and list.
 //! - [`beat`]: heartbeats of HTTP-registered instances.
 //! - [`forward`]: ip:port client writes go to the responsible member.
+//! - [`guard`]: the per-IP rate limit in front of the client routes.
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
@@ -32,6 +33,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod instance;
 pub mod operator;
 pub mod params;
@@ -57,7 +59,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The v1 naming routes and the v2 client routes.
 ///
 /// The router has its own fallback (a 404 in the v1 error shape) and the
-/// client limits (the per-IP rate, [`crate::limits::rate::http_guard`]);
+/// client limits (the per-IP rate, [`guard::http_guard`]);
 /// a router merged with it must not set another fallback. The server wraps
 /// the merged main-port application in [`count_requests`].
 pub fn router(state: Arc<ClientState>) -> Router {
@@ -96,7 +98,7 @@ pub fn router(state: Arc<ClientState>) -> Router {
     let logins = Router::new()
         .route("/nacos/v1/auth/login", post(auth::login))
         .route("/nacos/v1/auth/users/login", post(auth::login))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::limits::login::login_guard));
+        .route_layer(middleware::from_fn_with_state(state.client_limits.clone(), crate::limits::login::login_guard));
     Router::new()
         .merge(naming)
         .merge(summary)
@@ -105,7 +107,7 @@ pub fn router(state: Arc<ClientState>) -> Router {
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), crate::limits::rate::http_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::http_guard))
         .with_state(state)
 }
 
