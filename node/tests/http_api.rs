@@ -1,6 +1,6 @@
 //! The Nacos Open API v1 naming endpoints against a real node: parameters,
-//! defaults and JSON shapes as Nacos answers them (DESIGN §3,
-//! research/nacos.md §3).
+//! defaults and JSON shapes as Nacos answers them (the README's "Protocol
+//! compatibility notes").
 
 use crate::common;
 

@@ -1,6 +1,6 @@
 //! Bad input on the v1 API gets a clear Nacos-style error (status from the
 //! error kind, body `caused: <message>;` naming the problem) and changes
-//! nothing in the store (DESIGN §3).
+//! nothing in the store (the README's "What works today", Validation).
 
 use crate::common;
 

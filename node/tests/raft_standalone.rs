@@ -1,5 +1,6 @@
-//! Raft on a standalone node (DESIGN §6): persistent instances and service
-//! settings survive a restart from the same data directory; the member keeps
+//! Raft on a standalone node (`docs/ARCHITECTURE.md`, "One persistent
+//! write"): persistent instances and service settings survive a restart
+//! from the same data directory; the member keeps
 //! its Raft id; validation errors come back as before; the leader's health
 //! checks mark persistent instances unhealthy and healthy again.
 

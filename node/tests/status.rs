@@ -1,4 +1,4 @@
-//! The admin plane: the status document of DESIGN §7, health endpoints and
+//! The admin plane: the status document (`docs/ARCHITECTURE.md`), health endpoints and
 //! the Prometheus exposition of store sizes and connections.
 
 use crate::common;
