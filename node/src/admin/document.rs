@@ -63,26 +63,27 @@ pub struct NodeStatus {
 
 /// Builds the status document.
 pub fn status(state: &AdminState) -> NodeStatus {
-    let counts = state.store.counts();
+    let counts = state.node.store.counts();
     NodeStatus {
-        member: state.member.clone(),
+        member: state.node.member.clone(),
         version: VERSION,
-        lookup: state.lookup.as_str(),
+        lookup: state.node.lookup.as_str(),
         ready: is_ready(state),
         members: state
+            .node
             .membership
             .members()
             .into_iter()
             .map(|m| MemberStatus { address: m.address, state: m.state.as_str() })
             .collect(),
-        distro: Some(state.distro.status(counts)),
-        raft: Some(state.raft.status()),
+        distro: Some(state.node.distro.status(counts)),
+        raft: Some(state.node.raft.status()),
         store: StoreStatus {
             services: counts.services,
             instances: counts.instances,
             clients: counts.clients,
-            connections: state.connections.count(),
-            subscriptions: state.subscribers.count(),
+            connections: state.node.connections.count(),
+            subscriptions: state.node.subscribers.count(),
         },
         uptime_seconds: state.started.elapsed().as_secs(),
     }

@@ -40,23 +40,12 @@ use crate::peer::{FaultSettings, Faults};
 use crate::push::Subscribers;
 use crate::raft::RaftNode;
 
-/// What the admin plane reads.
+/// What the admin plane reads: the node's parts it was given, when it
+/// started, and the gauges it sets at each scrape.
 #[derive(Debug)]
 pub struct AdminState {
-    pub(crate) member: String,
-    pub(crate) lookup: LookupMode,
-    pub(crate) membership: Arc<Membership>,
-    pub(crate) distro: Arc<Distro>,
-    pub(crate) raft: Arc<RaftNode>,
-    /// Read for its sizes only.
-    pub(crate) store: Arc<NamingStore>,
-    /// Counted only.
-    pub(crate) connections: Arc<Connections>,
-    /// Counted only.
-    pub(crate) subscribers: Arc<Subscribers>,
-    pub(crate) faults: Arc<Faults>,
+    pub(crate) node: AdminParts,
     pub(crate) started: Instant,
-    registry: Registry,
     sizes: StoreGauges,
 }
 
@@ -96,47 +85,22 @@ pub struct AdminParts {
 
 impl AdminState {
     /// The admin plane over `parts`; registers the store-size gauges.
-    pub fn new(parts: AdminParts) -> Arc<AdminState> {
-        let AdminParts {
-            member,
-            lookup,
-            membership,
-            distro,
-            raft,
-            store,
-            connections,
-            subscribers,
-            faults,
-            mut registry,
-        } = parts;
+    pub fn new(mut parts: AdminParts) -> Arc<AdminState> {
         let sizes = StoreGauges::default();
-        registry.register("services", "Services in the store", sizes.services.clone());
-        registry.register("instances", "Instances in the store", sizes.instances.clone());
-        registry.register("clients", "Clients holding ephemeral instances", sizes.clients.clone());
-        Arc::new(AdminState {
-            member,
-            lookup,
-            membership,
-            distro,
-            raft,
-            store,
-            connections,
-            subscribers,
-            faults,
-            started: Instant::now(),
-            registry,
-            sizes,
-        })
+        parts.registry.register("services", "Services in the store", sizes.services.clone());
+        parts.registry.register("instances", "Instances in the store", sizes.instances.clone());
+        parts.registry.register("clients", "Clients holding ephemeral instances", sizes.clients.clone());
+        Arc::new(AdminState { node: parts, started: Instant::now(), sizes })
     }
 
     /// The Prometheus text exposition, with store sizes read now.
     pub fn metrics_text(&self) -> String {
-        let counts = self.store.counts();
+        let counts = self.node.store.counts();
         self.sizes.services.set(i64::try_from(counts.services).unwrap_or(i64::MAX));
         self.sizes.instances.set(i64::try_from(counts.instances).unwrap_or(i64::MAX));
         self.sizes.clients.set(i64::try_from(counts.clients).unwrap_or(i64::MAX));
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        if encode(&mut out, &self.node.registry).is_err() {
             out.clear();
         }
         out
@@ -175,21 +139,21 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn get_faults(State(s): State<Arc<AdminState>>) -> Result<Json<FaultSettings>, Error> {
-    if !s.faults.is_enabled() {
+    if !s.node.faults.is_enabled() {
         return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
     }
-    Ok(Json(s.faults.current()))
+    Ok(Json(s.node.faults.current()))
 }
 
 async fn put_faults(
     State(s): State<Arc<AdminState>>,
     body: Result<Json<FaultSettings>, JsonRejection>,
 ) -> Result<Json<FaultSettings>, Error> {
-    if !s.faults.is_enabled() {
+    if !s.node.faults.is_enabled() {
         return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
     }
     let Json(settings) = body.map_err(|e| Error::invalid(format!("invalid fault settings: {}", e.body_text())))?;
     tracing::warn!(?settings, "fault injection changed");
-    s.faults.set(settings);
-    Ok(Json(s.faults.current()))
+    s.node.faults.set(settings);
+    Ok(Json(s.node.faults.current()))
 }

@@ -11,13 +11,13 @@ pub fn is_ready(state: &AdminState) -> bool {
 /// Distro's readiness check: the snapshot is loaded (at once when
 /// standalone, or when no peer is listed).
 pub fn distro_ready(state: &AdminState) -> bool {
-    state.distro.is_initialized()
+    state.node.distro.is_initialized()
 }
 
 /// Raft's readiness check: this member knows a Raft leader, so persistent
 /// writes can be committed (a standalone node is its own leader).
 pub fn raft_ready(state: &AdminState) -> bool {
-    state.raft.has_leader()
+    state.node.raft.has_leader()
 }
 
 /// Why the node is not ready, or `None` when it is.
