@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use roster_node::cluster::FaultSettings;
+use roster_node::peer::FaultSettings;
 use serde_json::Value;
 
 use crate::cluster::{blocking, node_args, set_faults, write_member_file, Lookup};

@@ -21,9 +21,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Short beat timers: unhealthy after 600 ms of silence, removed after 1.2 s.
 fn beat_config() -> Config {
     let mut config = test_config();
-    config.beat_timeout = Duration::from_millis(600);
-    config.beat_delete_timeout = Duration::from_millis(1200);
-    config.beat_check_interval = Duration::from_millis(100);
+    config.beats.timeout = Duration::from_millis(600);
+    config.beats.delete_timeout = Duration::from_millis(1200);
+    config.beats.check_interval = Duration::from_millis(100);
     config
 }
 
@@ -75,10 +75,10 @@ async fn a_silent_instance_turns_unhealthy_then_is_removed() {
 
     eventually("instance is removed", WAIT, || async { health(&node).await.is_none().then_some(()) }).await;
     eventually("its ip:port client is removed", WAIT, || async {
-        (!node.state.store.has_client("10.1.0.1:9000#true")).then_some(())
+        (!node.store().has_client("10.1.0.1:9000#true")).then_some(())
     })
     .await;
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     // A light beat now gets "unknown instance".
     assert_eq!(light_beat(&node).await["code"], 20404);
     node.shutdown().await;
@@ -88,7 +88,7 @@ async fn a_silent_instance_turns_unhealthy_then_is_removed() {
 async fn beats_keep_an_instance_healthy_and_revive_it() {
     // A long delete timeout, so the unhealthy instance stays to be revived.
     let mut config = beat_config();
-    config.beat_delete_timeout = Duration::from_secs(30);
+    config.beats.delete_timeout = Duration::from_secs(30);
     let node = start(config).await;
     register(&node, &[]).await;
 
@@ -111,10 +111,10 @@ async fn beats_keep_an_instance_healthy_and_revive_it() {
 #[tokio::test]
 async fn a_light_beat_for_an_unknown_instance_gets_20404_and_changes_nothing() {
     let node = start(beat_config()).await;
-    let before = node.state.store.counts();
+    let before = node.store().counts();
     assert_eq!(light_beat(&node).await, json!({"clientBeatInterval": 5000, "code": 20404, "lightBeatEnabled": true}));
-    assert_eq!(node.state.store.counts(), before);
-    assert!(!node.state.store.has_client("10.1.0.1:9000#true"));
+    assert_eq!(node.store().counts(), before);
+    assert!(!node.store().has_client("10.1.0.1:9000#true"));
     node.shutdown().await;
 }
 
@@ -148,20 +148,20 @@ async fn a_full_beat_for_an_unknown_instance_registers_it() {
     assert_eq!(host["ephemeral"], true);
     assert_eq!(host["healthy"], true);
     assert_eq!(host["metadata"], json!({"zone": "a"}));
-    assert!(node.state.store.has_client("10.1.0.2:9100#true"));
+    assert!(node.store().has_client("10.1.0.2:9100#true"));
 
     // Beats with the JSON keep working once it exists.
     let (status, body) = http_form(Method::PUT, &url_with_query, &[("beat", beat.as_str())]).await;
     assert_eq!(status, 200);
     assert!(body.contains("10200"), "{body}");
-    assert_eq!(node.state.store.counts().instances, 1);
+    assert_eq!(node.store().counts().instances, 1);
     node.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_malformed_beat_is_refused() {
     let node = start(beat_config()).await;
-    let before = node.state.store.counts();
+    let before = node.store().counts();
     for (params, needle) in [
         (vec![("serviceName", "beating"), ("beat", "{not json")], "'beat'"),
         (vec![("serviceName", "beating"), ("ip", "10.1.0.1"), ("port", "abc")], "'port'"),
@@ -173,6 +173,6 @@ async fn a_malformed_beat_is_refused() {
         assert_eq!(status, 400, "{params:?}: {body}");
         assert!(body.starts_with("caused: ") && body.contains(needle), "{params:?}: {body}");
     }
-    assert_eq!(node.state.store.counts(), before);
+    assert_eq!(node.store().counts(), before);
     node.shutdown().await;
 }
