@@ -194,7 +194,7 @@ fn client_copy(instance: Instance) -> ClientCopy {
 /// The Distro path of one client's data.
 fn client_data_refusal(bytes: &[u8]) -> Result<(), String> {
     let data = roster_proto::peer::ClientData::decode(bytes).map_err(|e| e.to_string())?;
-    codec::decode(data, &LIMITS).map(drop)
+    codec::decode(data, &LIMITS).map(drop).map_err(|e| e.to_string())
 }
 
 /// The adversarial inputs of every target, each with the node's verdict.

@@ -1,8 +1,9 @@
 //! The store as Distro's sync sees it: whole clients copied out to the
 //! other members and their copies applied here.
 //!
-//! Rules (see `docs/ARCHITECTURE.md`, Distro), applied here so that every
-//! path (sync, verify, snapshot) agrees:
+//! Rules (Distro's, see "One ephemeral registration, to every member" in
+//! `docs/ARCHITECTURE.md`), applied here so that every path (sync, verify,
+//! snapshot) agrees:
 //! * **Higher revision wins.** A copy replaces what is held only when its
 //!   revision is higher (or nothing is held). Revisions are raised past the
 //!   wall clock on every local change ([`Client::touch_local`]), so after a
