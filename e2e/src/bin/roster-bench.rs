@@ -166,6 +166,10 @@ impl Run {
             eprintln!("   {name} failed: {e:#}");
             json!({"error": format!("{e:#}")})
         });
+        if v.get("error").is_some() {
+            // A step that ran but could not finish (its figures say how far it got).
+            self.failed = true;
+        }
         if let Value::Object(map) = &mut v {
             map.insert("name".into(), name.into());
             map.insert("step_secs".into(), round3(start.elapsed().as_secs_f64()).into());

@@ -99,19 +99,21 @@ fn mib(kb: u64) -> f64 {
 }
 
 /// Resident memory of every local node, as JSON, against `baseline_kb`:
-/// settled (`VmRSS`) and peak (`VmHWM`) bytes per instance, each node's
+/// settled (`VmRSS`) and peak (`VmHWM`) bytes per instance the node holds
+/// (`held`, the intended count where a node did not answer), each node's
 /// and the largest over the nodes (the figure compared).
-fn memory_figures(cluster: &BenchCluster, baseline_kb: &[u64], instances: usize) -> Value {
+fn memory_figures(cluster: &BenchCluster, baseline_kb: &[u64], held: &[Option<u64>], instances: usize) -> Value {
     let mut nodes = Vec::new();
     let (mut settled, mut peak) = (Vec::new(), Vec::new());
-    let per = |kb: u64, base: u64| (kb.saturating_sub(base) * 1024) as f64 / instances.max(1) as f64;
     for (i, node) in cluster.nodes.iter().enumerate() {
         let Some((rss, hwm)) = node.pid.and_then(rss_kb) else { continue };
         let base = baseline_kb.get(i).copied().unwrap_or(0);
+        let count = held.get(i).copied().flatten().unwrap_or(instances as u64);
+        let per = |kb: u64, base: u64| (kb.saturating_sub(base) * 1024) as f64 / count.max(1) as f64;
         settled.push(per(rss, base));
         peak.push(per(hwm, base));
         nodes.push(json!({
-            "member": node.http.to_string(), "baseline_rss_mib": mib(base), "rss_mib": mib(rss),
+            "member": node.http.to_string(), "instances_held": count, "baseline_rss_mib": mib(base), "rss_mib": mib(rss),
             "hwm_mib": mib(hwm), "bytes_per_instance": per(rss, base).round(),
             "peak_bytes_per_instance": per(hwm, base).round(),
         }));
@@ -132,7 +134,8 @@ pub async fn memory(cluster: &BenchCluster, s: &Settings, baseline_kb: &[u64], l
     }
     tokio::time::sleep(s.settle).await;
     let mut out = json!({"instances": s.instances, "settle_secs": s.settle.as_secs_f64(), "load": loaded.figures});
-    merge(&mut out, memory_figures(cluster, baseline_kb, s.instances));
+    let held = cluster.instance_counts().await;
+    merge(&mut out, memory_figures(cluster, baseline_kb, &held, s.instances));
     Ok(out)
 }
 

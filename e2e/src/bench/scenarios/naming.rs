@@ -81,6 +81,8 @@ pub async fn query(cluster: &BenchCluster, s: &Settings) -> Result<(Value, Value
     }
     let loaded = (services * hosts) as u64;
     cluster.wait_instances(base + loaded, replication_limit(loaded as usize)).await?;
+    // Phase marks on stderr, for a profiler attached to the nodes.
+    eprintln!("-- query: data set loaded, gRPC phase");
 
     let clients = Arc::new(connect_many(&cluster.nodes, s.connections, None).await?);
     let shared = clients.clone();
@@ -100,6 +102,7 @@ pub async fn query(cluster: &BenchCluster, s: &Settings) -> Result<(Value, Value
         json!({"connections": clients.len(), "workers": s.workers, "services": services, "hosts_per_service": hosts});
     merge(&mut grpc, throughput(&t, s.operations, elapsed));
     drop(clients);
+    eprintln!("-- query: HTTP phase");
 
     let http = http_clients(s.connections)?;
     let urls: Arc<Vec<String>> =
