@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # usage: profile.sh NAME START_REGEX STOP_REGEX [bench args...] [-- node args]
-# Runs roster-bench (roster only, 1 repetition) and records its three nodes with perf
+# Run from the repository root. Runs roster-bench (roster only, 1 repetition) and records its three nodes with perf
 # (cpu-clock sampling, DWARF call graphs) from the first stderr line matching START_REGEX
 # to the first later line matching STOP_REGEX (or the end of the run).
 set -u
 name=$1; start=$2; stop=$3; shift 3
 out=/tmp/prof/$name; rm -rf $out; mkdir -p $out
-/work/wt/bench/target/release/roster-bench --systems roster --repetitions 1 --json $out/bench.json "$@" > $out/out.txt 2> $out/err.txt &
+${ROSTER_BENCH:-target/release/roster-bench} --systems roster --repetitions 1 --json $out/bench.json "$@" > $out/out.txt 2> $out/err.txt &
 bench=$!
 until grep -qE "$start" $out/err.txt 2>/dev/null; do sleep 0.1; kill -0 $bench 2>/dev/null || exit 1; done
 line=$(grep -nE "$start" $out/err.txt | head -1 | cut -d: -f1)
