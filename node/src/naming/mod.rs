@@ -17,5 +17,6 @@ pub mod validate;
 pub use client::{distro_tag, ip_port_address, ip_port_client_id, persistent_client_id, Client, ClientKind, Origin};
 pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
 pub use store::{
-    AddressFilter, Applied, BeatOutcome, ClientCopy, NamingStore, PublisherRef, Selection, StoreCounts, VerifyOutcome,
+    AddressFilter, Applied, BeatOutcome, ClientCopy, EncodedView, Form, NamingStore, PublisherRef, Selection,
+    StoreCounts, VerifyOutcome,
 };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::Response;
+use axum::http::{header, HeaderValue, Response};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -21,8 +21,9 @@ use super::forward::{self, Inbound};
 use super::params::{Params, CLUSTER_NAMES};
 use crate::api::ClientState;
 use crate::error::{Error, Result};
+use crate::naming::store::now_millis;
 use crate::naming::validate::Limits;
-use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
+use crate::naming::{ip_port_client_id, validate, ClientKind, Form, Instance, InstanceWire, Selection};
 use crate::raft::Command;
 
 /// Builds a new instance from register parameters, with Nacos's defaults
@@ -165,7 +166,7 @@ pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<
 /// `GET /nacos/v1/ns/instance/list`: the consumer view of a service, named
 /// `group@@service` as v1 clients expect. `udpPort`, `clientIP` and `app` are
 /// accepted and ignored: Roster pushes over gRPC only.
-pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<ServiceInfo>> {
+pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let clusters = p
         .get("clusters")
@@ -176,5 +177,8 @@ pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Js
         .map(|c| validate::cluster(Some(c)).map_err(|e| Error::invalid(format!("Param 'clusters': {e}"))))
         .collect::<Result<Vec<_>>>()?;
     let selection = Selection { clusters, healthy_only: p.bool("healthyOnly")?.unwrap_or(false), grouped_name: true };
-    Ok(Json(state.store.query(&key, &selection)))
+    // The encoded view, as `Json(ServiceInfo)` would write it.
+    let view = state.store.answer(&key, &selection, Form::Fields);
+    let body = view.to_bytes(now_millis());
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }

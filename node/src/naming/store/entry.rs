@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::query::AnswerCache;
 use super::Inner;
 use crate::naming::model::{Instance, InstanceKey, ServiceKey, ServiceMeta};
 
@@ -22,6 +23,9 @@ pub(super) struct ServiceEntry {
     pub(super) publishers: BTreeSet<String>,
     /// Persistent instances (`ephemeral=false`).
     pub(super) persistent: BTreeMap<InstanceKey, Instance>,
+    /// The encoded views of the current state (`query.rs`), emptied by
+    /// every change the service announces.
+    pub(super) answers: AnswerCache,
 }
 
 impl ServiceEntry {
