@@ -1,5 +1,6 @@
 //! The upgrade planner: rolls the member pods to a new template one at a
-//! time, the Raft leader last (DESIGN §8), without any I/O.
+//! time, the Raft leader last (README, "Run on Kubernetes", "Upgrade"),
+//! without any I/O.
 //!
 //! The StatefulSet uses the `OnDelete` update strategy, so Kubernetes never
 //! restarts a member by itself; after a change of image or pod settings the
@@ -39,6 +40,9 @@ pub struct PodView {
     pub ready: bool,
     /// The pod has a deletion timestamp.
     pub terminating: bool,
+    /// Why the member container is waiting instead of running, as the
+    /// kubelet says (`CrashLoopBackOff`, `ImagePullBackOff`, ...), if it is.
+    pub waiting: Option<String>,
 }
 
 /// What the planner needs to know.
@@ -192,6 +196,7 @@ mod tests {
                 revision: Some((*r).to_owned()),
                 ready: true,
                 terminating: false,
+                waiting: None,
             })
             .collect()
     }
