@@ -15,7 +15,7 @@ use kube::Resource;
 use roster_crds::{find_condition, RegistryCluster, RegistryClusterStatus, CONDITION_PROGRESSING, STATUS_TRUE};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::observe::{self, World};
 use super::{Context, REQUEUE_ACTIVE, REQUEUE_STABLE};
@@ -79,7 +79,10 @@ impl Reconcile for RegistryCluster {
             previous: self.status.as_ref(),
             now,
         });
-        round.write_status(&new_status).await?;
+        if !round.write_status(&new_status).await? {
+            debug!("the cluster was deleted while it was reconciled");
+            return Ok(Action::await_change());
+        }
         // 6. Events.
         for event in events::planned_events(self.status.as_ref(), &new_status, &step, restarted.as_deref()) {
             ctx.recorder.publish(&event, &self.object_ref(&())).await?;
@@ -213,7 +216,9 @@ impl Round<'_> {
                 match self.api::<Pod>().evict(&pod, &EvictParams::default()).await {
                     Ok(_) => {
                         info!(%pod, "rolling update: evicted");
-                        restarted = Some(plan.describe(name));
+                        // The revision tells two rolls' restarts of one pod
+                        // apart, so each shows as its own Event.
+                        restarted = Some(format!("{} to revision {revision}", plan.describe(name)));
                         plan
                     }
                     Err(kube::Error::Api(e)) if e.code == 429 => {
@@ -229,15 +234,19 @@ impl Round<'_> {
     }
 
     /// Applies the status to the status subresource (server-side apply).
-    async fn write_status(&self, status: &RegistryClusterStatus) -> Result<()> {
+    /// Returns `false` when the RegistryCluster is gone (deleted while it
+    /// was reconciled): nothing is wrong, there is nothing left to report.
+    async fn write_status(&self, status: &RegistryClusterStatus) -> Result<bool> {
         let patch = serde_json::json!({
             "apiVersion": RegistryCluster::api_version(&()),
             "kind": RegistryCluster::kind(&()),
             "status": status,
         });
-        self.api::<RegistryCluster>()
-            .patch_status(&self.t.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
-        Ok(())
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self.api::<RegistryCluster>().patch_status(&self.t.name, &params, &Patch::Apply(&patch)).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -186,6 +186,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 Err(runtime::Error::ObjectNotFound(object)) => {
                     debug!(%object, "reconcile of a deleted cluster skipped")
                 }
+                // error_policy has counted and logged it.
+                Err(runtime::Error::ReconcilerFailed(error, object)) => debug!(%object, %error, "reconcile failed"),
                 Err(e) => warn!(error = %e, "controller event"),
             }
         })

@@ -444,7 +444,7 @@ async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
     assert_eq!((state, reason), ("True", "RollingUpdate"));
     assert_eq!(message, "rolling update: restarting demo-1 (2 of the members still on the old template)");
     let event = api.expect_event(NS, "RollingUpdate").await;
-    assert_eq!(event["note"], message);
+    assert_eq!(event["note"], format!("{message} to revision r2"), "the Event names the revision it rolls to");
     for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
@@ -640,6 +640,22 @@ async fn a_pod_the_statefulset_cannot_create_is_reported() {
     api.expect_event(NS, "Creating").await;
     api.expect_event(NS, "Degraded").await;
     finish(reconciler).await;
+}
+
+#[tokio::test]
+async fn a_cluster_deleted_while_it_is_reconciled_is_no_error() {
+    let (ctx, mut api, _lists) = test_context(Endpoints::Dns);
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.not_found();
+    api.expect_apply(STS).await;
+    expect_failed_create_lookup(&mut api, vec![]).await;
+    let call = api.next().await;
+    call.assert_apply(STATUS);
+    call.not_found();
+    assert_eq!(finish(reconciler).await, Action::await_change(), "no error, no retry, no Event");
+    api.expect_silence(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]

@@ -217,15 +217,14 @@ impl Facts<'_> {
 
 const PROGRESSING: &str = roster_crds::CONDITION_PROGRESSING;
 
-/// The Raft view the status trusts: the leader's own status when the leader
-/// answered, otherwise the answering member with the highest term (then
-/// highest committed index).
+/// The Raft view the status trusts: the answering member with the highest
+/// term, and of those the leader's own status, then the highest committed
+/// index. The term comes first because a member restarted from its disk
+/// can claim the leadership of an old term for a moment (it steps down
+/// when it hears the newer one); its claim must not hide the real leader.
 fn raft_view<'a>(statuses: &[&'a NodeStatus]) -> Option<(&'a NodeStatus, &'a RaftStatus)> {
     let with_raft = statuses.iter().filter_map(|s| s.raft.as_ref().map(|r| (*s, r)));
-    if let Some(leader) = with_raft.clone().find(|(_, r)| r.role == "Leader") {
-        return Some(leader);
-    }
-    with_raft.max_by_key(|(_, r)| (r.term, r.committed_index.unwrap_or(0)))
+    with_raft.max_by_key(|(_, r)| (r.term, r.role == "Leader", r.committed_index.unwrap_or(0)))
 }
 
 /// The leader this view knows: itself when it leads, else its `leader`.

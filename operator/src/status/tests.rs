@@ -494,6 +494,25 @@ fn transition_times_move_only_when_status_flips() {
 }
 
 #[test]
+fn a_restarted_member_claiming_an_old_term_does_not_hide_the_leader() {
+    // demo-2 came back from its disk still believing it leads term 3,
+    // while demo-0 and demo-1 moved on to term 4 under demo-1.
+    let mut w = World::healthy(3).after_carried_out();
+    for i in 0..2 {
+        let mut r = raft(i, &[0, 1, 2], &[], Some(1));
+        r.term = 5;
+        w.obs.insert(addr(i), node(i, 3, Some(true), Some(r)).1);
+    }
+    let mut stale = raft(2, &[0, 1, 2], &[], Some(2));
+    stale.term = 4;
+    w.obs.insert(addr(2), node(2, 3, Some(true), Some(stale)).1);
+    let s = w.run();
+    assert_eq!(s.leader.as_deref(), Some(addr(1).as_str()), "the leader of the newest term");
+    assert_cond(&s, CONDITION_RAFT_QUORUM, STATUS_TRUE, "QuorumHealthy");
+    assert_cond(&s, CONDITION_DEGRADED, STATUS_FALSE, "Healthy");
+}
+
+#[test]
 fn majority_math() {
     assert_eq!([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
 }
