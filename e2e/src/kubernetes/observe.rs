@@ -140,39 +140,13 @@ impl Observer {
 
         let rcs = Api::<RegistryCluster>::namespaced(client.clone(), namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let into = record.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = watcher::watcher(rcs, config).default_backoff().boxed();
-            while let Some(event) = stream.next().await {
-                let version = match event {
-                    Ok(watcher::Event::Apply(rc) | watcher::Event::InitApply(rc)) => {
-                        RcVersion { at: Instant::now(), generation: rc.metadata.generation, status: rc.status }
-                    }
-                    Ok(watcher::Event::Delete(_)) => RcVersion { at: Instant::now(), generation: None, status: None },
-                    _ => continue,
-                };
-                if let Ok(mut r) = into.lock() {
-                    r.rc.push(version);
-                }
-            }
+        tasks.push(watch_into(rcs, config, record.clone(), |r, rc, exists| {
+            let (generation, status) = if exists { (rc.metadata.generation, rc.status) } else { (None, None) };
+            r.rc.push(RcVersion { at: Instant::now(), generation, status });
         }));
-
         let pods = Api::<Pod>::namespaced(client, namespace);
         let config = watcher::Config::default().labels(&format!("app.kubernetes.io/instance={name}"));
-        let into = record.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
-            while let Some(event) = stream.next().await {
-                let version = match event {
-                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod_version(&pod, true),
-                    Ok(watcher::Event::Delete(pod)) => pod_version(&pod, false),
-                    _ => continue,
-                };
-                if let Ok(mut r) = into.lock() {
-                    r.pods.push(version);
-                }
-            }
-        }));
+        tasks.push(watch_into(pods, config, record.clone(), |r, pod, exists| r.pods.push(pod_version(&pod, exists))));
 
         let members: Vec<String> =
             (0..max_members).map(|i| format!("{name}-{i}.{name}-headless.{namespace}.svc:8848")).collect();
@@ -259,6 +233,32 @@ impl Observer {
             lines.into_iter().map(|(t, l)| format!("{t:8.2} {l}\n")).collect()
         })
     }
+}
+
+/// Watches `api` and hands every object it delivers to `keep` with the
+/// record (`exists` false for a deletion), until the task is aborted.
+fn watch_into<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    record: Arc<Mutex<Record>>,
+    keep: fn(&mut Record, K, bool),
+) -> JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        while let Some(event) = stream.next().await {
+            let (object, exists) = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, true),
+                Ok(watcher::Event::Delete(o)) => (o, false),
+                _ => continue,
+            };
+            if let Ok(mut r) = record.lock() {
+                keep(&mut r, object, exists);
+            }
+        }
+    })
 }
 
 impl Drop for Observer {

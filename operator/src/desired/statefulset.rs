@@ -82,6 +82,16 @@ fn env(name: &str, value: String) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value), value_from: None }
 }
 
+/// A variable the kubelet fills from a field of the pod (downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    let field_ref = ObjectFieldSelector { field_path: field_path.to_owned(), api_version: None };
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource { field_ref: Some(field_ref), ..EnvVarSource::default() }),
+    }
+}
+
 /// The node container.
 fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
     let spec = &t.rc.spec;
@@ -122,27 +132,13 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
         ports: Some(vec![port("http", HTTP_PORT), port("grpc", GRPC_PORT), port("peer", PEER_PORT)]),
         env: Some(vec![
-            EnvVar {
-                name: "ROSTER_POD_NAME".to_owned(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".to_owned(), api_version: None }),
-                    ..EnvVarSource::default()
-                }),
-            },
+            field_env("ROSTER_POD_NAME", "metadata.name"),
             // The pod IP, not 0.0.0.0: where members share one network
             // namespace (the Kubernetes e2e suite runs pods as local
             // processes) two members on 0.0.0.0 would collide on their ports.
             // The price: `kubectl port-forward` (which dials localhost inside
             // the pod) does not reach a member (see the README).
-            EnvVar {
-                name: "ROSTER_BIND".to_owned(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector { field_path: "status.podIP".to_owned(), api_version: None }),
-                    ..EnvVarSource::default()
-                }),
-            },
+            field_env("ROSTER_BIND", "status.podIP"),
             // $(VAR) is expanded by the kubelet from the variables above.
             env(
                 "ROSTER_ADVERTISE",
