@@ -30,6 +30,8 @@ use roster_crds::{
     CONDITION_SNAPSHOT_BOOTSTRAPPED, STATUS_TRUE,
 };
 
+use tracing::debug;
+
 use crate::scaling::{ScaleStep, WaitReason};
 use crate::Result;
 
@@ -112,6 +114,7 @@ impl EventRecorder {
                 (new, 1)
             }
         };
+        debug!(reason = %key.reason, note = ?key.note, count, "recorded an Event");
         let mut published = self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         published.insert(key, Published { event, count, at: Instant::now() });
         Ok(())

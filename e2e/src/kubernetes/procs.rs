@@ -131,7 +131,7 @@ impl Operator {
             .args(["--address-server-url", ADDRESS_SERVER_URL])
             .args(["--log-format", "json"])
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,roster_operator::events=debug")
             .env_remove("POD_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
