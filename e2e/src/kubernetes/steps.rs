@@ -147,8 +147,14 @@ impl Story {
         self.check(Err(format!("the watch never delivered the version in which {type_} is {status}")))
     }
 
+    /// The versions of the RegistryCluster's current generation seen since
+    /// `since`: a status written for the previous generation may still
+    /// arrive after a change, and says nothing about the change.
     pub(super) fn versions_since(&self, since: Instant) -> Vec<RcVersion> {
-        self.observer().rc_since(since)
+        let mut versions = self.observer().rc_since(since);
+        let current = versions.last().and_then(|v| v.generation);
+        versions.retain(|v| v.generation == current);
+        versions
     }
 
     /// The Events of the current step.
