@@ -28,7 +28,7 @@ const FAILING: [&str; 7] = [
 pub(super) fn raft_quorum(f: &Facts<'_>) -> Condition {
     let gen = f.input.generation;
     let existing = f.input.statefulset.replicas.max(f.desired);
-    let Some((_, _)) = f.raft else {
+    let Some((_, view)) = f.raft else {
         return if f.reached.is_empty() {
             condition(
                 CONDITION_RAFT_QUORUM,
@@ -51,8 +51,16 @@ pub(super) fn raft_quorum(f: &Facts<'_>) -> Condition {
         return condition(CONDITION_RAFT_QUORUM, STATUS_FALSE, "NoLeader", "no member knows a Raft leader".into(), gen);
     };
     let voters = f.voters();
+    // A voter is with the leader when it follows it, or when it is in the
+    // leader's term without a leader yet: it voted in the election the
+    // leader just won and has not heard its first heartbeat (one term has
+    // one leader), which is no lost quorum.
     let follows = |s: &crate::node_status::NodeStatus| {
-        s.raft.as_ref().is_some_and(|r| (r.role == "Leader" && &s.member == l) || r.leader.as_ref() == Some(l))
+        s.raft.as_ref().is_some_and(|r| {
+            (r.role == "Leader" && &s.member == l)
+                || r.leader.as_ref() == Some(l)
+                || (r.term == view.term && r.leader.as_deref().is_none_or(str::is_empty))
+        })
     };
     let following = voters.iter().filter(|v| f.reached.iter().any(|s| &s.member == *v && follows(s))).count();
     let need = majority(voters.len());

@@ -513,6 +513,25 @@ fn a_restarted_member_claiming_an_old_term_does_not_hide_the_leader() {
 }
 
 #[test]
+fn a_voter_that_has_not_heard_the_new_leader_yet_is_no_lost_quorum() {
+    // demo-1 just won term 5 with demo-2's vote; demo-2 has not had its
+    // first heartbeat (no leader yet), demo-0 is restarting.
+    let mut w = World::healthy(3).after_carried_out();
+    w.set_unreachable(0);
+    let mut leader = raft(1, &[0, 1, 2], &[], Some(1));
+    leader.term = 5;
+    w.obs.insert(addr(1), node(1, 3, Some(true), Some(leader)).1);
+    let mut voted = raft(2, &[0, 1, 2], &[], None);
+    voted.term = 5;
+    w.obs.insert(addr(2), node(2, 3, Some(true), Some(voted.clone())).1);
+    assert_cond(&w.run(), CONDITION_RAFT_QUORUM, STATUS_TRUE, "QuorumHealthy");
+    // Still in the old term without a leader, it is not with the new one.
+    voted.term = 4;
+    w.obs.insert(addr(2), node(2, 3, Some(true), Some(voted)).1);
+    assert_cond(&w.run(), CONDITION_RAFT_QUORUM, STATUS_FALSE, "QuorumLost");
+}
+
+#[test]
 fn majority_math() {
     assert_eq!([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
 }
