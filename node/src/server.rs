@@ -133,6 +133,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     // Auth files are read before any port is bound: a node told to protect
     // its clients never serves unprotected, not even briefly.
     let auth = Auth::from_settings(&config.auth, metrics.auth.clone())?;
+    // So is the cluster secret: a weak one is refused before any port opens.
+    config.security.load_secret()?;
     let http_listener = bind(config.bind, config.port, "HTTP").await?;
     let http_addr = http_listener.local_addr()?;
     let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;

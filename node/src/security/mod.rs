@@ -186,6 +186,17 @@ impl SecuritySettings {
         }
         Ok(())
     }
+
+    /// The cluster secret these flags name, read and checked (long enough,
+    /// not obviously weak); `None` without one. The node calls this before
+    /// it binds any port, so a weak secret never serves, not even briefly.
+    pub fn load_secret(&self) -> Result<Option<ClusterSecret>> {
+        match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => Ok(Some(ClusterSecret::from_file(path)?)),
+            (None, Some(value)) => Ok(Some(ClusterSecret::new(value.as_bytes())?)),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// What a node loaded from its [`SecuritySettings`]: the signer and the TLS
@@ -202,11 +213,7 @@ impl PeerSecurity {
     /// Reads the secret and certificates named by `config` for the member
     /// `member`; a missing or unreadable file is a configuration error.
     pub fn load(config: &SecuritySettings, member: &str) -> Result<PeerSecurity> {
-        let secret = match (&config.cluster_secret_file, &config.cluster_secret) {
-            (Some(path), _) => Some(ClusterSecret::from_file(path)?),
-            (None, Some(value)) => Some(ClusterSecret::new(value.as_bytes())?),
-            (None, None) => None,
-        };
+        let secret = config.load_secret()?;
         let client_pair = match (&config.tls_cert_file, &config.tls_key_file) {
             (Some(cert), Some(key)) => Some((KeyPair::load(cert, key)?, cert)),
             _ => None,

@@ -137,7 +137,8 @@ pub fn parse_headers(headers: &HeaderMap, legacy: bool) -> Result<SignatureHeade
     };
     let fixed = |name: &str| -> Result<Vec<u8>, AuthFailure> { unhex(text(name)?).ok_or(AuthFailure::Malformed) };
     let v2 = headers.contains_key(SIGNATURE_HEADER);
-    if !v2 && !(legacy && headers.contains_key(V1_SIGNATURE_HEADER)) {
+    let v1 = legacy && headers.contains_key(V1_SIGNATURE_HEADER);
+    if !(v2 || v1) {
         return Err(AuthFailure::Missing);
     }
     let member = text(PEER_HEADER)?;

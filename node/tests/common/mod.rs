@@ -77,6 +77,22 @@ pub fn forwarded_request(
     request
 }
 
+/// The value of the Prometheus line that starts with `series` (the metric
+/// name and its labels) in `text`, 0 if absent.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TCP connection to `to` from the local (loopback) address `from`.
+pub async fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
 /// The token signing key [`auth_dir`] writes.
 pub const AUTH_KEY: &[u8] = b"test-signing-key-0123456789-abcdefghijklmnop";
 
