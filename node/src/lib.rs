@@ -19,6 +19,7 @@
 //! - [`auth`]: client authentication (login, tokens, per-namespace rights).
 //! - [`security`]: peer identity (the cluster secret) and TLS of the three ports.
 //! - [`status`]: the admin plane (status, health, metrics).
+//! - [`console`]: the web console at `/console/` and the routes it reads.
 //! - [`server`]: start-up and shutdown of a node.
 //! - [`error`]: the node's error type and its Nacos codes.
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod distro;
 pub mod error;
 pub mod fuzzing;

@@ -160,6 +160,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let app = http::router(state.clone())
         .merge(status::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::http_guard))
+        // The console bounds its own cost; it is not behind the per-IP rate (see crate::console).
+        .merge(crate::console::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http::count_requests))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let http_listener = limits::LimitedListener::new(http_listener, state.client_limits.http_connections.clone())

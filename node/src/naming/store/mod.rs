@@ -19,8 +19,10 @@ use super::client::{distro_tag, next_revision, Client, ClientKind, Published};
 use super::model::{BeatTimeouts, Instance, InstanceKey, ServiceInfo, ServiceKey, ServiceMeta, CACHE_MILLIS};
 use crate::error::{Error, Result};
 
+mod catalog;
 mod index;
 mod replica;
+pub use catalog::{HeldInstance, Holder, ServiceSummary};
 pub use index::{AddressFilter, PublisherRef};
 pub use replica::{Applied, ClientCopy, VerifyOutcome};
 
