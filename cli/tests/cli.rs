@@ -63,11 +63,12 @@ async fn every_subcommand_against_a_three_member_cluster() {
     assert!(yaml.contains(&format!("leader: {leader}")), "{yaml}");
 
     // register (ephemeral over A, persistent over B), then read them on the others.
-    let registered =
-        ok(&run(a, &["register", "cli-orders", "--ip", "10.9.0.1", "--port", "8080", "--weight", "2", "--metadata", "v=1"]));
+    let registered = ok(&run(
+        a,
+        &["register", "cli-orders", "--ip", "10.9.0.1", "--port", "8080", "--weight", "2", "--metadata", "v=1"],
+    ));
     assert_eq!(registered.trim(), "registered 10.9.0.1:8080 (DEFAULT) in DEFAULT_GROUP@@cli-orders");
-    let persistent =
-        ["register", "cli-orders", "--ip", "10.9.0.2", "--port", "8080", "--persistent", "--metadata"];
+    let persistent = ["register", "cli-orders", "--ip", "10.9.0.2", "--port", "8080", "--persistent", "--metadata"];
     ok(&run(b, &[&persistent[..], &["preserved.health.checker=NONE"]].concat()));
     let listed = eventually("both instances listed on C", WAIT, || async {
         let list = json(&run(c, &["services", "-o", "json", "--name", "cli-"]));
@@ -87,13 +88,18 @@ async fn every_subcommand_against_a_three_member_cluster() {
     let hashed = responsible_member("10.9.0.1:8080", &sorted).expect("someone is responsible");
     assert_eq!((rows[0]["ip"].as_str(), rows[0]["weight"].as_f64()), (Some("10.9.0.1"), Some(2.0)));
     assert_eq!((rows[0]["responsible"].as_str(), rows[0]["basis"].as_str()), (Some(hashed), Some("distroHash")));
-    assert_eq!((rows[1]["responsible"].as_str(), rows[1]["basis"].as_str()), (Some(leader.as_str()), Some("raftLeader")));
+    assert_eq!(
+        (rows[1]["responsible"].as_str(), rows[1]["basis"].as_str()),
+        (Some(leader.as_str()), Some("raftLeader"))
+    );
     let table = ok(&run(a, &["instances", "DEFAULT_GROUP@@cli-orders"]));
     assert!(table.contains("10.9.0.1:8080") && table.contains("ephemeral/http") && table.contains("v=1"), "{table}");
     assert!(table.contains("10.9.0.2:8080") && table.contains("persistent"), "{table}");
 
     // beat: a registered instance is renewed, an unknown one is an error.
-    assert!(ok(&run(c, &["beat", "cli-orders", "--ip", "10.9.0.1", "--port", "8080"])).starts_with("beat 10.9.0.1:8080"));
+    assert!(
+        ok(&run(c, &["beat", "cli-orders", "--ip", "10.9.0.1", "--port", "8080"])).starts_with("beat 10.9.0.1:8080")
+    );
     let (code, line) = failed(&run(c, &["beat", "cli-orders", "--ip", "10.9.0.9", "--port", "1"]));
     assert_eq!(code, 1, "{line}");
     assert!(line.starts_with("roster: ") && line.contains("not registered"), "{line}");
@@ -185,7 +191,9 @@ async fn every_subcommand_against_a_three_member_cluster() {
 #[test]
 fn an_unreachable_member_is_one_line_and_exit_code_3() {
     // Nothing listens on port 1 of loopback.
-    for args in [&["--server", "127.0.0.1:1", "status"][..], &["--server", "127.0.0.1:1", "--grpc-port", "1", "watch", "x"]] {
+    for args in
+        [&["--server", "127.0.0.1:1", "status"][..], &["--server", "127.0.0.1:1", "--grpc-port", "1", "watch", "x"]]
+    {
         let (code, line) = failed(&roster(args, &[]));
         assert_eq!(code, 3, "{args:?}: {line}");
         assert!(line.starts_with("roster: cannot reach 127.0.0.1:1"), "{line}");
