@@ -153,6 +153,12 @@ async fn the_console_in_a_browser() {
     let kind = browser.text(&format!("{one} td:nth-child(7)")).await.expect("kind");
     assert_eq!(kind.as_deref(), Some("ephemeral · gRPC"));
     browser.wait_text(&format!("{one} .cell-enabled"), WAIT, |t| t == "enabled").await.expect("enabled");
+    // A v1 deregistration cannot remove what a connection publishes: not offered.
+    let off = browser.script(
+        "return document.querySelector(arguments[0]).disabled;",
+        serde_json::json!([format!("{one} .deregister")]),
+    );
+    assert_eq!(off.await.expect("deregister button"), Value::Bool(true));
     browser.screenshot(&shots.join("console-instances.png")).await.expect("screenshot");
 
     // Disable the instance of A's client from C: every member holds the

@@ -341,7 +341,12 @@ function instanceRow(ref, i) {
   const edit = el("button", { class: "edit-weight", type: "button",
     onclick: () => { state.editing = rowKey; fillEditing(ref); } }, "Weight");
   const armed = state.armed === rowKey;
+  // The v1 API deregisters HTTP (ip:port) and persistent instances; an
+  // instance a gRPC connection published leaves with its client (as in
+  // Nacos 2), so the button is off there: disable the instance instead.
+  const owned = i.clientKind === "connection";
   const remove = el("button", { class: "deregister danger" + (armed ? " armed" : ""), type: "button",
+    disabled: owned, title: owned ? "published by a gRPC client: it leaves when the client deregisters or disconnects; disable it instead" : null,
     onclick: () => {
       if (state.armed !== rowKey) { state.armed = rowKey; render(); return; }
       state.armed = null;
