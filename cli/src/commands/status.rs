@@ -1,6 +1,6 @@
 //! `roster status` (the member table) and `roster raft` (leader, voters,
 //! learners, indices), both from one member's aggregated cluster view
-//! (`GET /roster/v1/console/cluster`): it reads every member's status with
+//! (`GET /roster/v1/cluster`): it reads every member's status with
 //! a short timeout, so one dead member shows as unreachable instead of
 //! stalling the command.
 
@@ -12,7 +12,7 @@ use crate::output::{cell, Report, Table};
 
 /// The cluster view of the member.
 async fn view(member: &Member) -> Result<Value> {
-    member.get("/roster/v1/console/cluster", &[]).await
+    member.get("/roster/v1/cluster", &[]).await
 }
 
 fn members(view: &Value) -> &[Value] {

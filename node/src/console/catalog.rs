@@ -29,10 +29,10 @@ use serde::Serialize;
 
 use crate::api::http::params::Params;
 use crate::api::http::service::{page_param, MAX_PAGE_SIZE};
+use crate::api::ClientState;
 use crate::error::{Error, Result};
-use crate::naming::store::{HeldInstance, ServiceSummary};
+use crate::naming::store::ServiceSummary;
 use crate::naming::{validate, Instance, InstanceWire};
-use crate::state::NodeState;
 
 /// Page size when `pageSize` is absent (the Nacos console's own default).
 const DEFAULT_PAGE_SIZE: usize = 10;
@@ -119,7 +119,7 @@ pub(crate) fn filter_services<'a>(
 }
 
 /// `GET /nacos/v1/ns/catalog/services`.
-pub async fn services(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceList>> {
+pub async fn services(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<ServiceList>> {
     if p.bool("withInstances")? == Some(true) {
         return Err(Error::invalid("Param 'withInstances': true is not supported; list the instances per service."));
     }
@@ -134,29 +134,16 @@ pub async fn services(State(state): State<Arc<NodeState>>, p: Params) -> Result<
     Ok(Json(ServiceList { count, service_list }))
 }
 
-/// The distinct instances of `held`, in order: an instance two clients
-/// publish alike is one instance to consumers, and so to the catalog.
-pub(crate) fn distinct(held: &[HeldInstance]) -> Vec<&Instance> {
-    let mut out: Vec<&Instance> = Vec::with_capacity(held.len());
-    for h in held {
-        if !out.contains(&&h.instance) {
-            out.push(&h.instance);
-        }
-    }
-    out
-}
-
 /// `GET /nacos/v1/ns/catalog/instances`.
-pub async fn instances(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<InstanceList>> {
+pub async fn instances(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<InstanceList>> {
     let key = p.service_key()?;
     let (page_no, page_size) = page(&p)?;
     let cluster = p.get("clusterName").map(|c| validate::cluster(Some(c))).transpose()?;
-    let held = state
+    let all = state
         .store
-        .held_instances(&key)
+        .catalog_instances(&key)
         .ok_or_else(|| Error::NotFound(format!("service {} is not found!", key.grouped_name())))?;
-    let instances: Vec<&Instance> =
-        distinct(&held).into_iter().filter(|i| cluster.as_ref().is_none_or(|c| &i.cluster == c)).collect();
+    let instances: Vec<&Instance> = all.iter().filter(|i| cluster.as_ref().is_none_or(|c| &i.cluster == c)).collect();
     if let Some(c) = &cluster {
         if instances.is_empty() {
             return Err(Error::NotFound(format!("cluster {c} is not found!")));

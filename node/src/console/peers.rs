@@ -1,11 +1,11 @@
-//! What the member serving the console asks the other members over HTTP:
-//! their status documents (open, as `/roster/v1/status` is everywhere) and
-//! which gRPC connections they hold (signed with the cluster secret, since
-//! connection ids carry client addresses).
+//! Which member holds a gRPC connection: the member serving the console
+//! asks its peers over HTTP, signed with the cluster secret (connection
+//! ids carry client addresses, so only members may ask), as forwarded
+//! writes are signed.
 //!
-//! Every question has a short timeout of its own and all peers are asked
-//! at once, so one slow or dead member delays a console page by at most
-//! [`PEER_TIMEOUT`] and never fails it: its answer is reported missing.
+//! All peers are asked at once, each with a short timeout of its own, so
+//! one slow or dead member delays a service view by at most
+//! [`PEER_TIMEOUT`] and never fails it: its answer is left out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +16,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::api::ClientState;
 use crate::error::{Error, Result};
-use crate::state::NodeState;
 
 /// How long the console waits for one peer.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -48,7 +47,7 @@ pub struct ConnectionAnswer {
 /// ids are open on this member. Only a current member that signed the
 /// request with the cluster secret may ask.
 pub async fn connections(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     headers: HeaderMap,
     body: Result<Json<ConnectionQuestion>, JsonRejection>,
 ) -> Result<Json<ConnectionAnswer>> {
@@ -57,7 +56,7 @@ pub async fn connections(
         .auth()
         .ok_or_else(|| Error::Forbidden("peer questions need a cluster secret on this member".into()))?;
     let signer = auth.verify(&headers, "POST", CONNECTIONS_PATH).map_err(|failure| {
-        state.metrics.cluster.peer_auth_failure(failure.label());
+        state.security_metrics.peer_auth_failure(failure);
         Error::Forbidden(format!("not a member's signed request: {}", failure.message()))
     })?;
     if state.membership.member(&signer).is_none() {
@@ -72,28 +71,13 @@ pub async fn connections(
 }
 
 /// The URL of `path` on `member`, in the scheme the client ports speak.
-fn url(state: &NodeState, member: &str, path: &str) -> String {
+fn url(state: &ClientState, member: &str, path: &str) -> String {
     format!("{}://{member}{path}", state.security.http_scheme())
-}
-
-/// `member`'s status document, or why it could not be read.
-pub async fn status(state: &NodeState, member: &str) -> std::result::Result<Value, String> {
-    let answer = state
-        .http_client
-        .get(url(state, member, "/roster/v1/status"))
-        .timeout(PEER_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| if e.is_timeout() { format!("no answer within {PEER_TIMEOUT:?}") } else { e.to_string() })?;
-    if !answer.status().is_success() {
-        return Err(format!("answered {}", answer.status()));
-    }
-    answer.json().await.map_err(|e| format!("unreadable status: {e}"))
 }
 
 /// Asks every peer which of `ids` it holds as connections: connection id →
 /// member. Peers that do not answer are left out.
-pub async fn connection_holders(state: &NodeState, ids: &[String]) -> HashMap<String, String> {
+pub async fn connection_holders(state: &ClientState, ids: &[String]) -> HashMap<String, String> {
     let Some(auth) = state.security.auth() else {
         return HashMap::new();
     };

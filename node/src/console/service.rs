@@ -22,10 +22,10 @@ use serde::Serialize;
 
 use super::peers;
 use crate::api::http::params::Params;
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::store::{HeldInstance, Holder};
 use crate::naming::{distro_tag, ClientKind, Origin};
-use crate::state::NodeState;
 
 /// Why a member is named responsible for an instance.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub struct ServiceView {
 /// Who is responsible for one held instance, given the connections peers
 /// claimed (`claimed`: connection id → member) and the Raft leader.
 pub(crate) fn responsible(
-    state: &NodeState,
+    state: &ClientState,
     held: &HeldInstance,
     claimed: &std::collections::HashMap<String, String>,
     leader: Option<&str>,
@@ -138,7 +138,7 @@ pub(crate) fn responsible(
 
 /// `GET /roster/v1/console/service` (`namespaceId`, `groupName`,
 /// `serviceName`); 404 when the service does not exist.
-pub async fn service(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceView>> {
+pub async fn service(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<ServiceView>> {
     let key = p.service_key()?;
     let detail = state
         .store
@@ -153,7 +153,7 @@ pub async fn service(State(state): State<Arc<NodeState>>, p: Params) -> Result<J
         })
         .collect();
     let claimed = peers::connection_holders(&state, &remote).await;
-    let leader = state.raft.get().and_then(|r| r.status().leader);
+    let leader = state.raft.status().leader;
     let instances = held
         .iter()
         .map(|h| {

@@ -1,7 +1,7 @@
 // Roster console. Plain JavaScript, no build step: the node embeds this file.
 //
 // Reads: /nacos/v1/ns/catalog/services (Nacos's console API),
-// /roster/v1/console/service and /roster/v1/console/cluster.
+// /roster/v1/console/service and /roster/v1/cluster.
 // Writes: the Open API v1 (PUT and DELETE /nacos/v1/ns/instance), so the
 // user's rights apply. The token from POST /nacos/v1/auth/login is kept in
 // sessionStorage and sent as the accessToken parameter.
@@ -407,7 +407,7 @@ async function renderCluster() {
       el("p", { id: "cluster-refreshed", class: "muted" })));
   }
   try {
-    fillCluster(await api("GET", "/roster/v1/console/cluster"));
+    fillCluster(await api("GET", "/roster/v1/cluster"));
   } catch (e) {
     $("cluster-refreshed").textContent = describe(e);
   }

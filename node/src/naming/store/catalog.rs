@@ -1,6 +1,7 @@
 //! Read-only views for operators: every service of a namespace with its
-//! counts, and every instance of a service with the client that owns it,
-//! disabled ones included (a console must show what it can re-enable).
+//! counts, every instance of a service, and every instance with the
+//! client that holds it, disabled ones included (a console must show what
+//! it can re-enable).
 //!
 //! Queries ([`NamingStore::query`]) answer what consumers see; these
 //! answer what is held, under one shared lock per call.
@@ -73,6 +74,15 @@ impl NamingStore {
                 }
             })
             .collect()
+    }
+
+    /// Every instance of `key`, enabled or not, sorted by cluster and
+    /// address, each once however many clients publish it alike (as
+    /// consumers see it); `None` when the service does not exist.
+    pub fn catalog_instances(&self, key: &ServiceKey) -> Option<Vec<Instance>> {
+        let inner = self.inner.read();
+        let entry = inner.services.get(key)?;
+        Some(inner.instances(key, entry).into_iter().cloned().collect())
     }
 
     /// Every instance held in `key`, enabled or not, with its holder,
@@ -157,5 +167,27 @@ mod tests {
             ]
         );
         assert_eq!(store.held_instances(&svc("missing")), None);
+    }
+
+    #[test]
+    fn catalog_instances_include_disabled_ones_and_show_a_shared_instance_once() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        store.register_ephemeral("old", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        store.register_ephemeral("new", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        store.register_ephemeral(
+            "other",
+            ClientKind::Connection,
+            &svc("a"),
+            Instance { enabled: false, ..inst("10.0.0.2", 80) },
+        );
+        let shown: Vec<(String, bool)> = store
+            .catalog_instances(&svc("a"))
+            .expect("service exists")
+            .into_iter()
+            .map(|i| (i.ip, i.enabled))
+            .collect();
+        assert_eq!(shown, [("10.0.0.1".to_string(), true), ("10.0.0.2".to_string(), false)]);
+        assert_eq!(store.held_instances(&svc("a")).expect("service exists").len(), 3, "held: once per client");
+        assert_eq!(store.catalog_instances(&svc("missing")), None);
     }
 }
