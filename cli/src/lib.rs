@@ -2,8 +2,9 @@
 //! the same tool as a kubectl plugin (`kubectl roster ...`).
 //!
 //! It talks to one member: the Open API v1 and Nacos's catalog routes for
-//! registry data and writes, Roster's console routes for the cluster view,
-//! the Nacos 2 gRPC protocol for `watch`, and Kubernetes for `cluster get`.
+//! registry data and writes, the console's service view, the admin plane's
+//! cluster view (`/roster/v1/cluster`), the Nacos 2 gRPC protocol for
+//! `watch` (`roster_proto::client`), and Kubernetes for `cluster get`.
 //! Both binaries are a thin `main` over [`main_with`]; everything else is
 //! here, so it is testable.
 //!

@@ -1,25 +1,19 @@
 //! `roster watch SERVICE`: subscribes over gRPC with the Nacos 2 protocol
 //! and prints every push as it arrives, until Ctrl-C (or `--count` pushes).
 //!
-//! The handshake is a Nacos 2 client's: `ServerCheckRequest` (unary) for a
-//! connection id, `ConnectionSetupRequest` as the first message of the
-//! bi-stream, a `HealthCheckRequest` once the member knows the connection,
-//! then `SubscribeServiceRequest`. The member pushes the current view of a
-//! new subscription at once, then every change, as
-//! `NotifySubscriberRequest`s on the stream; each is acknowledged, as are
-//! its `ClientDetectionRequest` probes. The token (when one is given) goes
-//! in every request's `accessToken` header.
+//! The connection is `roster_proto::client`'s (a Nacos 2 client's
+//! handshake: server check, setup on the bi-stream, a health check once
+//! the member knows the connection), then `SubscribeServiceRequest`. The
+//! member pushes the current view of a new subscription at once, then
+//! every change, as `NotifySubscriberRequest`s on the stream; each is
+//! acknowledged, as are its `ClientDetectionRequest` probes. The token
+//! (when one is given) goes in every request's `accessToken` header.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
-use roster_proto::nacos::request_client::RequestClient;
-use roster_proto::nacos::{Metadata, Payload};
+use roster_proto::client::{self, ClientError, Setup};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
@@ -27,73 +21,33 @@ use super::ServiceRef;
 use crate::error::{Error, Result};
 use crate::output::{cell, yaml, Format};
 
-/// How often, and how many times, the health check is tried while the
-/// member has not read the connection's setup yet.
-const SETUP_POLL: Duration = Duration::from_millis(50);
-const SETUP_TRIES: u32 = 100;
+/// How often the connection proves it is alive while it waits for pushes,
+/// as the SDKs do.
+const KEEPALIVE: Duration = Duration::from_secs(5);
 
-/// A Nacos gRPC connection to one member, as far as `watch` needs one.
-struct Connection {
-    unary: RequestClient<Channel>,
-    target: String,
-    token: Option<String>,
-}
-
-impl Connection {
-    fn payload(&self, type_name: &str, mut body: Value) -> Payload {
-        let mut headers = HashMap::new();
-        if let Some(t) = &self.token {
-            headers.insert("accessToken".to_owned(), t.clone());
+/// The CLI's error for a failure of the Nacos connection to `target`.
+fn connection_error(target: &str, e: ClientError) -> Error {
+    let target = target.to_owned();
+    match e {
+        ClientError::Rpc { status, .. } => match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                Error::Unreachable { target, detail: status.message().to_owned() }
+            }
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                Error::AuthRefused { target, message: status.message().to_owned() }
+            }
+            _ => Error::Server { target, status: 500, message: status.to_string() },
+        },
+        ClientError::Timeout { .. } => Error::Unreachable { target, detail: e.to_string() },
+        ClientError::Closed => Error::Unreachable { target, detail: "the member closed the connection".into() },
+        ClientError::Refused { code: 403, .. } => Error::AuthRefused { target, message: e.to_string() },
+        ClientError::Refused { code, .. } => {
+            Error::Server { target, status: u16::try_from(code).unwrap_or(500), message: e.to_string() }
         }
-        if let Value::Object(map) = &mut body {
-            map.insert("headers".into(), json!(headers));
-        }
-        Payload {
-            metadata: Some(Metadata { r#type: type_name.into(), client_ip: String::new(), headers }),
-            body: Some(prost_types::Any { type_url: String::new(), value: body.to_string().into_bytes() }),
+        ClientError::Body { .. } | ClientError::Unexpected { .. } => {
+            Error::Server { target, status: 500, message: e.to_string() }
         }
     }
-
-    /// A unary request; its answer's type and JSON body.
-    async fn call(&self, type_name: &str, body: Value) -> Result<(String, Value)> {
-        let payload = self.payload(type_name, body);
-        let answer = self.unary.clone().request(payload).await.map_err(|status| grpc_error(&self.target, &status))?;
-        open(answer.get_ref())
-    }
-}
-
-/// The type name and JSON body of a payload.
-fn open(p: &Payload) -> Result<(String, Value)> {
-    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-    let bytes = p.body.as_ref().map_or(&b"{}"[..], |b| b.value.as_slice());
-    let body = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    Ok((t, body))
-}
-
-fn grpc_error(target: &str, status: &tonic::Status) -> Error {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-            Error::Unreachable { target: target.to_owned(), detail: status.message().to_owned() }
-        }
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-            Error::AuthRefused { target: target.to_owned(), message: status.message().to_owned() }
-        }
-        _ => Error::Server { target: target.to_owned(), status: 500, message: format!("{status}") },
-    }
-}
-
-/// A refusal in a Nacos answer body (`resultCode` not 200).
-fn refused(target: &str, what: &str, answer: &Value) -> Option<Error> {
-    if answer["resultCode"].as_i64() == Some(200) {
-        return None;
-    }
-    let message = format!("{what}: {}", answer["message"].as_str().unwrap_or("refused"));
-    let code = answer["errorCode"].as_i64().unwrap_or(500);
-    Some(if code == 403 {
-        Error::AuthRefused { target: target.to_owned(), message }
-    } else {
-        Error::Server { target: target.to_owned(), status: u16::try_from(code).unwrap_or(500), message }
-    })
 }
 
 /// What `watch` needs to know.
@@ -116,73 +70,60 @@ pub struct WatchArgs {
 /// `roster watch`.
 pub async fn watch(args: WatchArgs, format: Format, out: &mut dyn Write) -> Result<()> {
     let target = args.grpc.clone();
+    let failed = |e| connection_error(&target, e);
     let channel = Channel::from_shared(format!("http://{target}"))
         .map_err(|e| Error::bad_input(format!("gRPC address {target}: {e}")))?
         .connect_timeout(args.timeout)
         .connect()
         .await
         .map_err(|e| Error::Unreachable { target: target.clone(), detail: innermost(&e) })?;
-    let conn = Connection { unary: RequestClient::new(channel.clone()), target: target.clone(), token: args.token };
-    let (t, check) = conn.call("ServerCheckRequest", json!({"module": "internal"})).await?;
-    if t != "ServerCheckResponse" {
-        return Err(Error::Server {
-            target,
-            status: 500,
-            message: format!("ServerCheckRequest answered {t}: {check}"),
-        });
-    }
-
-    let (to_server, rx) = mpsc::channel::<Payload>(16);
-    let setup = json!({
-        "clientVersion": concat!("roster-cli/", env!("CARGO_PKG_VERSION")), "tenant": args.service.namespace,
-        "module": "internal", "labels": {"module": "naming", "source": "sdk"},
-    });
-    to_server.send(conn.payload("ConnectionSetupRequest", setup)).await.map_err(|_| closed(&target))?;
-    let mut inbound = BiRequestStreamClient::new(channel)
-        .request_bi_stream(ReceiverStream::new(rx))
-        .await
-        .map_err(|status| grpc_error(&target, &status))?
-        .into_inner();
-
-    // The member registers the connection once it has read the setup.
-    let mut tries = 0;
-    loop {
-        let (_, health) = conn.call("HealthCheckRequest", json!({"module": "internal"})).await?;
-        match refused(&target, "HealthCheckRequest", &health) {
-            None => break,
-            Some(_) if tries < SETUP_TRIES && health["errorCode"].as_i64() == Some(301) => {
-                tries += 1;
-                tokio::time::sleep(SETUP_POLL).await;
-            }
-            Some(e) => return Err(e),
-        }
-    }
+    let setup = Setup {
+        client_version: concat!("roster-cli/", env!("CARGO_PKG_VERSION")).into(),
+        tenant: args.service.namespace.clone(),
+        headers: args.token.iter().map(|t| ("accessToken".to_owned(), t.clone())).collect(),
+        request_timeout: args.timeout,
+        ..Setup::default()
+    };
+    let (conn, from_server) = client::connect(channel, setup).await.map_err(failed)?;
 
     let s = &args.service;
     let subscribe = json!({
         "namespace": s.namespace, "groupName": s.group, "serviceName": s.name,
         "subscribe": true, "clusters": args.clusters.join(","), "module": "naming",
     });
-    let (_, answer) = conn.call("SubscribeServiceRequest", subscribe).await?;
-    if let Some(e) = refused(&target, "SubscribeServiceRequest", &answer) {
-        return Err(e);
-    }
+    conn.call("SubscribeServiceRequest", subscribe).await.map_err(failed)?;
+    let keepalive = conn.keep_alive(KEEPALIVE);
+    let followed = follow(&conn, from_server, &args, format, out).await;
+    keepalive.abort();
+    followed
+}
 
+/// Prints and acknowledges the pushes on the stream until `--count` of
+/// them, Ctrl-C, or the end of the stream.
+async fn follow(
+    conn: &client::Connection,
+    mut from_server: client::ServerRequests,
+    args: &WatchArgs,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let target = args.grpc.clone();
+    let failed = |e| connection_error(&target, e);
     let mut pushes = 0u64;
     loop {
         if args.count.is_some_and(|n| pushes >= n) {
             return Ok(());
         }
         let message = tokio::select! {
-            m = inbound.next() => m,
+            m = from_server.next() => m,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let message = match message {
             Some(Ok(m)) => m,
-            Some(Err(status)) => return Err(grpc_error(&target, &status)),
-            None => return Err(closed(&target)),
+            Some(Err(status)) => return Err(failed(ClientError::Rpc { request: "requestBiStream".into(), status })),
+            None => return Err(failed(ClientError::Closed)),
         };
-        let (t, body) = open(&message)?;
+        let (t, body) = client::open(&message).map_err(failed)?;
         if t == "NotifySubscriberRequest" {
             pushes += 1;
             print_push(&body["serviceInfo"], format, out)?;
@@ -195,17 +136,8 @@ pub async fn watch(args: WatchArgs, format: Format, out: &mut dyn Write) -> Resu
             });
         }
         // Every server request is acknowledged (pushes, detection probes).
-        if let Some(kind) = t.strip_suffix("Request") {
-            let ack = json!({"resultCode": 200, "errorCode": 0, "success": true, "requestId": body["requestId"]});
-            if to_server.send(conn.payload(&format!("{kind}Response"), ack)).await.is_err() {
-                return Err(closed(&target));
-            }
-        }
+        conn.answer(&t, &body).await.map_err(failed)?;
     }
-}
-
-fn closed(target: &str) -> Error {
-    Error::Unreachable { target: target.to_owned(), detail: "the member closed the connection".into() }
 }
 
 fn innermost(e: &dyn std::error::Error) -> String {
@@ -268,12 +200,13 @@ mod tests {
     }
 
     #[test]
-    fn refusals_in_answers_keep_their_code() {
-        let ok = json!({"resultCode": 200});
-        assert!(refused("m", "x", &ok).is_none());
-        let forbidden = json!({"resultCode": 500, "errorCode": 403, "message": "authorization failed!"});
-        assert!(matches!(refused("m", "x", &forbidden), Some(Error::AuthRefused { .. })));
-        let bad = json!({"resultCode": 500, "errorCode": 400, "message": "bad"});
-        assert!(matches!(refused("m", "x", &bad), Some(Error::Server { status: 400, .. })));
+    fn connection_failures_keep_their_kind() {
+        let refused = |code| ClientError::Refused { request: "x".into(), code, message: "m".into() };
+        assert!(matches!(connection_error("m", refused(403)), Error::AuthRefused { .. }));
+        assert!(matches!(connection_error("m", refused(400)), Error::Server { status: 400, .. }));
+        let rpc = |code| ClientError::Rpc { request: "x".into(), status: tonic::Status::new(code, "m") };
+        assert!(matches!(connection_error("m", rpc(tonic::Code::Unavailable)), Error::Unreachable { .. }));
+        assert!(matches!(connection_error("m", rpc(tonic::Code::Unauthenticated)), Error::AuthRefused { .. }));
+        assert!(matches!(connection_error("m", ClientError::Closed), Error::Unreachable { .. }));
     }
 }
