@@ -1,8 +1,8 @@
-//! The admin plane: `GET /roster/v1/status` ([`document`]), the
-//! cluster's status documents gathered by this member, `GET
+//! The admin plane: `GET /roster/v1/status` ([`document`]), every
+//! member's status document as this member reads them, `GET
 //! /roster/v1/cluster` ([`cluster`], which the console and `roster status`
-//! show), the health probes `/nacos/v1/console/health/{liveness,readiness}` ([`readiness`]),
-//! Prometheus `/metrics`, and, with `--fault-injection`,
+//! show), the health probes `/nacos/v1/console/health/{liveness,readiness}`
+//! ([`readiness`]), Prometheus `/metrics`, and, with `--fault-injection`,
 //! `GET`/`PUT /roster/v1/faults` (the peer plane's fault switch,
 //! [`crate::peer::faults`]; without the flag that path answers 404).
 //!
