@@ -18,6 +18,9 @@
 //! - `beat`: beats of ip:port clients and their expiry;
 //! - `query`: the consumer view and the protect threshold;
 //! - `service`: services created, updated, deleted and listed;
+//! - `catalog`: what is held rather than what consumers see, for the
+//!   console: each service's counts, each instance with its holder,
+//!   disabled ones included;
 //! - `copies` and `verify`: the store as Distro sees it (whole clients
 //!   copied in and out; verify rounds and the expiry of copies);
 //! - `index`: lookups by address for the client introspection API.
@@ -31,6 +34,7 @@ use super::client::Client;
 use super::model::{BeatTimeouts, ServiceKey};
 
 mod beat;
+mod catalog;
 mod copies;
 mod entry;
 mod ephemeral;
@@ -43,6 +47,7 @@ mod verify;
 
 pub use super::clock::now_millis;
 pub use beat::BeatOutcome;
+pub use catalog::{HeldInstance, Holder, ServiceSummary};
 pub use copies::{Applied, ClientCopy};
 pub use index::{AddressFilter, PublisherRef};
 pub use query::Selection;
