@@ -27,10 +27,13 @@
 //! - [`limits`]: size, connection and rate limits of the client plane.
 //! - [`auth`]: client authentication (login, tokens, per-namespace rights).
 //! - [`security`]: peer identity (the cluster secret) and TLS of the three ports.
+//! - [`console`]: the web console at `/console/`: the embedded UI and the
+//!   registry views it reads, beside the client plane's limits.
 //! - [`config`]: the whole configuration, flattened from each subsystem's
 //!   settings; [`duration`]: how duration flags read.
 //! - [`metrics`]: the client plane's metrics (each subsystem owns its own).
-//! - [`server`]: start-up and shutdown of a node; [`telemetry`]: logs.
+//! - [`server`]: start-up and shutdown of a node; [`listeners`]: how each
+//!   port admits and serves its connections; [`telemetry`]: logs.
 //! - [`fuzzing`]: the decoders the fuzz targets in `fuzz/` drive.
 //! - [`error`]: the node's error type and its Nacos codes.
 #![deny(missing_docs)]
@@ -44,11 +47,13 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod distro;
 pub mod duration;
 pub mod error;
 pub mod fuzzing;
 pub mod limits;
+pub mod listeners;
 pub mod metrics;
 pub mod naming;
 pub mod peer;

@@ -18,6 +18,9 @@
 //! - `beat`: beats of ip:port clients and their expiry;
 //! - `query`: the consumer view and the protect threshold;
 //! - `service`: services created, updated, deleted and listed;
+//! - `catalog`: what is held rather than what consumers see, for the
+//!   console: each service's counts, each instance with its holder,
+//!   disabled ones included;
 //! - `copies` and `verify`: the store as Distro sees it (whole clients
 //!   copied in and out; verify rounds and the expiry of copies);
 //! - `index`: lookups by address for the client introspection API.
@@ -31,6 +34,7 @@ use super::client::Client;
 use super::model::{BeatTimeouts, ServiceKey};
 
 mod beat;
+mod catalog;
 mod copies;
 mod entry;
 mod ephemeral;
@@ -43,6 +47,7 @@ mod verify;
 
 pub use super::clock::now_millis;
 pub use beat::BeatOutcome;
+pub use catalog::{HeldInstance, Holder, ServiceSummary};
 pub use copies::{Applied, ClientCopy};
 pub use index::{AddressFilter, PublisherRef};
 pub use query::{EncodedView, Form, Selection};
@@ -140,6 +145,16 @@ impl NamingStore {
     /// A copy of one client (for inspection and, later, replication).
     pub fn client(&self, client_id: &str) -> Option<Client> {
         self.inner.read().clients.get(client_id).cloned()
+    }
+
+    /// How many services `client_id` publishes instances in, and whether
+    /// `key` is one of them (a cheap check for the per-connection limit).
+    pub fn published_services(&self, client_id: &str, key: &ServiceKey) -> (usize, bool) {
+        self.inner
+            .read()
+            .clients
+            .get(client_id)
+            .map_or((0, false), |c| (c.published.len(), c.published.contains_key(key)))
     }
 
     /// Sizes for metrics and status.
