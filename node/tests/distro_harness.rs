@@ -12,6 +12,9 @@ use crate::harness::{settings, Cluster, Kind, REPORT_INTERVAL};
 const A: &str = "10.0.0.1:8848";
 const B: &str = "10.0.0.2:8848";
 const C: &str = "10.0.0.3:8848";
+/// Long enough for a message on an undelayed link (paused time: every
+/// task runs what falls due before the clock moves on).
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// Starts `names`, lets them load their snapshots and see each other UP.
 async fn started(names: &[&str]) -> Cluster {
@@ -63,7 +66,7 @@ async fn a_sync_lost_after_it_was_accepted_is_repaired_by_the_next_verify() {
     let cluster = started(&[A, B]).await;
     cluster.net.swallow(A, B, Kind::Sync, 1);
     cluster.node(A).register("conn-1", "orders", "192.168.0.1");
-    cluster.run_for(settings().sync_delay * 2).await;
+    cluster.run_for(SETTLE).await;
     assert!(!cluster.node(B).holds("conn-1"), "the only sync was lost");
     assert_eq!(cluster.node(A).metrics.count(DistroEvent::SyncFailed), 0, "A believes it arrived");
 
@@ -76,24 +79,32 @@ async fn a_sync_lost_after_it_was_accepted_is_repaired_by_the_next_verify() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn changes_within_the_merge_window_travel_in_one_sync() {
+async fn an_idle_link_sends_at_once_and_changes_during_a_send_travel_together_next() {
     let cluster = started(&[A, B]).await;
     let before = cluster.net.sent(A, B, Kind::Sync).len();
-    let window = settings().sync_delay;
+    // Every message from A to B takes 50 ms.
+    let rtt = Duration::from_millis(50);
+    cluster.net.delay(A, B, rtt);
+    let t0 = tokio::time::Instant::now();
     cluster.node(A).register("conn-1", "orders", "192.168.0.1");
-    cluster.run_for(window / 4).await;
+    cluster.run_for(SETTLE).await;
+    let first = cluster.net.sent(A, B, Kind::Sync);
+    assert_eq!(first.len(), before + 1, "the idle link sent at once");
+    assert_eq!(first[before].at, t0, "without waiting for a window");
+    // While that send is in flight, three more changes arrive.
     cluster.node(A).register("conn-1", "orders", "192.168.0.2");
     cluster.node(A).register("conn-2", "orders", "192.168.0.3");
-    cluster.run_for(window / 4).await;
-    assert_eq!(cluster.net.sent(A, B, Kind::Sync).len(), before, "nothing leaves within the window");
-    cluster.run_for(window).await;
-    let syncs = cluster.net.sent(A, B, Kind::Sync);
-    assert_eq!(syncs.len(), before + 1, "three changes, one message");
-    assert!(cluster.node(B).holds("conn-1") && cluster.node(B).holds("conn-2"));
-    // A change after the window is a message of its own.
     cluster.node(A).register("conn-3", "orders", "192.168.0.4");
-    cluster.run_for(window * 2).await;
-    assert_eq!(cluster.net.sent(A, B, Kind::Sync).len(), before + 2);
+    cluster.run_for(rtt / 2).await;
+    assert_eq!(cluster.net.sent(A, B, Kind::Sync).len(), before + 1, "one send in flight at a time");
+    cluster.run_for(rtt * 2).await;
+    let syncs = cluster.net.sent(A, B, Kind::Sync);
+    assert_eq!(syncs.len(), before + 2, "what gathered during the send left in one message");
+    assert_eq!(syncs[before + 1].at, t0 + rtt, "as soon as the first was answered");
+    assert_eq!(syncs[before + 1].clients, 3, "conn-1 once, with conn-2 and conn-3");
+    for client in ["conn-1", "conn-2", "conn-3"] {
+        assert!(cluster.node(B).holds(client), "B holds {client}");
+    }
     cluster.stop().await;
 }
 
@@ -139,7 +150,7 @@ async fn an_unverified_copy_expires_after_the_copy_expiry_and_not_before() {
     let cluster = started(&[A, B]).await;
     let s = settings();
     cluster.node(A).register("conn-1", "orders", "192.168.0.1");
-    cluster.run_for(s.sync_delay * 2).await;
+    cluster.run_for(SETTLE).await;
     assert!(cluster.node(B).holds("conn-1"));
     // A's verify rounds stop reaching B (B still reaches A).
     cluster.net.cut_one_way(A, B);

@@ -53,6 +53,8 @@ pub struct Sent {
     pub at: tokio::time::Instant,
     /// Whether it reached the receiver's handler.
     pub delivered: bool,
+    /// Clients it carried (syncs), or client pairs (verifies).
+    pub clients: usize,
 }
 
 struct Handlers {
@@ -133,7 +135,14 @@ impl Network {
 
     /// Decides the fate of one message: `Err` when it is lost, `Ok(false)`
     /// when it is swallowed after "arriving", `Ok(true)` when it is delivered.
-    async fn route(&self, from: &str, to: &str, kind: Kind, timeout: Duration) -> Result<bool, PeerError> {
+    async fn route(
+        &self,
+        from: &str,
+        to: &str,
+        kind: Kind,
+        clients: usize,
+        timeout: Duration,
+    ) -> Result<bool, PeerError> {
         let pair = (from.to_owned(), to.to_owned());
         let lost = self.cut.lock().contains(&pair) || !self.nodes.lock().contains_key(to);
         let swallowed = !lost && {
@@ -147,7 +156,14 @@ impl Network {
             }
         };
         let at = tokio::time::Instant::now();
-        self.log.lock().push(Sent { from: from.into(), to: to.into(), kind, at, delivered: !lost && !swallowed });
+        self.log.lock().push(Sent {
+            from: from.into(),
+            to: to.into(),
+            kind,
+            at,
+            delivered: !lost && !swallowed,
+            clients,
+        });
         if lost {
             return Err(PeerError::Status(Status::unavailable(format!("{from} cannot reach {to}"))));
         }
@@ -189,7 +205,7 @@ fn gone(to: &str) -> PeerError {
 #[tonic::async_trait]
 impl PeerTransport for Link {
     async fn report(&self, to: &str, report: MemberReport, timeout: Duration) -> Result<MemberReportReply, PeerError> {
-        let delivered = self.net.route(&self.from, to, Kind::Report, timeout).await?;
+        let delivered = self.net.route(&self.from, to, Kind::Report, 0, timeout).await?;
         let handler = self.net.members_of(to).ok_or_else(|| gone(to))?;
         let own = handler.report(report);
         if !delivered {
@@ -204,7 +220,7 @@ impl PeerTransport for Link {
         request: DistroSyncRequest,
         timeout: Duration,
     ) -> Result<DistroAck, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Sync, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Sync, request.upserts.len(), timeout).await? {
             return Ok(DistroAck { accepted: true, message: String::new() });
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;
@@ -217,7 +233,7 @@ impl PeerTransport for Link {
         request: DistroVerifyRequest,
         timeout: Duration,
     ) -> Result<DistroVerifyReply, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Verify, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Verify, request.clients.len(), timeout).await? {
             return Ok(DistroVerifyReply { missing_client_ids: Vec::new() });
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;
@@ -230,7 +246,7 @@ impl PeerTransport for Link {
         request: SnapshotRequest,
         timeout: Duration,
     ) -> Result<SnapshotStream, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Snapshot, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Snapshot, 0, timeout).await? {
             return Err(PeerError::Timeout);
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;

@@ -1,11 +1,15 @@
 //! Verify and copy expiry.
 //!
 //! Every verify interval, a loaded node sends every peer the
-//! `(client, revision)` pairs of the clients it vouches for (its own
+//! `(client, revision, digest)` of the clients it vouches for (its own
 //! connections and the ip:port clients it is responsible for or last
-//! changed). The receiver confirms those it holds at that revision, answers
-//! with those it lacks or holds older (the sender re-syncs them in full)
-//! and sends back those it holds newer. Copies nobody confirms expire.
+//! changed). The receiver confirms those it holds at that revision with
+//! that digest, answers with those it lacks, holds older or holds
+//! differently (the sender re-syncs them whole) and sends back, whole,
+//! those it holds newer or differently: two copies of one client that
+//! differ at the same revision (a sync lost on the way, two members that
+//! wrote one client) are thus merged on both sides. Copies nobody confirms
+//! expire.
 
 use std::sync::Arc;
 
@@ -57,7 +61,7 @@ impl Distro {
             .store
             .verify_list(|tag| responsibility.is_local(tag))
             .into_iter()
-            .map(|(client_id, revision)| ClientRevision { client_id, revision })
+            .map(|(client_id, revision, digest)| ClientRevision { client_id, revision, digest })
             .collect();
         if pairs.is_empty() {
             return;
@@ -96,7 +100,7 @@ impl Distro {
             if !reply.missing_client_ids.is_empty() {
                 debug!(peer, missing = reply.missing_client_ids.len(), "peer lacks clients; re-syncing them");
                 self.metrics.event(DistroEvent::VerifyMissing, reply.missing_client_ids.len() as u64);
-                self.queue(peer, reply.missing_client_ids);
+                self.queue_whole(peer, reply.missing_client_ids);
             }
         }
     }

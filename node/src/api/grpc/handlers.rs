@@ -136,7 +136,7 @@ fn instance(
         "deregisterInstance" => {
             let ikey = instance_key(&wire)?;
             if ephemeral {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey, false);
             } else {
                 state.store.deregister_persistent(&key, &ikey);
             }
@@ -194,7 +194,7 @@ fn batch_instance(
         "batchDeregisterInstance" => {
             let keys = req.instances.iter().map(instance_key).collect::<Result<Vec<_>>>()?;
             for ikey in keys {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey, false);
             }
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),

@@ -5,9 +5,15 @@
 //!
 //! Unlike a missing `cluster.conf`, an unreachable address server is not an
 //! error at start: on Kubernetes the operator serving the list may be
-//! restarting when pods start. Until the first good answer the list is the
-//! local member alone and [`super::LookupStats::loaded`] is false.
+//! restarting when pods start. The last list the server gave is kept in a
+//! file (`<data-dir>/members`, written atomically on every change), and a
+//! node that starts while the server does not answer starts from that
+//! list. With no such file, the published list is *empty* until the first
+//! good answer ([`super::LookupStats::loaded`] is false): no consumer can
+//! mistake "no list yet" for "a cluster of one" (Distro would declare its
+//! snapshot loaded from nobody, see `distro::snapshot`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +75,29 @@ pub struct AddressServerLookup {
     pub timeout: Duration,
     /// The HTTP client that asks.
     pub http: reqwest::Client,
+    /// Where the last list the server gave is kept (none: not kept).
+    pub cache: Option<PathBuf>,
+}
+
+/// Reads a list kept by [`write_cache`]; `None` when there is none or it
+/// names no valid member.
+pub fn read_cache(path: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let parsed = parse_member_list(&text);
+    (!parsed.members.is_empty()).then_some(parsed.members)
+}
+
+/// Keeps `members` in `path`: written to a temporary file, synced, then
+/// renamed over the old one, so a crash leaves the old list or the new one.
+pub fn write_cache(path: &Path, members: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    for m in members {
+        writeln!(file, "{m}")?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 impl AddressServerLookup {
@@ -78,10 +107,27 @@ impl AddressServerLookup {
         if self.interval.is_zero() || self.timeout.is_zero() {
             return Err(Error::Config("the address-server poll interval and timeout must be greater than zero".into()));
         }
-        let (tx, list) = watch::channel(vec![self.local.clone()]);
+        let (tx, list) = watch::channel(Vec::new());
         let stats = Arc::new(LookupStats::default());
         let mut failing = false;
         self.refresh(&url, &tx, &stats, &metrics, &mut failing).await;
+        if !stats.loaded() {
+            match self.cache.as_deref().and_then(read_cache) {
+                Some(cached) => {
+                    publish(&tx, &cached, &self.local);
+                    stats.mark_loaded();
+                    info!(
+                        url = %self.url,
+                        members = ?*tx.borrow(),
+                        "address server unreachable at start; starting from the member list it gave last"
+                    );
+                }
+                None => warn!(
+                    url = %self.url,
+                    "address server unreachable at start and no member list kept from before; waiting for it"
+                ),
+            }
+        }
         let task = tokio::spawn(self.poll(url, tx, stats.clone(), metrics, failing));
         Ok(MemberLookup::running(LookupMode::AddressServer, list, stats, task))
     }
@@ -123,6 +169,14 @@ impl AddressServerLookup {
                     info!(url = %self.url, members = ?*tx.borrow(), "member list from the address server changed");
                 } else {
                     debug!(url = %self.url, "member list unchanged");
+                }
+                if let Some(path) = &self.cache {
+                    let kept = read_cache(path);
+                    if kept.as_deref() != Some(tx.borrow().as_slice()) {
+                        if let Err(e) = write_cache(path, &tx.borrow()) {
+                            warn!(path = %path.display(), error = %e, "cannot keep the member list");
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -196,6 +250,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             http: reqwest::Client::new(),
+            cache: None,
         };
         let fetch = |path: &'static str| {
             let l = lookup(path);
@@ -209,5 +264,18 @@ mod tests {
         assert!(matches!(fetch("/gone").await, Err(FetchError::Status(404))));
         assert!(matches!(fetch("/big").await, Err(FetchError::TooLarge)));
         server.abort();
+    }
+
+    #[test]
+    fn a_kept_list_reads_back_and_a_broken_one_is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("members");
+        assert_eq!(read_cache(&path), None, "nothing kept");
+        let list = vec!["10.0.0.1:8848".to_string(), "10.0.0.2:8848".to_string()];
+        write_cache(&path, &list).expect("write");
+        assert_eq!(read_cache(&path), Some(list));
+        assert!(!path.with_extension("tmp").exists(), "the temporary file was renamed");
+        std::fs::write(&path, "# nothing valid\nnot an address\n").expect("write");
+        assert_eq!(read_cache(&path), None);
     }
 }

@@ -18,10 +18,13 @@
 //!
 //! The local member is always part of the list a lookup publishes (Nacos
 //! does the same), so a node that is missing from its own `cluster.conf`
-//! still sees itself. A source that cannot be read, answers with a status
-//! other than 200, or yields no valid member at all (a truncated file, an
-//! empty answer) keeps the last list: losing the member list must never be
-//! the result of a transient failure.
+//! still sees itself; the one exception is an address-server lookup that
+//! has produced nothing yet (the server did not answer at start and no
+//! list was kept from before), whose list is empty until it does. A source
+//! that cannot be read, answers with a status other than 200, or yields no
+//! valid member at all (a truncated file, an empty answer) keeps the last
+//! list: losing the member list must never be the result of a transient
+//! failure.
 //!
 //! The list is published, sorted and without duplicates, through a
 //! `tokio::sync::watch` channel that changes only when the list does.
@@ -112,6 +115,11 @@ pub struct LookupSettings {
     /// Timeout of one address-server request.
     #[arg(long, env = "ROSTER_ADDRESS_SERVER_TIMEOUT", default_value = "3s", value_parser = duration::parse)]
     pub address_server_timeout: Duration,
+
+    /// Where the address-server lookup keeps the last list it was given
+    /// (the node sets `<data-dir>/members`; not a flag).
+    #[arg(skip)]
+    pub list_cache: Option<PathBuf>,
 }
 
 impl Default for LookupSettings {
@@ -123,6 +131,7 @@ impl Default for LookupSettings {
             file_poll_interval: Duration::from_secs(1),
             address_server_poll_interval: Duration::from_secs(5),
             address_server_timeout: Duration::from_secs(3),
+            list_cache: None,
         }
     }
 }
@@ -207,6 +216,7 @@ impl LookupSource {
                     interval: settings.address_server_poll_interval,
                     timeout: settings.address_server_timeout,
                     http,
+                    cache: settings.list_cache.clone(),
                 }
                 .start(metrics)
                 .await
@@ -237,6 +247,11 @@ impl LookupStats {
 }
 
 impl LookupStats {
+    /// Records that the list comes from a source read before (a kept list).
+    pub(crate) fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Relaxed);
+    }
+
     /// Successful reads of the source (whether or not the list changed).
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
@@ -247,9 +262,8 @@ impl LookupStats {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Whether the source has been read successfully at least once. Until
-    /// then the list holds only the local member: in `address-server` mode a
-    /// node must not mistake that for a cluster of one.
+    /// Whether the source has been read successfully at least once (or a
+    /// list it gave before was kept). Until then the list is empty.
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Relaxed)
     }

@@ -1,16 +1,18 @@
 //! The store as Distro's verify sees it: who vouches for which client,
 //! verify rounds, and the expiry of copies nobody confirms.
 //!
-//! Every member sends the `(id, revision)` of the clients it vouches for
-//! to the others at each verify interval. A receiver confirms what it holds
-//! at that revision and sorts the rest into missing (the sender syncs them
-//! again) and newer here (sent back). A client held as a *copy* (a
-//! connection of another node, or an ip:port client this node is not
-//! responsible for and did not last change) lives on its source's
+//! Every member sends the `(id, revision, digest)` of the clients it
+//! vouches for to the others at each verify interval. A receiver confirms
+//! what it holds at that revision with that digest, and sorts the rest
+//! into missing (the sender syncs them again, whole) and newer here (sent
+//! back, whole); a client held at the same revision with another digest is
+//! both, so that the two copies are merged on both sides. A client held as
+//! a *copy* (a connection of another node, or an ip:port client this node
+//! is not responsible for and did not last change) lives on its source's
 //! confirmations and is dropped when unconfirmed for the copy expiry; each
 //! node expires its own copies and tells nobody.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::NamingStore;
@@ -19,10 +21,23 @@ use crate::naming::client::{distro_tag, Client, ClientKind, Origin};
 /// The receiver's answer to a verify round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyOutcome {
-    /// Clients not held, or held at a lower revision: the sender re-syncs them.
+    /// Clients not held as sent (absent, older, or different at the same
+    /// revision): the sender re-syncs them whole.
     pub missing: Vec<String>,
-    /// Clients held at a higher revision: the receiver sends them back.
+    /// Clients held newer, or different at the same revision, or removed
+    /// since: the receiver sends them back whole.
     pub newer_here: Vec<String>,
+}
+
+/// One client a member vouches for, as verify sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vouched<'a> {
+    /// The client id.
+    pub id: &'a str,
+    /// Its highest revision.
+    pub revision: u64,
+    /// Its digest (`naming::replica`).
+    pub digest: u64,
 }
 
 impl Client {
@@ -63,43 +78,60 @@ impl Client {
 pub(super) fn confirm(held: &mut Client, now: Instant, responsible: &impl Fn(&str) -> bool) {
     held.refreshed = now;
     if !held.is_verified_here(responsible) {
-        for p in held.published.values_mut().flat_map(BTreeMap::values_mut) {
-            p.last_beat = now;
-        }
+        held.renew_all(now);
     }
 }
 
 impl NamingStore {
     /// Answers a verify round from a peer: confirms the clients held at the
-    /// sent revision, and sorts the others into missing (the sender re-syncs
-    /// them) and newer here (the receiver sends them back). `responsible`
-    /// says which ip:port tags this node judges beats for: a peer's
-    /// confirmation never renews those beats (see `confirm` here).
-    pub fn verify(&self, clients: &[(String, u64)], now: Instant, responsible: impl Fn(&str) -> bool) -> VerifyOutcome {
+    /// sent revision and digest, and sorts the others into missing (the
+    /// sender re-syncs them) and newer here (the receiver sends them back).
+    /// `responsible` says which ip:port tags this node judges beats for: a
+    /// peer's confirmation never renews those beats (see `confirm` here).
+    pub fn verify(&self, clients: &[Vouched<'_>], now: Instant, responsible: impl Fn(&str) -> bool) -> VerifyOutcome {
         let mut outcome = VerifyOutcome::default();
         let mut inner = self.inner.write();
-        for (id, revision) in clients {
-            let removed_at = inner.removed_at(id);
-            match inner.clients.get_mut(id) {
-                None if removed_at.is_some_and(|r| r >= *revision) => outcome.newer_here.push(id.clone()),
-                None => outcome.missing.push(id.clone()),
-                Some(held) if held.revision < *revision => outcome.missing.push(id.clone()),
-                Some(held) if held.revision > *revision => outcome.newer_here.push(id.clone()),
-                Some(held) => confirm(held, now, &responsible),
+        for sent in clients {
+            let id = sent.id.to_owned();
+            let held = match inner.clients.get(sent.id) {
+                Some(held) => Some((held.revision(), held.digest())),
+                None => inner.removed_at(sent.id).map(|revision| (revision, u64::MAX)),
+            };
+            let alive = inner.clients.contains_key(sent.id);
+            match held {
+                None => outcome.missing.push(id),
+                Some((revision, _)) if revision < sent.revision => {
+                    outcome.missing.push(id.clone());
+                    // A removal older than the sender's data may still
+                    // cover slots the sender holds from before it.
+                    if !alive {
+                        outcome.newer_here.push(id);
+                    }
+                }
+                Some((revision, _)) if revision > sent.revision || !alive => outcome.newer_here.push(id),
+                Some((_, digest)) if digest != sent.digest => {
+                    outcome.missing.push(id.clone());
+                    outcome.newer_here.push(id);
+                }
+                Some(_) => {
+                    if let Some(held) = inner.clients.get_mut(sent.id) {
+                        confirm(held, now, &responsible);
+                    }
+                }
             }
         }
         outcome
     }
 
-    /// `(id, revision)` of every client this node vouches for in verify
-    /// rounds, given which ip:port tags it is `responsible` for.
-    pub fn verify_list(&self, responsible: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
+    /// `(id, revision, digest)` of every client this node vouches for in
+    /// verify rounds, given which ip:port tags it is `responsible` for.
+    pub fn verify_list(&self, responsible: impl Fn(&str) -> bool) -> Vec<(String, u64, u64)> {
         let inner = self.inner.read();
         inner
             .clients
             .values()
             .filter(|c| c.is_verified_here(&responsible))
-            .map(|c| (c.id.clone(), c.revision))
+            .map(|c| (c.id.clone(), c.revision(), c.digest()))
             .collect()
     }
 
@@ -109,9 +141,9 @@ impl NamingStore {
     }
 
     /// Drops the copies not confirmed within `max_age` of `now`, and the
-    /// removal records older than `tombstone_ttl`; returns how many copies
-    /// were dropped. Nothing is announced to peers: each node expires its
-    /// own copies.
+    /// removal records and tombstones older than `tombstone_ttl`; returns
+    /// how many copies were dropped. Nothing is announced to peers: each
+    /// node expires its own copies.
     pub fn expire_copies(
         &self,
         now: Instant,
@@ -153,7 +185,7 @@ impl NamingStore {
 mod tests {
     use tokio::time::advance;
 
-    use super::super::copies::tests::copy;
+    use super::super::copies::tests::{apply, copy};
     use super::super::tests::{hosts, inst, svc};
     use super::*;
     use crate::naming::clock;
@@ -164,23 +196,31 @@ mod tests {
         let store = NamingStore::new(BeatTimeouts::default());
         let t0 = Instant::now();
         let c = ClientKind::Connection;
-        store.apply_copy(copy("same", c, 3, &[("a", "10.0.0.1", 80)]), "p:1", t0);
-        store.apply_copy(copy("older", c, 3, &[("a", "10.0.0.2", 80)]), "p:1", t0);
-        store.apply_copy(copy("newer", c, 9, &[("a", "10.0.0.3", 80)]), "p:1", t0);
+        apply(&store, t0, &[copy("same", c, 3, &[("a", "10.0.0.1", 80)])]);
+        apply(&store, t0, &[copy("older", c, 3, &[("a", "10.0.0.2", 80)])]);
+        apply(&store, t0, &[copy("newer", c, 9, &[("a", "10.0.0.3", 80)])]);
+        apply(&store, t0, &[copy("different", c, 5, &[("a", "10.0.0.4", 80)])]);
         let later = t0 + Duration::from_secs(10);
+        let digest = |id: &str| store.client(id).map(|c| c.digest()).expect("held");
         let outcome = store.verify(
-            &[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)],
+            &[
+                Vouched { id: "same", revision: 3, digest: digest("same") },
+                Vouched { id: "older", revision: 4, digest: 0 },
+                Vouched { id: "newer", revision: 8, digest: 0 },
+                Vouched { id: "absent", revision: 1, digest: 0 },
+                Vouched { id: "different", revision: 5, digest: digest("different") ^ 1 },
+            ],
             later,
             |_| false,
         );
-        assert_eq!(outcome.missing, ["older", "absent"]);
-        assert_eq!(outcome.newer_here, ["newer"]);
+        assert_eq!(outcome.missing, ["older", "absent", "different"]);
+        assert_eq!(outcome.newer_here, ["newer", "different"], "a different copy is merged on both sides");
         // Only the confirmed copy survives an expiry measured from before the round.
         let dropped =
             store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30), |_| {
                 false
             });
-        assert_eq!(dropped, 2);
+        assert_eq!(dropped, 3);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
     }
 
@@ -189,9 +229,10 @@ mod tests {
         let store = NamingStore::new(BeatTimeouts::default());
         let (max_age, ttl) = (Duration::from_secs(5), Duration::from_secs(30));
         let c = ClientKind::Connection;
-        store.apply_copy(copy("peer-conn", c, 1, &[("a", "10.0.0.2", 80)]), "p:1", clock::now());
+        apply(&store, clock::now(), &[copy("peer-conn", c, 1, &[("a", "10.0.0.2", 80)])]);
         advance(Duration::from_secs(4)).await;
-        store.verify(&[("peer-conn".into(), 1)], clock::now(), |_| false);
+        let digest = store.client("peer-conn").map(|c| c.digest()).expect("held");
+        store.verify(&[Vouched { id: "peer-conn", revision: 1, digest }], clock::now(), |_| false);
         advance(max_age).await;
         assert_eq!(store.expire_copies(clock::now(), max_age, ttl, |_| false), 0, "confirmed 5 s ago exactly");
         advance(Duration::from_millis(1)).await;
@@ -205,11 +246,11 @@ mod tests {
         let store = NamingStore::new(BeatTimeouts::default());
         let t0 = Instant::now();
         store.register_ephemeral("local-conn", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
-        store.apply_copy(copy("peer-conn", ClientKind::Connection, 1, &[("a", "10.0.0.2", 80)]), "p:1", t0);
-        store.apply_copy(copy("10.0.0.3:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.3", 80)]), "p:1", t0);
-        store.apply_copy(copy("10.0.0.4:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.4", 80)]), "p:1", t0);
+        apply(&store, t0, &[copy("peer-conn", ClientKind::Connection, 1, &[("a", "10.0.0.2", 80)])]);
+        apply(&store, t0, &[copy("10.0.0.3:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.3", 80)])]);
+        apply(&store, t0, &[copy("10.0.0.4:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.4", 80)])]);
         let mine = |tag: &str| tag == "10.0.0.3:80";
-        let mut vouched: Vec<String> = store.verify_list(mine).into_iter().map(|(id, _)| id).collect();
+        let mut vouched: Vec<String> = store.verify_list(mine).into_iter().map(|(id, _, _)| id).collect();
         vouched.sort();
         assert_eq!(vouched, ["10.0.0.3:80#true", "local-conn"]);
         assert_eq!(store.verified_count(mine), 2);
@@ -229,14 +270,19 @@ mod tests {
         let store = NamingStore::new(BeatTimeouts { unhealthy_ms: 3_000, delete_ms: 6_000 });
         let (id, tag) = ("10.0.0.5:80#true", "10.0.0.5:80");
         let mine = |t: &str| t == tag;
-        store.apply_copy(copy(id, ClientKind::IpPort, 3, &[("a", "10.0.0.5", 80)]), "p:1", clock::now());
+        apply(&store, clock::now(), &[copy(id, ClientKind::IpPort, 3, &[("a", "10.0.0.5", 80)])]);
         // A copy another member is responsible for lives on its confirmations
         // (that member judges the beats), also past the delete timeout.
         let theirs = "10.0.0.6:80#true";
-        store.apply_copy(copy(theirs, ClientKind::IpPort, 3, &[("a", "10.0.0.6", 80)]), "p:1", clock::now());
+        apply(&store, clock::now(), &[copy(theirs, ClientKind::IpPort, 3, &[("a", "10.0.0.6", 80)])]);
+        let digest = |id: &str| store.client(id).map(|c| c.digest()).expect("held");
+        let sent = [
+            Vouched { id, revision: 3, digest: digest(id) },
+            Vouched { id: theirs, revision: 3, digest: digest(theirs) },
+        ];
         for _ in 1..=10 {
             advance(Duration::from_secs(1)).await;
-            let outcome = store.verify(&[(id.to_string(), 3), (theirs.to_string(), 3)], clock::now(), mine);
+            let outcome = store.verify(&sent, clock::now(), mine);
             assert_eq!(outcome, VerifyOutcome::default(), "confirmed");
         }
         advance(Duration::from_millis(500)).await;
