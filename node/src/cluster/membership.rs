@@ -119,6 +119,14 @@ impl Membership {
         membership
     }
 
+    /// The same membership with another incarnation (tests that restart a
+    /// member within one millisecond of its first run).
+    pub fn with_incarnation(mut self, incarnation: u64) -> Membership {
+        self.incarnation = incarnation;
+        self.update_local(|me| me.incarnation = Some(incarnation));
+        self
+    }
+
     /// This member's address, `host:mainPort`.
     pub fn local(&self) -> &str {
         &self.local
