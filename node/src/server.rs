@@ -153,8 +153,13 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     // One HTTP client for the address server and forwarded writes; with TLS
     // it trusts the cluster CA only.
     let http_client = security.http_client(config.distro.sync_timeout)?;
+    // The address-server lookup keeps the last list it was given here, to
+    // start from when the server is down at a restart.
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut cluster_settings = config.cluster.clone();
+    cluster_settings.lookup.list_cache = Some(config.data_dir.join("members"));
     let cluster =
-        Cluster::start(member, &config.cluster, transport.clone(), http_client.clone(), metrics.cluster.clone())
+        Cluster::start(member, &cluster_settings, transport.clone(), http_client.clone(), metrics.cluster.clone())
             .await?;
     let membership = cluster.membership().clone();
     let store = Arc::new(NamingStore::new(config.beats.timeouts()));

@@ -151,8 +151,8 @@ impl Membership {
         self.list_known.load(Ordering::Acquire)
     }
 
-    /// Whether the last member list applied names this member (always true
-    /// before the first and when standalone).
+    /// Whether the lookup's source names this member (true until it was
+    /// read, and when standalone); see [`Membership::set_listed`].
     pub fn is_listed(&self) -> bool {
         self.listed.load(Ordering::Acquire)
     }
@@ -265,8 +265,6 @@ impl Membership {
             return false;
         }
         self.list_known.store(true, Ordering::Release);
-        let listed = list.contains(&self.local);
-        let listing_changed = self.listed.swap(listed, Ordering::AcqRel) != listed;
         let mut members = self.members.lock();
         let before = members.len();
         members.retain(|address, _| *address == self.local || list.contains(address));
@@ -277,9 +275,18 @@ impl Membership {
                 changed = true;
             }
         }
-        // Subscribers also hear of this member leaving or rejoining the list.
-        self.publish(&members, changed || listing_changed);
+        self.publish(&members, changed);
         changed
+    }
+
+    /// Records whether the lookup's source names this member (it keeps the
+    /// member in the list it publishes either way); subscribers hear of a
+    /// change. A member the source stops naming was removed: it drains.
+    pub fn set_listed(&self, listed: bool) {
+        if self.listed.swap(listed, Ordering::AcqRel) != listed {
+            let members = self.members.lock();
+            self.publish(&members, true);
+        }
     }
 
     /// Applies an answered report from `address` at `now`: the member is

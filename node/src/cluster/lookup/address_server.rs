@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::parse::parse_member_list;
-use super::{log_invalid, publish, LookupMode, LookupStats, MemberLookup};
+use super::{log_invalid, publish, ListSender, LookupMode, LookupStats, MemberLookup};
 use crate::cluster::metrics::ClusterMetrics;
 use crate::error::{Error, Result};
 
@@ -107,7 +106,8 @@ impl AddressServerLookup {
         if self.interval.is_zero() || self.timeout.is_zero() {
             return Err(Error::Config("the address-server poll interval and timeout must be greater than zero".into()));
         }
-        let (tx, list) = watch::channel(Vec::new());
+        // Until the server answers, nothing says this member was removed.
+        let (tx, list, listed) = ListSender::new(Vec::new(), true);
         let stats = Arc::new(LookupStats::default());
         let mut failing = false;
         self.refresh(&url, &tx, &stats, &metrics, &mut failing).await;
@@ -118,7 +118,7 @@ impl AddressServerLookup {
                     stats.mark_loaded();
                     info!(
                         url = %self.url,
-                        members = ?*tx.borrow(),
+                        members = ?tx.current(),
                         "address server unreachable at start; starting from the member list it gave last"
                     );
                 }
@@ -129,13 +129,13 @@ impl AddressServerLookup {
             }
         }
         let task = tokio::spawn(self.poll(url, tx, stats.clone(), metrics, failing));
-        Ok(MemberLookup::running(LookupMode::AddressServer, list, stats, task))
+        Ok(MemberLookup::running(LookupMode::AddressServer, (list, listed), stats, task))
     }
 
     async fn poll(
         self,
         url: Url,
-        tx: watch::Sender<Vec<String>>,
+        tx: ListSender,
         stats: Arc<LookupStats>,
         metrics: Arc<ClusterMetrics>,
         mut failing: bool,
@@ -153,7 +153,7 @@ impl AddressServerLookup {
     async fn refresh(
         &self,
         url: &Url,
-        tx: &watch::Sender<Vec<String>>,
+        tx: &ListSender,
         stats: &LookupStats,
         metrics: &ClusterMetrics,
         failing: &mut bool,
@@ -166,14 +166,13 @@ impl AddressServerLookup {
                     *failing = false;
                 }
                 if publish(tx, &members, &self.local) {
-                    info!(url = %self.url, members = ?*tx.borrow(), "member list from the address server changed");
+                    info!(url = %self.url, members = ?tx.current(), "member list from the address server changed");
                 } else {
                     debug!(url = %self.url, "member list unchanged");
                 }
                 if let Some(path) = &self.cache {
-                    let kept = read_cache(path);
-                    if kept.as_deref() != Some(tx.borrow().as_slice()) {
-                        if let Err(e) = write_cache(path, &tx.borrow()) {
+                    if read_cache(path).as_deref() != Some(members.as_slice()) {
+                        if let Err(e) = write_cache(path, &members) {
                             warn!(path = %path.display(), error = %e, "cannot keep the member list");
                         }
                     }

@@ -269,11 +269,37 @@ impl LookupStats {
     }
 }
 
-/// A running lookup: its list channel and its polling task.
+/// The sending side of a running lookup: the list (the local member
+/// always in it) and whether the source itself named the local member.
+#[derive(Debug)]
+pub(crate) struct ListSender {
+    list: watch::Sender<Vec<String>>,
+    listed: watch::Sender<bool>,
+}
+
+impl ListSender {
+    /// Channels starting with `list`, which names the local member or not.
+    pub(crate) fn new(
+        list: Vec<String>,
+        listed: bool,
+    ) -> (ListSender, watch::Receiver<Vec<String>>, watch::Receiver<bool>) {
+        let (list_tx, list_rx) = watch::channel(list);
+        let (listed_tx, listed_rx) = watch::channel(listed);
+        (ListSender { list: list_tx, listed: listed_tx }, list_rx, listed_rx)
+    }
+
+    /// The list published now.
+    pub(crate) fn current(&self) -> Vec<String> {
+        self.list.borrow().clone()
+    }
+}
+
+/// A running lookup: its list channels and its polling task.
 #[derive(Debug)]
 pub struct MemberLookup {
     mode: LookupMode,
     list: watch::Receiver<Vec<String>>,
+    listed: watch::Receiver<bool>,
     stats: Arc<LookupStats>,
     task: Option<JoinHandle<()>>,
 }
@@ -281,21 +307,27 @@ pub struct MemberLookup {
 impl MemberLookup {
     fn running(
         mode: LookupMode,
-        list: watch::Receiver<Vec<String>>,
+        (list, listed): (watch::Receiver<Vec<String>>, watch::Receiver<bool>),
         stats: Arc<LookupStats>,
         task: JoinHandle<()>,
     ) -> Self {
-        MemberLookup { mode, list, stats, task: Some(task) }
+        MemberLookup { mode, list, listed, stats, task: Some(task) }
     }
 
     /// A standalone lookup: the local member alone, no task.
     pub fn standalone(local: &str) -> MemberLookup {
-        let (tx, list) = watch::channel(vec![local.to_string()]);
-        // Nothing ever changes: dropping the sender leaves the value readable.
-        drop(tx);
+        // Nothing ever changes: dropping the senders leaves the values readable.
+        let (_, list, listed) = ListSender::new(vec![local.to_string()], true);
         let stats = Arc::new(LookupStats::default());
         stats.loaded.store(true, Ordering::Relaxed);
-        MemberLookup { mode: LookupMode::Standalone, list, stats, task: None }
+        MemberLookup { mode: LookupMode::Standalone, list, listed, stats, task: None }
+    }
+
+    /// A receiver of whether the source names the local member (a member
+    /// the source stopped naming has been removed and drains). True until
+    /// the source was read.
+    pub fn subscribe_listed(&self) -> watch::Receiver<bool> {
+        self.listed.clone()
     }
 
     /// The lookup mode.
@@ -337,10 +369,13 @@ impl Drop for MemberLookup {
 }
 
 /// Publishes `members` (plus the local member) when they differ from the
-/// current list. Returns whether the list changed.
-pub(crate) fn publish(tx: &watch::Sender<Vec<String>>, members: &[String], local: &str) -> bool {
+/// current list, and whether they name the local member. Returns whether
+/// the list changed.
+pub(crate) fn publish(tx: &ListSender, members: &[String], local: &str) -> bool {
+    let named = members.iter().any(|m| m == local);
+    tx.listed.send_if_modified(|listed| std::mem::replace(listed, named) != named);
     let next = with_local(members, local);
-    tx.send_if_modified(|current| {
+    tx.list.send_if_modified(|current| {
         if *current == next {
             false
         } else {
@@ -363,13 +398,18 @@ mod tests {
 
     #[test]
     fn publish_notifies_only_on_change() {
-        let (tx, mut rx) = watch::channel(vec!["a:1".to_string()]);
+        let (tx, mut rx, mut listed) = ListSender::new(vec!["a:1".to_string()], true);
         rx.mark_unchanged();
         assert!(!publish(&tx, &["a:1".to_string()], "a:1"));
         assert!(!rx.has_changed().unwrap_or(true));
+        assert!(!listed.has_changed().unwrap_or(true));
         assert!(publish(&tx, &["b:1".to_string()], "a:1"));
         assert!(rx.has_changed().unwrap_or(false));
-        assert_eq!(*rx.borrow_and_update(), vec!["a:1", "b:1"]);
+        assert_eq!(*rx.borrow_and_update(), vec!["a:1", "b:1"], "the local member stays in the list");
+        assert!(listed.has_changed().unwrap_or(false), "but the source no longer names it");
+        assert!(!*listed.borrow_and_update());
+        assert!(!publish(&tx, &["a:1".to_string(), "b:1".to_string()], "a:1"), "the same list");
+        assert!(*listed.borrow_and_update(), "named again");
     }
 
     #[derive(Debug, clap::Parser)]
