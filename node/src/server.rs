@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::admin::{self, AdminParts, AdminState};
 use crate::api::grpc::connection::Connections;
+use crate::api::grpc::drain::{DrainSettings, Drained};
 use crate::api::{grpc, http, ClientState};
 use crate::auth::{Auth, AuthMetrics};
 use crate::cluster::{Cluster, ClusterMetrics, Membership};
@@ -47,6 +48,9 @@ use crate::security::{Authenticated, PeerSecurity, SecurityMetrics, TlsListener}
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a drain waits, at its end, for Distro to deliver the removals
+/// of the clients it handed over.
+const DRAIN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Every subsystem's metrics, each registered on the node's registry.
 #[derive(Debug, Default, Clone)]
@@ -94,9 +98,68 @@ pub struct RunningNode {
     distro: Arc<Distro>,
     metrics: NodeMetrics,
     cluster: Cluster,
+    drainer: Arc<Drainer>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+}
+
+/// Runs drains one at a time: on removal from the member list (the node
+/// stays up, not ready) and on SIGTERM (the node stops after it).
+#[derive(Debug)]
+struct Drainer {
+    client: Arc<ClientState>,
+    distro: Arc<Distro>,
+    settings: DrainSettings,
+    /// Held while a drain runs.
+    running: tokio::sync::Mutex<()>,
+    /// Set once the node is stopping: it never stops draining then.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Drainer {
+    /// Drains (see [`crate::api::grpc::drain`]) and waits, bounded, until
+    /// Distro has delivered what the drain changed.
+    async fn drain(&self) -> Drained {
+        let _one = self.running.lock().await;
+        self.client.membership.set_draining(true);
+        let done = crate::api::grpc::drain::drain(&self.client, &self.settings).await;
+        let deadline = tokio::time::Instant::now() + DRAIN_FLUSH;
+        while self.distro.unsent() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done
+    }
+
+    /// Drains when the member list stops naming this node, and serves
+    /// again (ready once loaded) when it names it again, unless stopping.
+    async fn follow_listing(self: Arc<Self>) {
+        let membership = self.client.membership.clone();
+        if membership.is_standalone() {
+            return;
+        }
+        let mut changes = membership.subscribe();
+        let mut left = false;
+        loop {
+            let listed = membership.is_listed() || !membership.knows_list();
+            if !listed && !left {
+                left = true;
+                info!(member = %membership.local(), "this member left the member list: draining, staying up not ready");
+                let drainer = self.clone();
+                tokio::spawn(async move { drainer.drain().await });
+            } else if listed && left {
+                left = false;
+                if !self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    let _one = self.running.lock().await;
+                    info!(member = %membership.local(), "this member is listed again: serving");
+                    membership.set_draining(false);
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The address this member is known by: `--advertise`, else the bind
@@ -212,6 +275,14 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         tokio::spawn(http::beat::run_expiry(store.clone(), membership.clone(), config.beats.check_interval)),
     ];
     background.extend(distro.start());
+    let drainer = Arc::new(Drainer {
+        client: client.clone(),
+        distro: distro.clone(),
+        settings: config.drain,
+        running: tokio::sync::Mutex::new(()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+    });
+    background.push(tokio::spawn(drainer.clone().follow_listing()));
 
     let grpc_server = serve_client_grpc(&client, &security, grpc_listener, shutdown_rx.clone())?;
     let peer_service = PeerService::new(membership.clone())
@@ -254,6 +325,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         distro,
         metrics,
         cluster,
+        drainer,
         shutdown,
         servers: vec![grpc_server, http_server, peer_server],
         background,
@@ -458,6 +530,21 @@ impl RunningNode {
     /// client disconnecting would.
     pub fn close_connection(&self, id: &str) {
         grpc::close_connection(&self.client, id);
+    }
+
+    /// Drains the node before it stops (SIGTERM): readiness turns 503, its
+    /// gRPC clients are moved to other members and their instances stay
+    /// visible until registered there (bounded by the drain settings); see
+    /// [`crate::api::grpc::drain`]. The node still serves afterwards; call
+    /// [`RunningNode::shutdown`] to stop it.
+    pub async fn drain(&self) -> Drained {
+        self.drainer.stopping.store(true, std::sync::atomic::Ordering::Release);
+        self.drainer.drain().await
+    }
+
+    /// Whether the node drains (it was told to stop, or left the list).
+    pub fn is_draining(&self) -> bool {
+        self.client.membership.is_draining()
     }
 
     /// Stops serving: closes client connections (their streams end), stops

@@ -316,6 +316,11 @@ impl Distro {
         self.stop.subscribe()
     }
 
+    /// Changes not yet delivered to every peer (queued or in flight).
+    pub fn unsent(&self) -> usize {
+        self.queues.unsent()
+    }
+
     /// Whether the snapshot is loaded (or the node is alone).
     pub fn is_initialized(&self) -> bool {
         self.load.lock().loaded_at.is_some()

@@ -19,6 +19,7 @@
 //! join of revisions, so the order in which deltas arrive does not matter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -125,12 +126,19 @@ impl PeerQueue {
 #[derive(Debug, Default)]
 pub struct SyncQueues {
     queues: Mutex<HashMap<String, Arc<PeerQueue>>>,
+    /// Clients taken from a queue whose send has not been answered yet.
+    in_flight: AtomicUsize,
 }
 
 impl SyncQueues {
     /// Clients waiting, over all peers.
     pub fn pending(&self) -> usize {
         self.queues.lock().values().map(|q| q.len()).sum()
+    }
+
+    /// Clients waiting or in flight, over all peers.
+    pub fn unsent(&self) -> usize {
+        self.pending() + self.in_flight.load(Ordering::Acquire)
     }
 
     /// Drops the queue of a peer that left (its sender ends).
@@ -223,7 +231,10 @@ impl Distro {
                 }
             }
             let batch = queue.take(MAX_CLIENTS_PER_SYNC);
-            if let Err(e) = self.send_sync(&peer, &batch).await {
+            self.queues.in_flight.fetch_add(batch.len(), Ordering::AcqRel);
+            let sent = self.send_sync(&peer, &batch).await;
+            self.queues.in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
+            if let Err(e) = sent {
                 self.metrics.event(DistroEvent::SyncFailed, 1);
                 debug!(peer, clients = batch.len(), error = %e, "Distro sync failed; will retry");
                 queue.put_back(batch);

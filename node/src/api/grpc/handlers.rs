@@ -94,7 +94,7 @@ pub fn check_token(state: &ClientState, env: &Envelope) -> Result<()> {
 /// the close may have cleaned up before the write landed.
 fn undo_if_closed(state: &ClientState, conn: &Connection) {
     if conn.is_closed() {
-        state.store.remove_client(&conn.id);
+        super::retire_client(state, &conn.id);
         state.subscribers.remove_connection(&conn.id);
     }
 }

@@ -181,6 +181,36 @@ impl NamingStore {
         Ok(())
     }
 
+    /// Ids of this node's own connection clients, sorted (those whose
+    /// connection closed while the node drains are among them, kept for
+    /// their handover).
+    pub fn local_connections(&self) -> Vec<String> {
+        let inner = self.inner.read();
+        let mut ids: Vec<String> =
+            inner.clients.values().filter(|c| c.is_local_connection()).map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether every instance `client_id` publishes is also published, in
+    /// the same service, by another client that is not one of this node's
+    /// connections: its client registered it again elsewhere (true for a
+    /// client that publishes nothing, or is gone).
+    pub fn republished_elsewhere(&self, client_id: &str) -> bool {
+        let inner = self.inner.read();
+        let Some(client) = inner.clients.get(client_id) else { return true };
+        client.published().iter().all(|(service, set)| {
+            let Some(entry) = inner.services.get(service) else { return false };
+            set.keys().all(|key| {
+                entry.publishers.iter().filter(|other| *other != client_id).any(|other| {
+                    inner.clients.get(other).is_some_and(|c| {
+                        !c.is_local_connection() && c.published().get(service).is_some_and(|m| m.contains_key(key))
+                    })
+                })
+            })
+        })
+    }
+
     /// Which client publishes `instance` in `key`, if an ephemeral one does.
     pub fn owner_of(&self, key: &ServiceKey, instance: &InstanceKey) -> Option<(String, ClientKind)> {
         let inner = self.inner.read();
@@ -235,6 +265,27 @@ mod tests {
         assert!(!store.has_client("10.0.0.1:80#true"));
         assert!(store.deregister_ephemeral("conn", &svc("b"), &inst("10.0.0.2", 80).key(), false));
         assert!(store.has_client("conn"), "a connection stays a client while connected");
+    }
+
+    #[test]
+    fn a_drained_connection_is_republished_once_another_client_publishes_each_of_its_instances() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        store.register_ephemeral("old", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        store.register_ephemeral("old", ClientKind::Connection, &svc("b"), inst("10.0.0.1", 80));
+        assert!(!store.republished_elsewhere("old"));
+        // Another connection of this node is no handover.
+        store.register_ephemeral("mine", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        assert!(!store.republished_elsewhere("old"));
+        // The client's new connection on another member, in one service of two.
+        let moved = |services: &[(&str, &str, u16)]| {
+            super::super::copies::tests::copy("new", ClientKind::Connection, 9, services)
+        };
+        super::super::copies::tests::apply(&store, clock::now(), &[moved(&[("a", "10.0.0.1", 80)])]);
+        assert!(!store.republished_elsewhere("old"), "b is not registered again yet");
+        super::super::copies::tests::apply(&store, clock::now(), &[moved(&[("b", "10.0.0.1", 80)])]);
+        assert!(store.republished_elsewhere("old"));
+        assert_eq!(store.local_connections(), ["mine", "old"]);
+        assert!(store.republished_elsewhere("gone"), "nothing to hand over");
     }
 
     #[test]
