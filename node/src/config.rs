@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::admin::AdminSettings;
 use crate::api::grpc::{ConnectionSettings, DrainSettings, PushSettings, GRPC_PORT_OFFSET};
 use crate::api::http::beat::BeatSettings;
 use crate::auth::AuthSettings;
@@ -105,6 +106,10 @@ pub struct Config {
     /// Cluster secret and TLS ([`crate::security`]).
     #[command(flatten)]
     pub security: SecuritySettings,
+
+    /// The admin plane's own listener ([`crate::admin`]).
+    #[command(flatten)]
+    pub admin: AdminSettings,
 }
 
 impl Default for Config {

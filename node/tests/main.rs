@@ -16,6 +16,8 @@ mod drain;
 mod fuzz_seeds;
 mod grpc_protocol;
 mod grpc_sdk;
+mod hardening;
+mod hardening_input;
 mod harness;
 mod http_api;
 mod http_bad_input;

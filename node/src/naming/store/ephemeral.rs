@@ -128,10 +128,20 @@ impl NamingStore {
 
     /// Removes a client and all its instances (connection closed, client
     /// expired): its floor rises past everything it published.
+    ///
+    /// A client that never changed (revision 0: a connection that set up
+    /// and published nothing) was never announced to the peers, so its
+    /// removal leaves no record and is not announced either: connections
+    /// opened and closed in a loop, which need no credentials, leave
+    /// nothing behind.
     pub fn remove_client(&self, client_id: &str) -> bool {
         let touched: Vec<ServiceKey> = {
             let mut inner = self.inner.write();
             let Some(client) = inner.clients.get_mut(client_id) else { return false };
+            if client.revision() == 0 {
+                inner.drop_client(client_id);
+                return true;
+            }
             let keys: Vec<ServiceKey> = client.published().keys().cloned().collect();
             let revision = client.touch_local();
             client.remove_all(revision);
