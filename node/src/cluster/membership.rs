@@ -375,9 +375,16 @@ impl MemberHandler for Membership {
 
 /// Copies a report's metadata into `member`; returns whether anything
 /// changed.
+///
+/// A report without a Raft id keeps the id the member reported before: a
+/// member just restarted reports before its Raft has started, and its id
+/// (kept in its data directory) has not changed. Taking that gap for "no
+/// id" made the Raft leader remove a member that only restarted from the
+/// voters. A member that lost its data reports its new id once its Raft
+/// starts, and that replaces the old one.
 fn apply_metadata(member: &mut Member, report: &MemberReport) -> bool {
     let version = (!report.version.is_empty()).then(|| report.version.clone());
-    let raft_id = (report.raft_id != 0).then_some(report.raft_id);
+    let raft_id = (report.raft_id != 0).then_some(report.raft_id).or(member.raft_id);
     let incarnation = (report.incarnation != 0).then_some(report.incarnation);
     let changed = member.version != version
         || member.distro_initialized != report.distro_initialized
@@ -454,6 +461,22 @@ mod tests {
         assert!(m.report_failed("z:8848", t0).is_none());
         assert!(m.report_failed("a:8848", t0).is_none());
         assert_eq!(m.member("a:8848").map(|x| x.state), Some(MemberState::Up));
+    }
+
+    #[test]
+    fn a_restarted_member_keeps_its_raft_id_until_it_reports_another() {
+        let m = membership("a:8848");
+        m.apply_member_list(&list(&["a:8848", "b:8848"]));
+        let now = Instant::now();
+        m.report_succeeded("b:8848", &report("b:8848", 7), now);
+        // Restarted: its first reports come before its Raft has started.
+        let restarted = MemberReport { incarnation: 8, ..report("b:8848", 0) };
+        m.report_succeeded("b:8848", &restarted, now);
+        assert_eq!(m.member("b:8848").and_then(|b| b.raft_id), Some(7));
+        assert_eq!(m.member("b:8848").and_then(|b| b.incarnation), Some(8));
+        // Its data lost, it has a new id once its Raft runs.
+        m.report_succeeded("b:8848", &report("b:8848", 9), now);
+        assert_eq!(m.member("b:8848").and_then(|b| b.raft_id), Some(9));
     }
 
     #[test]
