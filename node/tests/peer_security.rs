@@ -179,6 +179,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
         let verify = DistroVerifyRequest {
             source: sender(caller),
             clients: vec![ClientRevision { client_id: id.clone(), revision: 1, digest: 0 }],
+            whole: true,
         };
         let r = peer.distro_verify(request(caller, "DistroVerify", verify)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("answered".to_string()), "DistroVerify");

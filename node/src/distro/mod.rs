@@ -383,7 +383,12 @@ impl DistroHandler for DistroPeer {
             .map(|c| Vouched { id: &c.client_id, revision: c.revision, digest: c.digest })
             .collect();
         let responsibility = distro.membership.responsibility();
-        let outcome = distro.store.verify(&sent, now(), |tag| responsibility.is_local(tag));
+        let outcome = distro.store.verify(
+            &sent,
+            now(),
+            |tag| responsibility.is_local(tag),
+            |tag| request.whole && responsibility.member_for(tag) == Some(request.source.as_str()),
+        );
         if !outcome.newer_here.is_empty() && distro.membership.member(&request.source).is_some() {
             debug!(source = %request.source, newer = outcome.newer_here.len(), "sending newer copies back");
             distro.queue_whole(&request.source, outcome.newer_here);
@@ -466,6 +471,7 @@ mod tests {
                     ClientRevision { client_id: "c1".into(), revision: 1, digest },
                     ClientRevision { client_id: "c9".into(), revision: 3, digest: 0 },
                 ],
+                whole: true,
             })
             .expect("verify");
         assert_eq!(reply.missing_client_ids, ["c9"]);
@@ -473,6 +479,7 @@ mod tests {
             .verify(DistroVerifyRequest {
                 source: "b:8848".into(),
                 clients: vec![ClientRevision { client_id: "c1".into(), revision: 1, digest: digest ^ 1 }],
+                whole: true,
             })
             .expect("verify");
         assert_eq!(reply.missing_client_ids, ["c1"]);

@@ -44,10 +44,7 @@ impl Distro {
 
     /// Drops copies whose source stopped confirming them.
     pub(crate) fn expire_copies(&self) {
-        let responsibility = self.membership.responsibility();
-        let expired = self.store.expire_copies(now(), self.settings.copy_expiry, self.settings.tombstone_ttl, |tag| {
-            responsibility.is_local(tag)
-        });
+        let expired = self.store.expire_copies(now(), self.settings.copy_expiry, self.settings.tombstone_ttl);
         if expired > 0 {
             self.metrics.event(DistroEvent::CopiesExpired, expired as u64);
             debug!(expired, "Distro copies expired without verification");
@@ -63,9 +60,8 @@ impl Distro {
             .into_iter()
             .map(|(client_id, revision, digest)| ClientRevision { client_id, revision, digest })
             .collect();
-        if pairs.is_empty() {
-            return;
-        }
+        // Sent even when empty: a peer then hands over the ip:port clients
+        // this node is responsible for but lacks.
         let pairs = Arc::new(pairs);
         let rounds: Vec<_> = self
             .membership
@@ -84,8 +80,13 @@ impl Distro {
 
     /// Verifies `pairs` with `peer` and queues the re-sync of what it lacks.
     async fn verify_with(self: &Arc<Self>, peer: &str, pairs: &[ClientRevision]) {
-        for batch in pairs.chunks(MAX_PAIRS_PER_VERIFY) {
-            let request = DistroVerifyRequest { source: self.membership.local().to_owned(), clients: batch.to_vec() };
+        let whole = pairs.len() <= MAX_PAIRS_PER_VERIFY;
+        // An empty list still goes out as one message (see verify_round).
+        let batches: Vec<&[ClientRevision]> =
+            if pairs.is_empty() { vec![pairs] } else { pairs.chunks(MAX_PAIRS_PER_VERIFY).collect() };
+        for batch in batches {
+            let request =
+                DistroVerifyRequest { source: self.membership.local().to_owned(), clients: batch.to_vec(), whole };
             let reply = match self.transport.distro_verify(peer, request, self.settings.sync_timeout).await {
                 Ok(reply) => reply,
                 // Nothing was sent: the peer has no endpoint or is cut.

@@ -337,7 +337,7 @@ pub(super) mod tests {
         assert!(!store.has_client(id), "an ip:port client exists only through its instances");
         // The copy taken before the removal cannot bring it back, by sync or verify.
         assert_eq!(apply(&store, now, &[copy(id, ip, 5, &[("a", "10.0.0.1", 80)])]), 0);
-        let outcome = store.verify(&[Vouched { id, revision: 5, digest }], now, |_| false);
+        let outcome = store.verify(&[Vouched { id, revision: 5, digest }], now, |_| false, |_| false);
         assert_eq!(outcome.newer_here, [id], "the removal is newer: it is sent back");
         let sent = store.copies(&[(id.to_string(), None)], &me());
         assert_eq!(sent[0].delta.removed, [(svc("a"), inst("10.0.0.1", 80).key(), 6)]);
@@ -351,10 +351,10 @@ pub(super) mod tests {
         // Removal records are forgotten after their own retention, not before.
         let (max_age, tombstone_ttl) = (Duration::from_secs(5), Duration::from_secs(30));
         advance(tombstone_ttl).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
+        store.expire_copies(clock::now(), max_age, tombstone_ttl);
         assert_eq!(apply(&store, now, &[other()]), 0, "kept for the retention exactly");
         advance(Duration::from_millis(1)).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
+        store.expire_copies(clock::now(), max_age, tombstone_ttl);
         assert_eq!(apply(&store, now, &[other()]), 1);
     }
 

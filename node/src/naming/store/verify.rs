@@ -6,11 +6,20 @@
 //! what it holds at that revision with that digest, and sorts the rest
 //! into missing (the sender syncs them again, whole) and newer here (sent
 //! back, whole); a client held at the same revision with another digest is
-//! both, so that the two copies are merged on both sides. A client held as
-//! a *copy* (a connection of another node, or an ip:port client this node
-//! is not responsible for and did not last change) lives on its source's
-//! confirmations and is dropped when unconfirmed for the copy expiry; each
-//! node expires its own copies and tells nobody.
+//! both, so that the two copies are merged on both sides. A receiver also
+//! hands the sender the ip:port clients it holds that the sender is
+//! responsible for (as the receiver sees it) but did not list: the member
+//! that judges a client's beats must hold it.
+//!
+//! A connection of another node held here is a *copy*: it lives on its
+//! owner's confirmations and is dropped when unconfirmed for the copy
+//! expiry (its owner may be dead and can send no removal); each node
+//! expires its own copies and tells nobody. An ip:port client is never
+//! dropped for want of confirmations, as in Nacos: it lives on its beats,
+//! which the responsible member judges, and its removal there reaches
+//! everyone. Expiring it by silence lost live clients whenever the member
+//! that vouches for them changed (a restart, a drain, a member not yet
+//! seen as down) for longer than the copy expiry.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -41,13 +50,10 @@ pub struct Vouched<'a> {
 }
 
 impl Client {
-    /// Whether this client is a copy that only its source can keep alive.
-    fn is_copy(&self, responsible: &impl Fn(&str) -> bool) -> bool {
-        match (&self.origin, self.kind) {
-            (Origin::Local, _) => false,
-            (Origin::Synced { .. }, ClientKind::Connection) => true,
-            (Origin::Synced { .. }, ClientKind::IpPort) => !responsible(distro_tag(&self.id)),
-        }
+    /// Whether this client is a copy that only its source can keep alive:
+    /// another node's connection (ip:port clients live on their beats).
+    fn is_copy(&self) -> bool {
+        matches!((&self.origin, self.kind), (Origin::Synced { .. }, ClientKind::Connection))
     }
 
     /// Whether this node vouches for the client in verify rounds: its own
@@ -61,8 +67,8 @@ impl Client {
 
     /// Whether this client is a copy last confirmed more than `max_age`
     /// before `now`.
-    fn is_expired_copy(&self, now: Instant, max_age: Duration, responsible: &impl Fn(&str) -> bool) -> bool {
-        self.is_copy(responsible) && now.saturating_duration_since(self.refreshed) > max_age
+    fn is_expired_copy(&self, now: Instant, max_age: Duration) -> bool {
+        self.is_copy() && now.saturating_duration_since(self.refreshed) > max_age
     }
 }
 
@@ -88,9 +94,27 @@ impl NamingStore {
     /// sender re-syncs them) and newer here (the receiver sends them back).
     /// `responsible` says which ip:port tags this node judges beats for: a
     /// peer's confirmation never renews those beats (see `confirm` here).
-    pub fn verify(&self, clients: &[Vouched<'_>], now: Instant, responsible: impl Fn(&str) -> bool) -> VerifyOutcome {
+    /// `sender_judges` says which tags the sender is responsible for, as
+    /// this node sees it: the ip:port clients of those tags held here but
+    /// not sent are newer here too (the sender must hold what it judges).
+    pub fn verify(
+        &self,
+        clients: &[Vouched<'_>],
+        now: Instant,
+        responsible: impl Fn(&str) -> bool,
+        sender_judges: impl Fn(&str) -> bool,
+    ) -> VerifyOutcome {
         let mut outcome = VerifyOutcome::default();
         let mut inner = self.inner.write();
+        let sent: BTreeSet<&str> = clients.iter().map(|c| c.id).collect();
+        outcome.newer_here.extend(
+            inner
+                .clients
+                .values()
+                .filter(|c| c.kind == ClientKind::IpPort && !c.is_empty() && !sent.contains(c.id.as_str()))
+                .filter(|c| sender_judges(distro_tag(&c.id)))
+                .map(|c| c.id.clone()),
+        );
         for sent in clients {
             let id = sent.id.to_owned();
             let held = match inner.clients.get(sent.id) {
@@ -144,21 +168,10 @@ impl NamingStore {
     /// removal records and tombstones older than `tombstone_ttl`; returns
     /// how many copies were dropped. Nothing is announced to peers: each
     /// node expires its own copies.
-    pub fn expire_copies(
-        &self,
-        now: Instant,
-        max_age: Duration,
-        tombstone_ttl: Duration,
-        responsible: impl Fn(&str) -> bool,
-    ) -> usize {
+    pub fn expire_copies(&self, now: Instant, max_age: Duration, tombstone_ttl: Duration) -> usize {
         let expired: Vec<String> = {
             let inner = self.inner.read();
-            inner
-                .clients
-                .values()
-                .filter(|c| c.is_expired_copy(now, max_age, &responsible))
-                .map(|c| c.id.clone())
-                .collect()
+            inner.clients.values().filter(|c| c.is_expired_copy(now, max_age)).map(|c| c.id.clone()).collect()
         };
         self.inner.write().forget_tombstones(now, tombstone_ttl);
         if expired.is_empty() {
@@ -169,7 +182,8 @@ impl NamingStore {
             let mut inner = self.inner.write();
             for id in &expired {
                 // Re-check: a sync may have confirmed it since the scan.
-                if inner.clients.get(id).is_some_and(|c| c.is_expired_copy(now, max_age, &responsible)) {
+                if inner.clients.get(id).is_some_and(|c| c.is_expired_copy(now, max_age)) {
+                    tracing::debug!(client = %crate::telemetry::clip(id), "copy expired unconfirmed");
                     touched.extend(inner.drop_client(id));
                 }
             }
@@ -212,14 +226,13 @@ mod tests {
             ],
             later,
             |_| false,
+            |_| false,
         );
         assert_eq!(outcome.missing, ["older", "absent", "different"]);
         assert_eq!(outcome.newer_here, ["newer", "different"], "a different copy is merged on both sides");
         // Only the confirmed copy survives an expiry measured from before the round.
         let dropped =
-            store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30), |_| {
-                false
-            });
+            store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30));
         assert_eq!(dropped, 3);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
     }
@@ -232,11 +245,11 @@ mod tests {
         apply(&store, clock::now(), &[copy("peer-conn", c, 1, &[("a", "10.0.0.2", 80)])]);
         advance(Duration::from_secs(4)).await;
         let digest = store.client("peer-conn").map(|c| c.digest()).expect("held");
-        store.verify(&[Vouched { id: "peer-conn", revision: 1, digest }], clock::now(), |_| false);
+        store.verify(&[Vouched { id: "peer-conn", revision: 1, digest }], clock::now(), |_| false, |_| false);
         advance(max_age).await;
-        assert_eq!(store.expire_copies(clock::now(), max_age, ttl, |_| false), 0, "confirmed 5 s ago exactly");
+        assert_eq!(store.expire_copies(clock::now(), max_age, ttl), 0, "confirmed 5 s ago exactly");
         advance(Duration::from_millis(1)).await;
-        assert_eq!(store.expire_copies(clock::now(), max_age, ttl, |_| false), 1);
+        assert_eq!(store.expire_copies(clock::now(), max_age, ttl), 1);
         assert!(hosts(&store, "a").is_empty());
         assert!(!store.has_client("peer-conn"));
     }
@@ -255,9 +268,31 @@ mod tests {
         assert_eq!(vouched, ["10.0.0.3:80#true", "local-conn"]);
         assert_eq!(store.verified_count(mine), 2);
         let dropped =
-            store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30), mine);
-        assert_eq!(dropped, 2, "the peer's connection and the ip:port copy another member is responsible for");
-        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80", "10.0.0.3:80"]);
+            store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30));
+        assert_eq!(dropped, 1, "the peer's connection: its owner may be dead");
+        assert_eq!(
+            hosts(&store, "a"),
+            ["10.0.0.1:80", "10.0.0.3:80", "10.0.0.4:80"],
+            "ip:port clients live on their beats, whoever vouches for them"
+        );
+    }
+
+    #[test]
+    fn a_sender_is_handed_the_ip_port_clients_it_judges_but_did_not_list() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let t0 = Instant::now();
+        let ip = ClientKind::IpPort;
+        apply(&store, t0, &[copy("10.0.0.3:80#true", ip, 1, &[("a", "10.0.0.3", 80)])]);
+        apply(&store, t0, &[copy("10.0.0.4:80#true", ip, 1, &[("a", "10.0.0.4", 80)])]);
+        apply(&store, t0, &[copy("peer-conn", ClientKind::Connection, 1, &[("a", "10.0.0.5", 80)])]);
+        let digest = store.client("10.0.0.4:80#true").map(|c| c.digest()).expect("held");
+        let listed = [Vouched { id: "10.0.0.4:80#true", revision: 1, digest }];
+        // The sender judges both tags and listed one: it is handed the other.
+        let outcome = store.verify(&listed, t0, |_| false, |_| true);
+        assert_eq!(outcome, VerifyOutcome { missing: vec![], newer_here: vec!["10.0.0.3:80#true".into()] });
+        // A tag it does not judge (another member does) is not its business.
+        let outcome = store.verify(&listed, t0, |_| false, |tag| tag == "10.0.0.4:80");
+        assert_eq!(outcome, VerifyOutcome::default());
     }
 
     #[tokio::test(start_paused = true)]
@@ -282,7 +317,7 @@ mod tests {
         ];
         for _ in 1..=10 {
             advance(Duration::from_secs(1)).await;
-            let outcome = store.verify(&sent, clock::now(), mine);
+            let outcome = store.verify(&sent, clock::now(), mine, |_| false);
             assert_eq!(outcome, VerifyOutcome::default(), "confirmed");
         }
         advance(Duration::from_millis(500)).await;
