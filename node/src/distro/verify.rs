@@ -19,6 +19,7 @@ use tracing::debug;
 
 use super::metrics::DistroEvent;
 use super::{now, Distro};
+use crate::naming::CopyExpiry;
 use crate::peer::PeerError;
 
 /// Most `(client, revision)` pairs in one verify message.
@@ -44,7 +45,9 @@ impl Distro {
 
     /// Drops copies whose source stopped confirming them.
     pub(crate) fn expire_copies(&self) {
-        let expired = self.store.expire_copies(now(), self.settings.copy_expiry, self.settings.tombstone_ttl);
+        let responsibility = self.membership.responsibility();
+        let expiry = CopyExpiry { connection: self.settings.copy_expiry, tombstone_ttl: self.settings.tombstone_ttl };
+        let expired = self.store.expire_copies(now(), expiry, |tag| responsibility.is_local(tag));
         if expired > 0 {
             self.metrics.event(DistroEvent::CopiesExpired, expired as u64);
             debug!(expired, "Distro copies expired without verification");

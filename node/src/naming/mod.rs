@@ -23,6 +23,6 @@ pub use client::{
 pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
 pub use replica::{Delta, Slot};
 pub use store::{
-    AddressFilter, BeatOutcome, ClientCopy, LocalChange, NamingStore, PublisherRef, Selection, StoreCounts,
+    AddressFilter, BeatOutcome, ClientCopy, CopyExpiry, LocalChange, NamingStore, PublisherRef, Selection, StoreCounts,
     VerifyOutcome, Vouched,
 };

@@ -231,7 +231,7 @@ pub(super) mod tests {
     use super::*;
     use crate::naming::clock;
     use crate::naming::model::BeatTimeouts;
-    use crate::naming::{Selection, Vouched};
+    use crate::naming::{CopyExpiry, Selection, Vouched};
 
     const ME: &str = "me:8848";
 
@@ -351,10 +351,10 @@ pub(super) mod tests {
         // Removal records are forgotten after their own retention, not before.
         let (max_age, tombstone_ttl) = (Duration::from_secs(5), Duration::from_secs(30));
         advance(tombstone_ttl).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl);
+        store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl }, |_| false);
         assert_eq!(apply(&store, now, &[other()]), 0, "kept for the retention exactly");
         advance(Duration::from_millis(1)).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl);
+        store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl }, |_| false);
         assert_eq!(apply(&store, now, &[other()]), 1);
     }
 

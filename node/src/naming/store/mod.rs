@@ -49,7 +49,7 @@ pub use copies::ClientCopy;
 pub use index::{AddressFilter, PublisherRef};
 pub use query::Selection;
 pub use service::ServiceDetail;
-pub use verify::{VerifyOutcome, Vouched};
+pub use verify::{CopyExpiry, VerifyOutcome, Vouched};
 
 use entry::ServiceEntry;
 use tombstone::Tombstone;

@@ -14,18 +14,38 @@
 //! A connection of another node held here is a *copy*: it lives on its
 //! owner's confirmations and is dropped when unconfirmed for the copy
 //! expiry (its owner may be dead and can send no removal); each node
-//! expires its own copies and tells nobody. An ip:port client is never
-//! dropped for want of confirmations, as in Nacos: it lives on its beats,
-//! which the responsible member judges, and its removal there reaches
-//! everyone. Expiring it by silence lost live clients whenever the member
-//! that vouches for them changed (a restart, a drain, a member not yet
-//! seen as down) for longer than the copy expiry.
+//! expires its own copies and tells nobody. An ip:port client another
+//! member is responsible for lives on its beats, which that member judges,
+//! and its removal there reaches everyone: it is dropped only when
+//! unconfirmed for half the removal records' retention (or the copy expiry,
+//! if longer), a bound for a copy whose removal never arrived that still
+//! ends before the removal records are forgotten. Expiring it after the
+//! copy expiry lost live clients whenever the member that vouches for them
+//! changed (a restart, a drain, a member not yet seen as down) for longer
+//! than that.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::NamingStore;
 use crate::naming::client::{distro_tag, Client, ClientKind, Origin};
+
+/// How long copies may go unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyExpiry {
+    /// Another node's connection (`--distro-copy-expiry`).
+    pub connection: Duration,
+    /// How long removal records are kept (`--distro-tombstone-ttl`).
+    pub tombstone_ttl: Duration,
+}
+
+impl CopyExpiry {
+    /// An ip:port client another member is responsible for: half the
+    /// removal records' retention, or the copy expiry if longer.
+    pub fn ip_port(&self) -> Duration {
+        self.connection.max(self.tombstone_ttl / 2)
+    }
+}
 
 /// The receiver's answer to a verify round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,10 +70,17 @@ pub struct Vouched<'a> {
 }
 
 impl Client {
-    /// Whether this client is a copy that only its source can keep alive:
-    /// another node's connection (ip:port clients live on their beats).
-    fn is_copy(&self) -> bool {
-        matches!((&self.origin, self.kind), (Origin::Synced { .. }, ClientKind::Connection))
+    /// How long this client may go unconfirmed here, if it is a copy at
+    /// all: another node's connection, or an ip:port client another member
+    /// is `responsible` for (see the module documentation).
+    fn copy_expiry(&self, expiry: &CopyExpiry, responsible: &impl Fn(&str) -> bool) -> Option<Duration> {
+        match (&self.origin, self.kind) {
+            (Origin::Local, _) => None,
+            (Origin::Synced { .. }, ClientKind::Connection) => Some(expiry.connection),
+            (Origin::Synced { .. }, ClientKind::IpPort) => {
+                (!responsible(distro_tag(&self.id))).then_some(expiry.ip_port())
+            }
+        }
     }
 
     /// Whether this node vouches for the client in verify rounds: its own
@@ -67,8 +94,9 @@ impl Client {
 
     /// Whether this client is a copy last confirmed more than `max_age`
     /// before `now`.
-    fn is_expired_copy(&self, now: Instant, max_age: Duration) -> bool {
-        self.is_copy() && now.saturating_duration_since(self.refreshed) > max_age
+    fn is_expired_copy(&self, now: Instant, expiry: &CopyExpiry, responsible: &impl Fn(&str) -> bool) -> bool {
+        self.copy_expiry(expiry, responsible)
+            .is_some_and(|max_age| now.saturating_duration_since(self.refreshed) > max_age)
     }
 }
 
@@ -164,16 +192,22 @@ impl NamingStore {
         self.inner.read().clients.values().filter(|c| c.is_verified_here(&responsible)).count()
     }
 
-    /// Drops the copies not confirmed within `max_age` of `now`, and the
-    /// removal records and tombstones older than `tombstone_ttl`; returns
-    /// how many copies were dropped. Nothing is announced to peers: each
-    /// node expires its own copies.
-    pub fn expire_copies(&self, now: Instant, max_age: Duration, tombstone_ttl: Duration) -> usize {
+    /// Drops the copies not confirmed within their `expiry` at `now` (see
+    /// the module documentation; `responsible` says which ip:port tags
+    /// this node judges), and the removal records and tombstones older than
+    /// the retention; returns how many copies were dropped. Nothing is
+    /// announced to peers: each node expires its own copies.
+    pub fn expire_copies(&self, now: Instant, expiry: CopyExpiry, responsible: impl Fn(&str) -> bool) -> usize {
         let expired: Vec<String> = {
             let inner = self.inner.read();
-            inner.clients.values().filter(|c| c.is_expired_copy(now, max_age)).map(|c| c.id.clone()).collect()
+            inner
+                .clients
+                .values()
+                .filter(|c| c.is_expired_copy(now, &expiry, &responsible))
+                .map(|c| c.id.clone())
+                .collect()
         };
-        self.inner.write().forget_tombstones(now, tombstone_ttl);
+        self.inner.write().forget_tombstones(now, expiry.tombstone_ttl);
         if expired.is_empty() {
             return 0;
         }
@@ -182,7 +216,7 @@ impl NamingStore {
             let mut inner = self.inner.write();
             for id in &expired {
                 // Re-check: a sync may have confirmed it since the scan.
-                if inner.clients.get(id).is_some_and(|c| c.is_expired_copy(now, max_age)) {
+                if inner.clients.get(id).is_some_and(|c| c.is_expired_copy(now, &expiry, &responsible)) {
                     tracing::debug!(client = %crate::telemetry::clip(id), "copy expired unconfirmed");
                     touched.extend(inner.drop_client(id));
                 }
@@ -204,6 +238,13 @@ mod tests {
     use super::*;
     use crate::naming::clock;
     use crate::naming::model::BeatTimeouts;
+
+    fn expiry(connection_s: u64, tombstone_ttl_s: u64) -> CopyExpiry {
+        CopyExpiry {
+            connection: Duration::from_secs(connection_s),
+            tombstone_ttl: Duration::from_secs(tombstone_ttl_s),
+        }
+    }
 
     #[test]
     fn verify_sorts_missing_confirmed_and_newer() {
@@ -231,8 +272,7 @@ mod tests {
         assert_eq!(outcome.missing, ["older", "absent", "different"]);
         assert_eq!(outcome.newer_here, ["newer", "different"], "a different copy is merged on both sides");
         // Only the confirmed copy survives an expiry measured from before the round.
-        let dropped =
-            store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30));
+        let dropped = store.expire_copies(t0 + Duration::from_secs(12), expiry(5, 30), |_| false);
         assert_eq!(dropped, 3);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
     }
@@ -247,9 +287,16 @@ mod tests {
         let digest = store.client("peer-conn").map(|c| c.digest()).expect("held");
         store.verify(&[Vouched { id: "peer-conn", revision: 1, digest }], clock::now(), |_| false, |_| false);
         advance(max_age).await;
-        assert_eq!(store.expire_copies(clock::now(), max_age, ttl), 0, "confirmed 5 s ago exactly");
+        assert_eq!(
+            store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl: ttl }, |_| false),
+            0,
+            "confirmed 5 s ago exactly"
+        );
         advance(Duration::from_millis(1)).await;
-        assert_eq!(store.expire_copies(clock::now(), max_age, ttl), 1);
+        assert_eq!(
+            store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl: ttl }, |_| false),
+            1
+        );
         assert!(hosts(&store, "a").is_empty());
         assert!(!store.has_client("peer-conn"));
     }
@@ -267,14 +314,16 @@ mod tests {
         vouched.sort();
         assert_eq!(vouched, ["10.0.0.3:80#true", "local-conn"]);
         assert_eq!(store.verified_count(mine), 2);
-        let dropped =
-            store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30));
+        let dropped = store.expire_copies(t0 + Duration::from_secs(14), expiry(5, 30), mine);
         assert_eq!(dropped, 1, "the peer's connection: its owner may be dead");
         assert_eq!(
             hosts(&store, "a"),
             ["10.0.0.1:80", "10.0.0.3:80", "10.0.0.4:80"],
-            "ip:port clients live on their beats, whoever vouches for them"
+            "an ip:port copy lives on its beats past the copy expiry"
         );
+        let dropped = store.expire_copies(t0 + Duration::from_secs(16), expiry(5, 30), mine);
+        assert_eq!(dropped, 1, "the ip:port copy another member judges, after half the retention");
+        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80", "10.0.0.3:80"]);
     }
 
     #[test]
