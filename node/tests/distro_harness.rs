@@ -146,6 +146,24 @@ async fn one_failed_report_makes_a_member_suspicious_three_make_it_down_one_answ
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_member_held_down_that_reports_is_seen_up_within_a_round_trip_not_at_the_next_round() {
+    // Found on a real control plane: a member restarted by a roll turned
+    // Ready while its peers still held it DOWN until their next round, and
+    // the operator read the cluster as degraded for that moment.
+    let mut cluster = started(&[A, B]).await;
+    cluster.net.partition(&[A], &[B]);
+    cluster.run_for(REPORT_INTERVAL * 3).await;
+    assert_eq!(cluster.node(A).sees(B), Some(MemberState::Down));
+    // Halfway to A's next round, B comes back as a new run and reports.
+    cluster.run_for(REPORT_INTERVAL / 2).await;
+    cluster.net.heal();
+    cluster.restart(B, settings()).await;
+    cluster.run_for(SETTLE).await;
+    assert_eq!(cluster.node(A).sees(B), Some(MemberState::Up), "B's report made A ask B at once");
+    cluster.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_unverified_copy_expires_after_the_copy_expiry_and_not_before() {
     let cluster = started(&[A, B]).await;
     let s = settings();

@@ -6,7 +6,11 @@
 //! by the reporter ([`Membership::report_succeeded`],
 //! [`Membership::report_failed`]), whose effect on a member is the pure
 //! [`on_report_result`]. Reports received from other members
-//! ([`Membership::receive_report`]) only refresh the sender's metadata.
+//! ([`Membership::receive_report`]) only refresh the sender's metadata; a
+//! report from a member held `SUSPICIOUS` or `DOWN` also asks the reporter
+//! to report to it at once ([`Membership::probes`]), so that a restarted
+//! member is seen `UP` within a round trip of its first report rather than
+//! at the next interval (our own reports still decide its state).
 //!
 //! Subscribers get a `watch` of the sorted member list. It is notified when
 //! a member joins or leaves, changes state, or reports a different version,
@@ -20,7 +24,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use roster_proto::peer::MemberReport;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use super::member::{on_report_result, Member, MemberState, Transition};
@@ -84,6 +88,10 @@ pub struct Membership {
     list_known: AtomicBool,
     /// Whether the last list applied named this member.
     listed: AtomicBool,
+    /// Unhealthy members heard from since the reporter last looked, and
+    /// the reporter's wake-up.
+    probes: Mutex<std::collections::BTreeSet<String>>,
+    probe_wanted: Notify,
 }
 
 impl Membership {
@@ -114,6 +122,8 @@ impl Membership {
             incarnation,
             list_known: AtomicBool::new(standalone),
             listed: AtomicBool::new(true),
+            probes: Mutex::new(Default::default()),
+            probe_wanted: Notify::new(),
         };
         membership.publish(&membership.members.lock(), true);
         membership
@@ -337,9 +347,27 @@ impl Membership {
         let Some(member) = members.get_mut(&report.member) else {
             return false;
         };
+        let unhealthy = member.state != MemberState::Up;
         let changed = apply_metadata(member, report);
         self.publish(&members, changed);
+        drop(members);
+        if unhealthy {
+            self.probes.lock().insert(report.member.clone());
+            self.probe_wanted.notify_one();
+        }
         true
+    }
+
+    /// Waits until an unhealthy member has been heard from, then returns
+    /// the members to report to at once (each taken once).
+    pub async fn probes(&self) -> Vec<String> {
+        loop {
+            let taken: Vec<String> = std::mem::take(&mut *self.probes.lock()).into_iter().collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.probe_wanted.notified().await;
+        }
     }
 
     /// Replaces the published list; wakes subscribers only when `notify`.

@@ -82,7 +82,9 @@ impl Reporter {
     }
 
     /// Reports every `interval` until `stop` turns true (or its sender is
-    /// dropped). The first round starts at once.
+    /// dropped). The first round starts at once. Between rounds, a member
+    /// held unhealthy that reports to us is reported to at once
+    /// ([`Membership::probes`]).
     pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,15 +93,41 @@ impl Reporter {
         };
         tokio::pin!(stopped);
         loop {
-            // A round in flight is abandoned on stop, not awaited.
+            let probes = tokio::select! {
+                _ = &mut stopped => return,
+                _ = tick.tick() => None,
+                probes = self.membership.probes() => Some(probes),
+            };
+            // A round or probe in flight is abandoned on stop, not awaited;
+            // nothing else interrupts it.
+            let work = async {
+                match probes {
+                    None => self.round().await,
+                    Some(peers) => self.probe(&peers).await,
+                }
+            };
             tokio::select! {
                 _ = &mut stopped => return,
-                _ = async {
-                    tick.tick().await;
-                    self.round().await;
-                } => {}
+                _ = work => {}
             }
         }
+    }
+
+    /// Reports to `peers` now: unhealthy members that just reported to us.
+    /// An answer makes a member `UP` at once; a failure is not counted (the
+    /// rounds count failures, one per interval, whatever reaches us).
+    async fn probe(&self, peers: &[String]) {
+        let report = self.membership.local_report();
+        futures::future::join_all(peers.iter().map(|peer| async {
+            match self.send(peer, report.clone()).await {
+                Ok(reply) => {
+                    self.metrics.report(ReportOutcome::Ok);
+                    self.membership.report_succeeded(peer, &reply, now());
+                }
+                Err(failure) => debug!(member = peer.as_str(), error = %failure, "probe of an unhealthy member failed"),
+            }
+        }))
+        .await;
     }
 
     /// One round: a report to every other member, concurrently, each outcome
