@@ -347,6 +347,10 @@ pub struct Config {
     /// Cluster secret and TLS ([`crate::security`]).
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
+
+    /// UDP push to 1.x HTTP clients ([`crate::push_udp`]).
+    #[command(flatten)]
+    pub udp_push: crate::push_udp::UdpPushSettings,
 }
 
 /// A secret setting: its `Debug` never shows the value, so logging the
@@ -391,6 +395,7 @@ impl Config {
 
     /// Checks settings that clap cannot.
     pub fn validate(&self) -> Result<()> {
+        self.udp_push.validate()?;
         if self.beat_delete_timeout < self.beat_timeout {
             return Err(Error::Config("--beat-delete-timeout must not be shorter than --beat-timeout".into()));
         }

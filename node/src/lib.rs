@@ -9,6 +9,7 @@
 //!   instances) and the clients that own ephemeral instances.
 //! - [`api`]: the client planes: [`api::grpc`] and [`api::http`].
 //! - [`push`]: subscriptions and pushes to subscribers.
+//! - [`push_udp`]: UDP pushes to 1.x-style HTTP clients.
 //! - [`cluster`]: member lookup (standalone, file, address server), member
 //!   health reports over the peer port, Distro responsibility.
 //! - [`distro`]: the AP replication of ephemeral instances between members.
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod metrics;
 pub mod naming;
 pub mod push;
+pub mod push_udp;
 pub mod raft;
 pub mod security;
 pub mod server;

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub raft: Arc<RaftMetricSet>,
     /// Client authentication metrics.
     pub auth: Arc<AuthMetrics>,
+    /// UDP push metrics ([`crate::push_udp`]).
+    pub udp_push: Arc<crate::push_udp::UdpPushMetrics>,
     services: Gauge,
     instances: Gauge,
     clients: Gauge,
@@ -123,6 +125,8 @@ impl Metrics {
         raft.register(&mut registry);
         let auth = Arc::new(AuthMetrics::default());
         auth.register(&mut registry);
+        let udp_push = Arc::new(crate::push_udp::UdpPushMetrics::default());
+        udp_push.register(&mut registry);
         Metrics {
             registry,
             http_requests,
@@ -134,6 +138,7 @@ impl Metrics {
             cluster,
             raft,
             auth,
+            udp_push,
             services,
             instances,
             clients,

@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         tokio::spawn(run_beat_expiry(state.clone())),
     ];
     background.extend(state.distro.start());
+    background.extend(crate::push_udp::start(&state).await?);
 
     let (unary, stream) = grpc::services(state.clone());
     let mut client_api = tonic::transport::Server::builder();

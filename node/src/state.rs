@@ -44,6 +44,8 @@ pub struct NodeState {
     pub connections: Arc<Connections>,
     /// Which connection watches which service.
     pub subscribers: Arc<Subscribers>,
+    /// Which HTTP client address watches which service over UDP.
+    pub udp_subscribers: Arc<crate::push_udp::UdpSubscribers>,
     /// When the node started (for uptime).
     pub started: Instant,
     /// Client authentication; `None` unless `--auth-enabled`.
@@ -98,6 +100,10 @@ impl NodeState {
             connections: Arc::new(Connections::new(metrics.clone())),
             client_limits: crate::limits::ClientLimits::new(&config, metrics.clone()),
             subscribers: Arc::new(Subscribers::default()),
+            udp_subscribers: Arc::new(crate::push_udp::UdpSubscribers::new(
+                config.udp_push.max_subscribers,
+                config.udp_push.subscriber_expiry,
+            )),
             metrics,
             limits,
             config,

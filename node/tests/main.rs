@@ -21,3 +21,4 @@ mod raft_cluster;
 mod raft_standalone;
 mod status;
 mod tls;
+mod udp_push;

@@ -163,9 +163,13 @@ pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Js
 }
 
 /// `GET /nacos/v1/ns/instance/list`: the consumer view of a service, named
-/// `group@@service` as v1 clients expect. `udpPort`, `clientIP` and `app` are
-/// accepted and ignored: Roster pushes over gRPC only.
-pub async fn list(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceInfo>> {
+/// `group@@service` as v1 clients expect. A `udpPort` subscribes the caller
+/// to UDP pushes ([`crate::push_udp`]); `clientIP` is accepted and not used.
+pub async fn list(
+    State(state): State<Arc<NodeState>>,
+    caller: super::udp_subscribe::ListCaller,
+    p: Params,
+) -> Result<Json<ServiceInfo>> {
     let key = p.service_key()?;
     let clusters = p
         .get("clusters")
@@ -175,6 +179,9 @@ pub async fn list(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json
         .filter(|c| !c.is_empty())
         .map(|c| validate::cluster(Some(c)).map_err(|e| Error::invalid(format!("Param 'clusters': {e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let selection = Selection { clusters, healthy_only: p.bool("healthyOnly")?.unwrap_or(false), grouped_name: true };
+    let healthy_only = p.bool("healthyOnly")?.unwrap_or(false);
+    let udp_port = super::udp_subscribe::udp_port(&p, "udpPort")?;
+    super::udp_subscribe::subscribe(&state, &caller, &key, udp_port, &clusters, &p);
+    let selection = Selection { clusters, healthy_only, grouped_name: true };
     Ok(Json(state.store.query(&key, &selection)))
 }

@@ -18,6 +18,7 @@
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
+//! - [`udp_subscribe`]: list callers subscribing to UDP pushes.
 //! - [`v2`]: the v2 answer shape (`Result`, `ErrorCode`).
 //! - [`client`]: the v2 client introspection routes
 //!   (`/nacos/v2/ns/client...`), for admins only.
@@ -36,6 +37,7 @@ pub mod instance;
 pub mod operator;
 pub mod params;
 pub mod service;
+pub mod udp_subscribe;
 pub mod v2;
 
 use std::sync::Arc;

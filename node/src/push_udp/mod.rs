@@ -1,0 +1,217 @@
+//! UDP push to 1.x-style HTTP clients (the official Node.js SDK, Java 1.x,
+//! Go 1.x, ...), which learn of changes from datagrams rather than from a
+//! gRPC stream. Without it they would see a change only at their next
+//! poll, up to `cacheMillis` (10 s) late.
+//!
+//! How Nacos does it (`InstanceController.list`,
+//! `InstanceOperatorClientImpl.listInstance`, `UdpPushService`,
+//! `UdpConnector` and `PushExecutorUdpImpl` of Nacos 2.5; `PushService` of
+//! 1.4), and what Roster does:
+//!
+//! - **Subscribing.** `GET /nacos/v1/ns/instance/list` with `udpPort` > 0
+//!   (and `clientIP`, `app`, the `User-Agent`) from a push-capable agent
+//!   ([`agent::push_capable`]) subscribes that address to the service
+//!   with the `clusters` asked for; every later list renews it. The v2
+//!   list (`/nacos/v2/ns/instance/list`) does the same with `ip` and
+//!   `port`. Nacos files the subscriber under the ip:port client
+//!   `clientIP:udpPort#true`, which expires 3 minutes after its last
+//!   update; Roster keeps it in [`UdpSubscribers`] for
+//!   `--udp-subscriber-expiry` (3 min) after the last list.
+//! - **Where pushes go.** Nacos sends to `clientIP:udpPort`, an address the
+//!   unauthenticated request names. Roster sends to the *source address of
+//!   the request* with `udpPort`: otherwise any caller could point the
+//!   node's datagrams at any host. `clientIP` is accepted and not used.
+//!   Behind a proxy or NAT that rewrites the source address pushes do not
+//!   arrive, and the client keeps polling, as with Nacos when UDP is
+//!   blocked.
+//! - **The datagram** ([`packet`]): `{"type": "dom", "data": "<ServiceInfo
+//!   JSON>", "lastRefTime": n}`, gzipped from 1 KiB on, with the hosts of
+//!   the subscriber's clusters and the name as `group@@service`.
+//! - **When.** On every change of a watched service, after the same merge
+//!   window as gRPC pushes (`--push-delay`). Nacos also pushes the current
+//!   view right after a subscription; Roster does not, since the list
+//!   answer that made the subscription carries that very view.
+//! - **Acks and retries** ([`outbox`]): the client answers `push-ack` with
+//!   the same `lastRefTime` to the socket the push came from. An
+//!   unacknowledged push is sent again after `--udp-ack-timeout` (Nacos:
+//!   10 s), `--udp-push-retries` times (Nacos: once), then dropped.
+//! - **Bounds.** At most `--udp-max-subscribers` subscriptions (0 turns UDP
+//!   push off); at most one push in flight per subscription and service.
+//!
+//! Subscribers are local to the node that answered the list, as in Nacos
+//! (Distro does not carry subscriptions); every node pushes the changes it
+//! sees, whichever member the change came from.
+//!
+//! Metrics: `roster_udp_pushes_total{result}` with `sent`, `acked`,
+//! `retried`, `dropped` (no ack after the retries), `failed` (not sent:
+//! too large for a datagram, or a socket error), `refused` (subscriber
+//! table full) and `stray` (a datagram that acknowledges nothing in
+//! flight); `roster_udp_subscribers`.
+//!
+//! # Layout
+//! - [`agent`]: which `User-Agent`s get pushes.
+//! - [`packet`]: the push datagram and the ack.
+//! - [`subscribers`]: the bounded, expiring subscriber table.
+//! - [`outbox`]: pushes awaiting their ack (pure).
+//! - [`service`]: the task that sends, reads acks and retries.
+
+pub mod agent;
+pub mod outbox;
+pub mod packet;
+pub mod service;
+pub mod subscribers;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::info;
+
+pub use subscribers::{Subscribed, UdpSubscriber, UdpSubscribers};
+
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::naming::ServiceKey;
+use crate::state::NodeState;
+
+/// The UDP push flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UdpPushSettings {
+    /// Most UDP push subscriptions (service and client address) held; 0
+    /// turns UDP push to 1.x HTTP clients off.
+    #[arg(long = "udp-max-subscribers", env = "ROSTER_UDP_MAX_SUBSCRIBERS", default_value_t = 10_000)]
+    pub max_subscribers: usize,
+
+    /// A UDP push not acknowledged within this time is sent again (Nacos: 10 s).
+    #[arg(long = "udp-ack-timeout", env = "ROSTER_UDP_ACK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ack_timeout: Duration,
+
+    /// How many times an unacknowledged UDP push is sent again before it is
+    /// dropped (Nacos: 1).
+    #[arg(long = "udp-push-retries", env = "ROSTER_UDP_PUSH_RETRIES", default_value_t = 1)]
+    pub retries: u32,
+
+    /// A UDP subscriber that has not listed its service for this long is
+    /// forgotten (Nacos 2: 3 min, the expiry of its ip:port client).
+    #[arg(
+        long = "udp-subscriber-expiry",
+        env = "ROSTER_UDP_SUBSCRIBER_EXPIRY",
+        default_value = "3m",
+        value_parser = parse_duration
+    )]
+    pub subscriber_expiry: Duration,
+}
+
+impl UdpPushSettings {
+    /// Refuses timings that would push nothing or retry without pause.
+    pub fn validate(&self) -> Result<()> {
+        if self.ack_timeout.is_zero() || self.subscriber_expiry.is_zero() {
+            return Err(Error::Config(
+                "--udp-ack-timeout and --udp-subscriber-expiry must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Labels of a UDP push event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UdpPushLabels {
+    /// `sent`, `acked`, `retried`, `dropped`, `failed`, `refused` or `stray`.
+    pub result: String,
+}
+
+/// UDP push metrics.
+#[derive(Debug, Default)]
+pub struct UdpPushMetrics {
+    /// Events by outcome.
+    pub pushes: Family<UdpPushLabels, Counter>,
+    /// Subscriptions held (updated by the push task).
+    pub subscribers: Gauge,
+}
+
+impl UdpPushMetrics {
+    /// Registers the metrics in the node's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("udp_pushes", "UDP pushes to 1.x HTTP clients by outcome", self.pushes.clone());
+        registry.register("udp_subscribers", "UDP push subscriptions held", self.subscribers.clone());
+    }
+
+    /// Counts one event.
+    pub fn count(&self, result: &str) {
+        self.pushes.get_or_create(&UdpPushLabels { result: result.to_owned() }).inc();
+    }
+
+    /// How many events of this outcome happened so far.
+    pub fn get(&self, result: &str) -> u64 {
+        self.pushes.get_or_create(&UdpPushLabels { result: result.to_owned() }).get()
+    }
+}
+
+/// What a list request tells about a would-be UDP subscriber.
+#[derive(Debug, Clone)]
+pub struct ListSubscription<'a> {
+    /// The service listed.
+    pub service: &'a ServiceKey,
+    /// The UDP port it listens on (`udpPort` in v1, `port` in v2); 0 or
+    /// absent means it only polls.
+    pub udp_port: u16,
+    /// The source address of the request, where pushes go.
+    pub source: IpAddr,
+    /// The `clusters` (v1) or `clusterName` (v2) asked for.
+    pub clusters: Vec<String>,
+    /// The `User-Agent` header (or `Client-Version` when it is absent).
+    pub agent: &'a str,
+    /// The `app` parameter.
+    pub app: Option<&'a str>,
+}
+
+impl UdpSubscribers {
+    /// Subscribes the client of a list request when it asked for pushes
+    /// and can take them; `None` when it did not or cannot (it polls).
+    pub fn from_list(&self, list: ListSubscription<'_>, metrics: &UdpPushMetrics) -> Option<Subscribed> {
+        if list.udp_port == 0 || !self.enabled() || !agent::push_capable(list.agent) {
+            return None;
+        }
+        let subscriber = UdpSubscriber {
+            addr: SocketAddr::new(list.source, list.udp_port),
+            clusters: list.clusters,
+            agent: list.agent.to_owned(),
+            app: list.app.filter(|a| !a.is_empty()).unwrap_or("unknown").to_owned(),
+            last_seen: Instant::now(),
+        };
+        let outcome = self.subscribe(list.service, subscriber);
+        if outcome == Subscribed::Full {
+            metrics.count("refused");
+        }
+        Some(outcome)
+    }
+}
+
+/// Binds the push socket (an ephemeral port on the node's bind address)
+/// and starts the push task; `None` when UDP push is off.
+pub async fn start(state: &Arc<NodeState>) -> Result<Option<JoinHandle<()>>> {
+    if !state.udp_subscribers.enabled() {
+        return Ok(None);
+    }
+    let socket = UdpSocket::bind((state.config.bind, 0))
+        .await
+        .map_err(|e| Error::Config(format!("cannot bind the UDP push socket on {}: {e}", state.config.bind)))?;
+    info!(addr = %socket.local_addr()?, "UDP push to 1.x clients ready");
+    let task = service::UdpPushTask {
+        store: state.store.clone(),
+        subscribers: state.udp_subscribers.clone(),
+        metrics: state.metrics.udp_push.clone(),
+        settings: state.config.udp_push.clone(),
+        merge_window: state.config.push_delay,
+    };
+    Ok(Some(tokio::spawn(task.run(socket))))
+}
