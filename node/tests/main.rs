@@ -15,6 +15,7 @@ mod grpc_sdk;
 mod http_api;
 mod http_bad_input;
 mod http_beat;
+mod http_v2_naming;
 mod limits;
 mod peer_security;
 mod raft_cluster;

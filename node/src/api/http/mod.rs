@@ -20,6 +20,8 @@
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
 //! - [`udp_subscribe`]: list callers subscribing to UDP pushes.
 //! - [`v2`]: the v2 answer shape (`Result`, `ErrorCode`).
+//! - [`v2_naming`]: the v2 naming routes (`/nacos/v2/ns/instance...`,
+//!   `/service...`, `/health...`, `/operator/metrics`).
 //! - [`client`]: the v2 client introspection routes
 //!   (`/nacos/v2/ns/client...`), for admins only.
 //!
@@ -39,6 +41,7 @@ pub mod params;
 pub mod service;
 pub mod udp_subscribe;
 pub mod v2;
+pub mod v2_naming;
 
 use std::sync::Arc;
 
@@ -102,6 +105,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .merge(naming)
         .merge(summary)
         .merge(clients)
+        .merge(v2_naming::routes(&state))
         .merge(logins)
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
