@@ -1,5 +1,6 @@
 //! The Nacos Open API over HTTP (main port): v1 for 1.x-era SDKs and tools,
-//! and the v2 client introspection routes for operators.
+//! the v2 naming routes for tools built on Nacos 2, and the v2 client
+//! introspection routes for operators.
 //!
 //! Same paths, parameters, defaults and JSON shapes as Nacos
 //! (`namespaceId=public`, `groupName=DEFAULT_GROUP`, `clusterName=DEFAULT`).
@@ -59,7 +60,7 @@ use crate::state::NodeState;
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The v1 naming routes and the v2 client routes.
+/// The v1 naming routes, the v2 naming routes and the v2 client routes.
 ///
 /// The router has its own fallback (a 404 in the v1 error shape); a router
 /// merged with it must not set another fallback. The server wraps the
