@@ -220,7 +220,8 @@ async fn python_sdk_registers_lists_and_gets_pushes_over_grpc() {
 
     // Bad input gets the server's error, and changes nothing.
     let bad = py.try_call(json!({"op": "register", "service": "py-bad", "ip": "10.10.2.1", "port": 70000}));
-    assert!(bad.is_err(), "{bad:?}");
+    let error = bad.expect_err("a port out of range is refused");
+    assert!(error.contains("Param 'port' is out of range"), "the server's message: {error}");
     assert!(hosts(&node, "py-bad").await.is_empty());
 }
 

@@ -32,11 +32,7 @@ const PERSIST: &str = "persist";
 /// their codes: `serviceName`, `ip` and `port` must be given, the weight
 /// must be in 0..=10000 and the metadata well formed.
 fn check_instance_form(p: &Params) -> Result<(), V2Failure> {
-    for (name, kind) in [("serviceName", "String"), ("ip", "String"), ("port", "Integer")] {
-        if p.get(name).is_none() {
-            return Err(V2Failure::missing(name, kind));
-        }
-    }
+    required_address(p)?;
     if let Some(weight) = p.float("weight")? {
         if validate::weight(weight).is_err() {
             return Err(V2Failure::naming(
@@ -109,7 +105,8 @@ pub struct InstanceDetail {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// `serviceName`, `ip` and `port` of a read, which Spring requires.
+/// `serviceName`, `ip` and `port`, which every form and read of one
+/// instance requires.
 fn required_address(p: &Params) -> Result<(), V2Failure> {
     for (name, kind) in [("serviceName", "String"), ("ip", "String"), ("port", "Integer")] {
         if p.get(name).is_none() {
