@@ -89,6 +89,8 @@ impl NodeState {
             DistroSettings::from_config(&config),
         );
         let http_client = security.http_client(config.distro_sync_timeout)?;
+        let udp_subscribers =
+            crate::push_udp::UdpSubscribers::for_node(&config.udp_push, security.client_tls().is_some());
         Ok(Arc::new(NodeState {
             member: membership.local().to_owned(),
             membership,
@@ -100,10 +102,7 @@ impl NodeState {
             connections: Arc::new(Connections::new(metrics.clone())),
             client_limits: crate::limits::ClientLimits::new(&config, metrics.clone()),
             subscribers: Arc::new(Subscribers::default()),
-            udp_subscribers: Arc::new(crate::push_udp::UdpSubscribers::new(
-                config.udp_push.max_subscribers,
-                config.udp_push.subscriber_expiry,
-            )),
+            udp_subscribers: Arc::new(udp_subscribers),
             metrics,
             limits,
             config,

@@ -166,14 +166,19 @@ async fn only_push_capable_agents_with_a_port_subscribe_and_subscriptions_expire
 #[tokio::test]
 async fn a_bad_udp_port_is_refused_and_subscribes_nothing() {
     let node = start(test_config()).await;
-    let answer = reqwest::Client::new()
-        .get(format!("{}/nacos/v1/ns/instance/list?serviceName=udp-x&udpPort=70000", http_base(&node)))
-        .header("User-Agent", JAVA_AGENT)
-        .send()
-        .await
-        .expect("list");
-    assert_eq!(answer.status(), 400);
-    assert!(answer.text().await.expect("body").contains("udpPort"));
+    let get = |udp_port: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{}/nacos/v1/ns/instance/list?serviceName=udp-x&udpPort={udp_port}", http_base(&node)))
+            .header("User-Agent", JAVA_AGENT)
+            .send()
+    };
+    for bad in ["70000", "x"] {
+        let answer = get(bad).await.expect("list");
+        assert_eq!(answer.status(), 400, "udpPort={bad}");
+        assert!(answer.text().await.expect("body").contains("udpPort"));
+    }
+    // A negative port means "no push", as in Nacos.
+    assert_eq!(get("-1").await.expect("list").status(), 200);
     assert_eq!(node.state.udp_subscribers.count(), 0);
     node.shutdown().await;
 }

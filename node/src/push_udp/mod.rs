@@ -37,6 +37,8 @@
 //!   10 s), `--udp-push-retries` times (Nacos: once), then dropped.
 //! - **Bounds.** At most `--udp-max-subscribers` subscriptions (0 turns UDP
 //!   push off); at most one push in flight per subscription and service.
+//! - **TLS.** With TLS on the client ports UDP push is off: a datagram
+//!   would carry in plaintext what HTTPS protects (Nacos pushes anyway).
 //!
 //! Subscribers are local to the node that answered the list, as in Nacos
 //! (Distro does not carry subscriptions); every node pushes the changes it
@@ -175,6 +177,14 @@ pub struct ListSubscription<'a> {
 }
 
 impl UdpSubscribers {
+    /// The node's table: off (a limit of 0) when the client ports use TLS,
+    /// since a datagram would carry in plaintext what HTTPS protects; 1.x
+    /// clients then poll over HTTPS.
+    pub fn for_node(settings: &UdpPushSettings, client_tls: bool) -> Self {
+        let max = if client_tls { 0 } else { settings.max_subscribers };
+        UdpSubscribers::new(max, settings.subscriber_expiry)
+    }
+
     /// Subscribes the client of a list request when it asked for pushes
     /// and can take them; `None` when it did not or cannot (it polls).
     pub fn from_list(&self, list: ListSubscription<'_>, metrics: &UdpPushMetrics) -> Option<Subscribed> {

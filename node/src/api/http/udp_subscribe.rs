@@ -39,11 +39,12 @@ impl FromRequestParts<Arc<NodeState>> for ListCaller {
     }
 }
 
-/// The UDP port a list names in `param`: absent, blank or 0 means none;
-/// anything else must be a port.
+/// The UDP port a list names in `param`: absent, blank, 0 or negative
+/// means none; anything else must be a port.
 pub fn udp_port(p: &Params, param: &str) -> Result<u16> {
     match p.int(param)? {
-        None | Some(0) => Ok(0),
+        // Nacos subscribes only for a port above 0 and ignores the rest.
+        None | Some(..=0) => Ok(0),
         Some(port) => u16::try_from(port)
             .map_err(|_| Error::invalid(format!("Param '{param}' is out of range: {port} (must be 0..65535)."))),
     }
