@@ -182,3 +182,39 @@ async fn a_bad_udp_port_is_refused_and_subscribes_nothing() {
     assert_eq!(node.state.udp_subscribers.count(), 0);
     node.shutdown().await;
 }
+
+/// Subscribers are local to the node that answered the list, and that node
+/// pushes every change it learns of, whichever member took the write.
+#[tokio::test]
+async fn a_change_made_on_another_member_is_pushed_by_the_subscribers_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ips = common::loopback_ips(2);
+    let (conf, members) = common::member_file(dir.path(), &ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start(common::member_config(ip, &conf)).await);
+    }
+    common::responsibility_split(&nodes, &members).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("client socket");
+    let port = client.local_addr().expect("addr").port();
+    list(a, "udp-cluster", port, JAVA_AGENT).await;
+    assert_eq!((a.state.udp_subscribers.count(), b.state.udp_subscribers.count()), (1, 0));
+
+    // Written through b (forwarded or applied there, then synced by Distro).
+    register(b, "udp-cluster", "10.7.0.1").await;
+    let (datagram, from) = receive(&client, Duration::from_secs(10)).await.expect("a push from a");
+    let (push, info) = parse_push(&datagram);
+    assert_eq!(hosts(&info), ["10.7.0.1"]);
+    assert_eq!(from.ip().to_string(), ips[0], "sent by the subscriber's node");
+    let ack = format!(r#"{{"type":"push-ack","lastRefTime":"{}","data":""}}"#, push["lastRefTime"]);
+    client.send_to(ack.as_bytes(), from).await.expect("ack");
+    eventually("a takes the ack (as a string, like the Java SDK)", Duration::from_secs(5), || async {
+        (udp_count(a, "acked") == 1).then_some(())
+    })
+    .await;
+    assert_eq!(udp_count(b, "sent"), 0, "b has no subscriber");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
