@@ -400,3 +400,48 @@ async fn v2_routes_need_the_same_rights_as_v1() {
     assert_eq!(http_query(Method::GET, &metrics, &[("accessToken", viewer.as_str())]).await.0, 200);
     node.shutdown().await;
 }
+
+/// A v2 write of an ip:port client another member is responsible for is
+/// forwarded to that member's v2 route, whose v2 answer is passed on.
+#[tokio::test]
+async fn forwarded_v2_writes_answer_in_the_v2_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ips = common::loopback_ips(2);
+    let (conf, members) = common::member_file(dir.path(), &ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start(common::member_config(ip, &conf)).await);
+    }
+    common::responsibility_split(&nodes, &members).await;
+    let a = &nodes[0];
+    // One address each member is responsible for.
+    let responsibility = a.state.membership.responsibility();
+    let owned_by = |member: &str| {
+        (1..=250)
+            .map(|i| format!("10.8.0.{i}"))
+            .find(|ip| responsibility.member_for(&format!("{ip}:80")) == Some(member))
+            .expect("an address of that member")
+    };
+    let targets = [owned_by(&members[0]), owned_by(&members[1])];
+    for ip in &targets {
+        let params = [("serviceName", "v2-fwd"), ("ip", ip.as_str()), ("port", "80")];
+        assert_eq!(ok(a, Method::POST, INSTANCE, &params).await, "ok");
+        let bad = [("serviceName", "v2-fwd"), ("ip", ip.as_str()), ("port", "80"), ("weight", "-1")];
+        fails(a, Method::PUT, INSTANCE, &bad, 400, 21001).await;
+    }
+    // Only the other member's write travelled: bad input is refused where
+    // it arrives.
+    assert_eq!(a.state.metrics.distro_count("http_forwarded"), 1);
+    common::eventually("both members hold both", std::time::Duration::from_secs(10), || async {
+        let mut all = true;
+        for node in &nodes {
+            let list = ok(node, Method::GET, LIST, &[("serviceName", "v2-fwd")]).await;
+            all &= list["hosts"].as_array().map(Vec::len) == Some(2);
+        }
+        all.then_some(())
+    })
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
