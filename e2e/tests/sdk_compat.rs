@@ -42,7 +42,12 @@ fn sdk_installed(what: &str, installed: &Path, program: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{why}: .ci/run installs it");
     }
-    eprintln!("\n!!!!!!!!!! SKIPPED: {why}. Run the SDK lines of .ci/run to install it. !!!!!!!!!!\n");
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` of passing tests, and a skip must not go unseen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!!!! SKIPPED: {why}. Run the SDK lines of .ci/run to install it. !!!!!!!!!!\n"
+    );
     false
 }
 
