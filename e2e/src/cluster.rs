@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use roster_node::cluster::FaultSettings;
+use roster_node::peer::FaultSettings;
 use serde_json::Value;
 
 use crate::binary;

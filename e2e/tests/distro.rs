@@ -19,7 +19,8 @@ use roster_e2e::cluster::{
     wait_member_states, write_member_file, Lookup, SdkClient,
 };
 use roster_e2e::{eventually, loopback_ips, NodeProcess};
-use roster_node::cluster::{responsible_member, FaultSettings};
+use roster_node::cluster::responsible_member;
+use roster_node::peer::FaultSettings;
 use roster_operator::address_server::{AddressServer, ServerLists};
 use serde_json::Value;
 

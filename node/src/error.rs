@@ -47,9 +47,16 @@ pub enum Error {
     /// The node is not ready to serve this request yet.
     #[error("{0}")]
     NotReady(String),
-    /// Configuration refused at start-up.
+    /// Configuration refused at start-up (flags, or the files they name).
     #[error("configuration: {0}")]
     Config(String),
+    /// A listener could not be bound at start-up (the port is taken, or the
+    /// address is not this host's).
+    #[error("cannot bind {0}: {1}")]
+    Bind(String, #[source] std::io::Error),
+    /// A TLS configuration the transport refused at start-up.
+    #[error("TLS of {0}")]
+    Tls(String),
     /// An I/O failure (binding a port, reading a file).
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -71,7 +78,7 @@ impl Error {
             // Nacos's OVER_THRESHOLD, the code of its TPS control.
             Error::RateLimited(_) => 503,
             Error::BadPayload(_) => 502,
-            Error::Config(_) | Error::Io(_) | Error::Internal(_) => 500,
+            Error::Config(_) | Error::Bind(..) | Error::Tls(_) | Error::Io(_) | Error::Internal(_) => 500,
         }
     }
 
@@ -85,7 +92,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NoHandler(_) => 501,
             Error::ConnectionUnregistered | Error::NotReady(_) => 503,
-            Error::Config(_) | Error::Io(_) | Error::Internal(_) => 500,
+            Error::Config(_) | Error::Bind(..) | Error::Tls(_) | Error::Io(_) | Error::Internal(_) => 500,
         }
     }
 
@@ -104,6 +111,8 @@ impl Error {
             Error::ConnectionUnregistered => "unregistered",
             Error::NotReady(_) => "not_ready",
             Error::Config(_) => "config",
+            Error::Bind(..) => "bind",
+            Error::Tls(_) => "tls",
             Error::Io(_) => "io",
             Error::Internal(_) => "internal",
         }

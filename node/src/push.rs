@@ -289,7 +289,106 @@ impl PushService {
 
 #[cfg(test)]
 mod tests {
+    //! The push timers (merge window, ack timeout, retry delay) run on paused
+    //! time: a test waits for the next push and reads the virtual time it
+    //! came at, so each timer is checked to the millisecond without sleeping.
+    //! The subscriber is a real [`Connection`] whose outbound stream the test
+    //! reads and answers.
+
+    use std::net::SocketAddr;
+
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
     use super::*;
+    use crate::api::grpc::connection::{ClientInfo, Connection};
+    use crate::api::grpc::payload::Envelope;
+    use crate::naming::model::BeatTimeouts;
+    use crate::naming::{ClientKind, Instance};
+    use roster_proto::nacos::Payload;
+
+    const TIMINGS: PushTimings = PushTimings {
+        delay: Duration::from_millis(100),
+        timeout: Duration::from_millis(1000),
+        retry_delay: Duration::from_millis(500),
+    };
+    /// Long enough for any timer of [`TIMINGS`] to have fired many times.
+    const QUIET: Duration = Duration::from_secs(60);
+
+    /// A push as the subscriber received it.
+    #[derive(Debug)]
+    struct Pushed {
+        request_id: String,
+        hosts: Vec<String>,
+        /// Virtual time since the harness started.
+        at: Duration,
+    }
+
+    /// One subscriber (connection `c1`) of one service, and the push
+    /// service, on paused time.
+    struct Harness {
+        push: Arc<PushService>,
+        store: Arc<NamingStore>,
+        subscribers: Arc<Subscribers>,
+        conn: Arc<Connection>,
+        outbound: mpsc::Receiver<std::result::Result<Payload, tonic::Status>>,
+        key: ServiceKey,
+        started: Instant,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let metrics = Arc::new(Metrics::new());
+            let connections = Arc::new(Connections::new(metrics.clone()));
+            let (sender, outbound) = mpsc::channel(16);
+            let remote: SocketAddr = "127.0.0.1:5555".parse().expect("address");
+            let conn = Arc::new(Connection::new("c1".into(), remote, ClientInfo::default(), sender));
+            connections.register(conn.clone());
+            let key = ServiceKey::new("public", "DEFAULT_GROUP", "orders");
+            let subscribers = Arc::new(Subscribers::default());
+            subscribers.add("c1", &key, Vec::new());
+            let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
+            let push = PushService::new(store.clone(), connections, subscribers.clone(), metrics, TIMINGS);
+            Harness { push, store, subscribers, conn, outbound, key, started: Instant::now() }
+        }
+
+        /// Registers an instance at `ip` (its own connection-based client).
+        fn register(&self, ip: &str) {
+            self.store.register_ephemeral(ip, ClientKind::Connection, &self.key, Instance::new(ip, 80));
+        }
+
+        /// Registers an instance at `ip` and tells the push service, as its
+        /// listener of store changes would.
+        fn change(&self, ip: &str) {
+            self.register(ip);
+            self.push.service_changed(&self.key);
+        }
+
+        /// The next push within `within` (virtual time moves on to it).
+        async fn next_push(&mut self, within: Duration) -> Option<Pushed> {
+            let sent = tokio::time::timeout(within, self.outbound.recv()).await.ok()??;
+            let env = Envelope::open(sent.expect("a push, not a status")).expect("a payload");
+            assert_eq!(env.type_name, "NotifySubscriberRequest");
+            let body: serde_json::Value = env.parse().expect("JSON");
+            assert_eq!(body["serviceName"], "orders");
+            let hosts = body["serviceInfo"]["hosts"].as_array().expect("hosts");
+            Some(Pushed {
+                request_id: env.request_id().expect("a requestId"),
+                hosts: hosts.iter().map(|h| h["ip"].as_str().unwrap_or_default().to_owned()).collect(),
+                at: self.started.elapsed(),
+            })
+        }
+
+        /// Answers a push as a client does.
+        fn ack(&self, pushed: &Pushed) {
+            let answer = payload::ok_response("NotifySubscriberResponse", Some(&pushed.request_id), Default::default());
+            assert!(self.conn.complete(&pushed.request_id, answer), "the push waits for this answer");
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
 
     #[test]
     fn subscriptions_are_tracked_both_ways() {
@@ -309,5 +408,97 @@ mod tests {
         subs.remove_connection("c1");
         assert_eq!(subs.count(), 0);
         assert!(subs.services().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_within_the_push_delay_are_merged_into_one_push() {
+        let mut h = Harness::new();
+        h.change("10.0.0.1");
+        // Virtual time: this sleep returns at once, 40 ms later.
+        tokio::time::sleep(ms(40)).await;
+        h.change("10.0.0.2");
+        let pushed = h.next_push(QUIET).await.expect("a push");
+        assert_eq!(pushed.at, TIMINGS.delay, "one push delay after the first change");
+        assert_eq!(pushed.hosts, ["10.0.0.1", "10.0.0.2"], "the view at send time");
+        h.ack(&pushed);
+        assert!(h.next_push(QUIET).await.is_none(), "both changes went in one push");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unacknowledged_push_is_retried_with_the_view_at_send_time() {
+        let mut h = Harness::new();
+        h.change("10.0.0.1");
+        let first = h.next_push(QUIET).await.expect("a push");
+        assert_eq!((first.at, first.hosts.as_slice()), (TIMINGS.delay, ["10.0.0.1".to_owned()].as_slice()));
+        // Not answered. The store changes meanwhile, unannounced.
+        h.register("10.0.0.2");
+        let retry = h.next_push(QUIET).await.expect("a retry");
+        assert_eq!(
+            retry.at,
+            TIMINGS.delay + TIMINGS.timeout + TIMINGS.retry_delay,
+            "after the timeout and the retry delay"
+        );
+        assert_eq!(retry.hosts, ["10.0.0.1", "10.0.0.2"], "a retry carries the current view");
+        assert_ne!(retry.request_id, first.request_id);
+        // The first push's answer comes too late to count.
+        let late = payload::ok_response("NotifySubscriberResponse", Some(&first.request_id), Default::default());
+        assert!(!h.conn.complete(&first.request_id, late));
+        h.ack(&retry);
+        assert!(h.next_push(QUIET).await.is_none(), "acknowledged: no more retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_during_a_push_is_pushed_right_after_it_never_beside_it() {
+        let mut h = Harness::new();
+        h.change("10.0.0.1");
+        let first = h.next_push(QUIET).await.expect("a push");
+        h.change("10.0.0.2");
+        // Pushes to one subscriber are serialised: nothing more while the
+        // first one waits for its answer (it times out at delay + timeout).
+        assert!(h.next_push(TIMINGS.timeout - ms(100)).await.is_none(), "no second push beside the first");
+        let answered_at = h.started.elapsed();
+        h.ack(&first);
+        let second = h.next_push(QUIET).await.expect("the change pushed after the first");
+        assert_eq!(second.at, answered_at, "at once, the change already waited its delay");
+        assert_eq!(second.hosts, ["10.0.0.1", "10.0.0.2"]);
+        h.ack(&second);
+        assert!(h.next_push(QUIET).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_end_when_the_subscriber_unsubscribes_or_its_connection_closes() {
+        let mut h = Harness::new();
+        h.change("10.0.0.1");
+        h.next_push(QUIET).await.expect("a push");
+        h.subscribers.remove("c1", &h.key);
+        assert!(h.next_push(QUIET).await.is_none(), "no retry to a subscription that ended");
+
+        // The push task is gone: subscribing again and a change push anew.
+        h.subscribers.add("c1", &h.key, Vec::new());
+        let changed_at = h.started.elapsed();
+        h.change("10.0.0.2");
+        let again = h.next_push(QUIET).await.expect("a push to the new subscription");
+        assert_eq!(again.at, changed_at + TIMINGS.delay);
+        h.conn.close();
+        assert!(h.next_push(QUIET).await.is_none(), "no retry to a closed connection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_service_pushes_new_subscriptions_and_store_changes() {
+        let mut h = Harness::new();
+        let run = tokio::spawn(h.push.clone().run());
+        // The subscription made in `Harness::new` is pushed the current view.
+        let fresh = h.next_push(QUIET).await.expect("the view of the new subscription");
+        assert_eq!((fresh.at, fresh.hosts.len()), (TIMINGS.delay, 0));
+        h.ack(&fresh);
+        let registered_at = h.started.elapsed();
+        h.register("10.0.0.1");
+        let changed = h.next_push(QUIET).await.expect("the change");
+        assert_eq!(
+            (changed.at, changed.hosts.as_slice()),
+            (registered_at + TIMINGS.delay, ["10.0.0.1".to_owned()].as_slice())
+        );
+        h.ack(&changed);
+        run.abort();
     }
 }

@@ -1,12 +1,25 @@
-//! Starting and stopping a node: binds the listeners, spawns the background
-//! tasks (push, beat expiry, connection ejector) and shuts them down in order.
+//! Starting and stopping a node: binds the three listeners, wires the
+//! planes together and runs them, and shuts them down in order.
+//!
+//! * **Client plane** ([`crate::api`]): gRPC on main + 1000, HTTP on the
+//!   main port, behind the client limits ([`crate::limits`]).
+//! * **Peer plane** ([`crate::peer`]): gRPC on main + 1001, behind the
+//!   peer identity check ([`crate::security`]), answering member reports,
+//!   Distro and Raft through their handlers.
+//! * **Admin plane** ([`crate::admin`]): status, probes, metrics and faults
+//!   on the main port, merged into the same HTTP application after the
+//!   client limits, so that they never apply to it.
+//!
+//! This module and the binary are the only users of the whole
+//! [`Config`]; each subsystem is handed its own settings.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::serve::ListenerExt;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,22 +27,62 @@ use tonic::transport::server::{Connected, TcpIncoming};
 use tower_layer::{Identity, Stack};
 use tracing::{info, warn};
 
-use crate::api::{grpc, http};
-use crate::auth::Auth;
-use crate::cluster::{Cluster, LookupSource, PeerAddressResolver};
+use crate::admin::{self, AdminParts, AdminState};
+use crate::api::grpc::connection::Connections;
+use crate::api::{grpc, http, ClientState};
+use crate::auth::{Auth, AuthMetrics};
+use crate::cluster::{Cluster, ClusterMetrics, Membership};
 use crate::config::Config;
-use crate::distro::{DistroPeer, MAX_PEER_MESSAGE_BYTES};
+use crate::distro::metrics::DistroMetrics;
+use crate::distro::{Distro, DistroPeer};
 use crate::error::{Error, Result};
-use crate::limits::{self, Limit};
+use crate::limits::{self, ClientLimits, Limit, LimitMetrics};
 use crate::metrics::Metrics;
-use crate::push::{PushService, PushTimings};
+use crate::naming::NamingStore;
+use crate::peer::{Faults, PeerAddressResolver, PeerChannels, PeerService, PeerTransport};
+use crate::push::{PushService, PushTimings, Subscribers};
+use crate::push_udp::{UdpPush, UdpPushMetrics};
+use crate::raft::metrics::RaftMetricSet;
 use crate::raft::{RaftContext, RaftNode};
-use crate::security::{Authenticated, PeerSecurity, TlsListener};
-use crate::state::NodeState;
-use crate::status;
+use crate::security::{Authenticated, PeerSecurity, SecurityMetrics, TlsListener};
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Every subsystem's metrics, each registered on the node's registry.
+#[derive(Debug, Default, Clone)]
+pub struct NodeMetrics {
+    /// Client-plane requests, connections and pushes.
+    pub api: Arc<Metrics>,
+    /// Refusals by the client limits.
+    pub limits: Arc<LimitMetrics>,
+    /// Distro events.
+    pub distro: Arc<DistroMetrics>,
+    /// Lookups, reports and member states.
+    pub cluster: Arc<ClusterMetrics>,
+    /// Raft writes, changes and gauges.
+    pub raft: Arc<RaftMetricSet>,
+    /// Client authentication.
+    pub auth: Arc<AuthMetrics>,
+    /// Refused peer requests.
+    pub security: Arc<SecurityMetrics>,
+    /// UDP pushes to 1.x HTTP clients.
+    pub udp_push: Arc<UdpPushMetrics>,
+}
+
+impl NodeMetrics {
+    /// Registers every subsystem's metrics under the `roster_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        self.api.register(registry);
+        self.limits.register(registry);
+        self.distro.register(registry);
+        self.cluster.register(registry);
+        self.raft.register(registry);
+        self.auth.register(registry);
+        self.security.register(registry);
+        self.udp_push.register(registry);
+    }
+}
 
 /// A node that is serving.
 #[derive(Debug)]
@@ -40,8 +93,10 @@ pub struct RunningNode {
     pub grpc_addr: SocketAddr,
     /// Bound peer gRPC address.
     pub peer_addr: SocketAddr,
-    /// Shared state, for inspection by tests and the admin plane.
-    pub state: Arc<NodeState>,
+    client: Arc<ClientState>,
+    admin: Arc<AdminState>,
+    distro: Arc<Distro>,
+    metrics: NodeMetrics,
     cluster: Cluster,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
@@ -67,18 +122,18 @@ pub fn advertised_member(config: &Config, http_port: u16) -> String {
 }
 
 async fn bind(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener> {
-    TcpListener::bind((ip, port))
-        .await
-        .map_err(|e| Error::Config(format!("cannot bind the {what} port {ip}:{port}: {e}")))
+    TcpListener::bind((ip, port)).await.map_err(|e| Error::Bind(format!("the {what} port {ip}:{port}"), e))
 }
 
 /// Starts a node with `config` and returns once every listener is bound.
 pub async fn start(config: Config) -> Result<RunningNode> {
     config.validate()?;
+    let metrics = NodeMetrics::default();
+    let mut registry = Registry::with_prefix("roster");
+    metrics.register(&mut registry);
     // Auth files are read before any port is bound: a node told to protect
     // its clients never serves unprotected, not even briefly.
-    let metrics = Arc::new(Metrics::new());
-    let auth = Auth::from_config(&config, metrics.auth.clone())?;
+    let auth = Auth::from_settings(&config.auth, metrics.auth.clone())?;
     let http_listener = bind(config.bind, config.port, "HTTP").await?;
     let http_addr = http_listener.local_addr()?;
     let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;
@@ -90,109 +145,101 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     if security.auth().is_none() {
         info!("no cluster secret: the peer port refuses every request (standalone)");
     }
-    let cluster = Cluster::start_secured(
-        member,
-        LookupSource::from_config(&config)?,
-        config.cluster_settings(),
-        PeerAddressResolver::with_offset(config.peer_port_offset()),
-        metrics.cluster.clone(),
-        security.clone(),
-    )
-    .await?;
-    let state = NodeState::new(config, &cluster, metrics, auth, security.clone())?;
-    let raft = start_raft(&state, &cluster).await?;
+
+    // The peer plane's outbound side, shared by reports, Distro and Raft.
+    let faults = Arc::new(Faults::new(config.peer.fault_injection));
+    let transport = Arc::new(
+        PeerChannels::new(PeerAddressResolver::with_offset(config.peer_port_offset()), config.cluster.report_timeout)
+            .with_faults(faults.clone())
+            .with_security(security.clone())
+            .with_message_limit(config.peer.max_message_bytes),
+    );
+    // One HTTP client for the address server and forwarded writes; with TLS
+    // it trusts the cluster CA only.
+    let http_client = security.http_client(config.distro.sync_timeout)?;
+    let cluster =
+        Cluster::start(member, &config.cluster, transport.clone(), http_client.clone(), metrics.cluster.clone())
+            .await?;
+    let membership = cluster.membership().clone();
+    let store = Arc::new(NamingStore::new(config.beats.timeouts()));
+    let input_limits = config.limits.input();
+    let distro = Distro::new(
+        store.clone(),
+        membership.clone(),
+        transport.clone(),
+        faults.clone(),
+        metrics.distro.clone(),
+        input_limits,
+        config.distro,
+    );
+    let raft = start_raft(&config, &cluster, &store, transport.clone(), faults.clone(), &metrics).await?;
+    let connections = Arc::new(Connections::new(metrics.api.clone()));
+    let subscribers = Arc::new(Subscribers::default());
+    let udp_push = Arc::new(UdpPush::new(config.udp_push, security.client_tls().is_some(), metrics.udp_push.clone()));
+    let client = Arc::new(ClientState {
+        member: membership.local().to_owned(),
+        lookup: config.cluster.lookup.mode,
+        membership: membership.clone(),
+        store: store.clone(),
+        connections: connections.clone(),
+        subscribers: subscribers.clone(),
+        udp_push: udp_push.clone(),
+        limits: input_limits,
+        client_limits: Arc::new(ClientLimits::new(&config.limits, metrics.limits.clone())),
+        max_body_bytes: config.limits.max_body_bytes,
+        max_grpc_message_bytes: config.limits.max_grpc_message_bytes,
+        connection_settings: config.connections,
+        auth,
+        raft: raft.clone(),
+        http_client,
+        security: security.clone(),
+        faults: faults.clone(),
+        metrics: metrics.api.clone(),
+        distro_metrics: metrics.distro.clone(),
+        security_metrics: metrics.security.clone(),
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let push = PushService::new(
-        state.store.clone(),
-        state.connections.clone(),
-        state.subscribers.clone(),
-        state.metrics.clone(),
-        PushTimings {
-            delay: state.config.push_delay,
-            timeout: state.config.push_timeout,
-            retry_delay: state.config.push_retry_delay,
-        },
+        store.clone(),
+        connections.clone(),
+        subscribers.clone(),
+        metrics.api.clone(),
+        PushTimings { delay: config.push.delay, timeout: config.push.timeout, retry_delay: config.push.retry_delay },
     );
     let mut background = vec![
         tokio::spawn(push.run()),
-        tokio::spawn(grpc::run_ejector(state.clone())),
-        tokio::spawn(run_beat_expiry(state.clone())),
+        tokio::spawn(grpc::run_ejector(client.clone())),
+        tokio::spawn(http::beat::run_expiry(store.clone(), membership.clone(), config.beats.check_interval)),
     ];
-    background.extend(state.distro.start());
-    background.extend(crate::push_udp::start(&state).await?);
+    background.extend(distro.start());
+    background.extend(udp_push.start(config.bind, store.clone(), config.push.delay).await?);
 
-    let (unary, stream) = grpc::services(state.clone());
-    let mut client_api = tonic::transport::Server::builder();
-    if let Some(tls) = security.client_tls() {
-        client_api =
-            client_api.tls_config(tls.grpc.clone()).map_err(|e| Error::Config(format!("client gRPC TLS: {e}")))?;
-    }
-    let client_api = client_api
-        .layer(limits::MessageLimitLayer::new(Limit::GrpcMessageBytes, state.metrics.clone()))
-        .add_service(unary)
-        .add_service(stream);
-    let grpc_incoming = limits::grpc_incoming(
-        grpc_listener,
-        state.client_limits.grpc_connections.clone(),
-        state.client_limits.grpc_rate.clone(),
-    );
-    let grpc_server = spawn_grpc(client_api, grpc_incoming, shutdown_rx.clone(), "client gRPC");
-    let peer_service =
-        cluster.peer_service().with_distro(Arc::new(DistroPeer(state.distro.clone()))).with_raft(raft.rpc());
-    let mut peer_api = tonic::transport::Server::builder();
-    if let Some(tls) = security.peer_tls() {
-        peer_api = peer_api.tls_config(tls.server.clone()).map_err(|e| Error::Config(format!("peer TLS: {e}")))?;
-    }
-    // Every peer RPC passes the signature check first (crate::security).
-    let peer_api = peer_api
-        .layer(limits::MessageLimitLayer::new(Limit::PeerMessageBytes, state.metrics.clone()))
-        .add_service(Authenticated::new(
-            peer_service
-                .into_server()
-                .max_decoding_message_size(state.config.max_peer_message_bytes)
-                .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES),
-            security.auth().cloned(),
-            state.metrics.cluster.clone(),
-        ));
-    let peer_incoming = TcpIncoming::from(peer_listener).with_nodelay(Some(true));
-    let peer_server = spawn_grpc(peer_api, peer_incoming, shutdown_rx.clone(), "peer gRPC");
+    let grpc_server = serve_client_grpc(&client, &security, grpc_listener, shutdown_rx.clone())?;
+    let peer_service = PeerService::new(membership.clone())
+        .with_faults(faults.clone())
+        .with_metrics(metrics.security.clone())
+        .with_distro(Arc::new(DistroPeer(distro.clone())))
+        .with_raft(raft.rpc());
+    let peer_server = serve_peer(peer_service, &config, &security, &metrics, peer_listener, shutdown_rx.clone())?;
 
-    let app = http::router(state.clone())
-        .merge(status::router(state.clone()))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::http_guard))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::count_requests))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
-    let http_listener = limits::LimitedListener::new(http_listener, state.client_limits.http_connections.clone())
-        .tap_io(|io| {
-            let _ = io.get_ref().set_nodelay(true);
-        });
-    let mut http_shutdown = shutdown_rx;
-    let stop = async move {
-        let _ = http_shutdown.wait_for(|stop| *stop).await;
-    };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let http_server = match security.client_tls() {
-        None => tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(stop).await {
-                warn!(error = %e, "HTTP server stopped with an error");
-            }
-        }),
-        Some(tls) => {
-            // `tap_io` only lends the listener axum's connect-info support.
-            use axum::serve::ListenerExt;
-            let listener = TlsListener::new(http_listener, tls.http.clone())?.tap_io(|_| {});
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-                    warn!(error = %e, "HTTPS server stopped with an error");
-                }
-            })
-        }
-    };
+    let admin = AdminState::new(AdminParts {
+        member: client.member.clone(),
+        lookup: config.cluster.lookup.mode,
+        membership,
+        distro: distro.clone(),
+        raft,
+        store,
+        connections,
+        subscribers,
+        faults,
+        registry,
+    });
+    let http_server = serve_http(&client, &admin, &security, &metrics, http_listener, shutdown_rx)?;
 
     info!(
-        member = %state.member,
-        lookup = state.config.lookup.as_str(),
+        member = %client.member,
+        lookup = config.cluster.lookup.mode.as_str(),
         http = %http_addr,
         grpc = %grpc_addr,
         peer = %peer_addr,
@@ -204,7 +251,10 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         http_addr,
         grpc_addr,
         peer_addr,
-        state,
+        client,
+        admin,
+        distro,
+        metrics,
         cluster,
         shutdown,
         servers: vec![grpc_server, http_server, peer_server],
@@ -212,28 +262,125 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     })
 }
 
-/// Starts this member's Raft over the data directory and publishes it in `state`.
-async fn start_raft(state: &Arc<NodeState>, cluster: &Cluster) -> Result<Arc<RaftNode>> {
+/// Starts this member's Raft over the data directory.
+async fn start_raft(
+    config: &Config,
+    cluster: &Cluster,
+    store: &Arc<NamingStore>,
+    transport: Arc<dyn PeerTransport>,
+    faults: Arc<Faults>,
+    metrics: &NodeMetrics,
+) -> Result<Arc<RaftNode>> {
+    let membership: &Arc<Membership> = cluster.membership();
     let list = match cluster.lookup() {
         Some(lookup) => lookup.subscribe(),
-        None => watch::channel(vec![state.member.clone()]).1,
+        None => watch::channel(vec![membership.local().to_owned()]).1,
     };
-    let raft = RaftNode::start(RaftContext {
-        settings: state.config.raft_settings(),
-        data_dir: state.config.data_dir.clone(),
-        local: state.member.clone(),
-        standalone: state.membership.is_standalone(),
-        store: state.store.clone(),
-        membership: state.membership.clone(),
-        channels: cluster.channels().clone(),
+    RaftNode::start(RaftContext {
+        settings: config.raft,
+        data_dir: config.data_dir.clone(),
+        local: membership.local().to_owned(),
+        standalone: membership.is_standalone(),
+        store: store.clone(),
+        membership: membership.clone(),
+        transport,
+        faults,
         list,
-        metrics: state.metrics.raft.clone(),
+        metrics: metrics.raft.clone(),
     })
-    .await?;
-    if state.raft.set(raft.clone()).is_err() {
-        return Err(Error::Internal("Raft was started twice".into()));
+    .await
+}
+
+/// The client gRPC port: the two Nacos services behind the message-size
+/// layer, on connections admitted by the connection gate.
+fn serve_client_grpc(
+    client: &Arc<ClientState>,
+    security: &PeerSecurity,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let (unary, stream) = grpc::services(client.clone());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.client_tls() {
+        server = server.tls_config(tls.grpc.clone()).map_err(|e| Error::Tls(format!("client gRPC: {e}")))?;
     }
-    Ok(raft)
+    let router = server
+        .layer(limits::MessageLimitLayer::new(Limit::GrpcMessageBytes, client.client_limits.metrics().clone()))
+        .add_service(unary)
+        .add_service(stream);
+    let incoming = limits::grpc_incoming(
+        listener,
+        client.client_limits.grpc_connections.clone(),
+        client.client_limits.grpc_rate.clone(),
+    );
+    Ok(spawn_grpc(router, incoming, shutdown, "client gRPC"))
+}
+
+/// The peer port: every RPC passes the signature check first
+/// ([`crate::security`]), every message the one peer message limit.
+fn serve_peer(
+    service: PeerService,
+    config: &Config,
+    security: &PeerSecurity,
+    metrics: &NodeMetrics,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.peer_tls() {
+        server = server.tls_config(tls.server.clone()).map_err(|e| Error::Tls(format!("peer port: {e}")))?;
+    }
+    let router = server
+        .layer(limits::MessageLimitLayer::new(Limit::PeerMessageBytes, metrics.limits.clone()))
+        .add_service(Authenticated::new(
+            service.into_limited_server(config.peer.max_message_bytes),
+            security.auth().cloned(),
+            metrics.security.clone(),
+        ));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Ok(spawn_grpc(router, incoming, shutdown, "peer gRPC"))
+}
+
+/// The main HTTP port: the client API behind the client limits, with the
+/// admin plane merged in after them (a console would be merged the same
+/// way), every request counted.
+fn serve_http(
+    client: &Arc<ClientState>,
+    admin: &Arc<AdminState>,
+    security: &PeerSecurity,
+    metrics: &NodeMetrics,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let admin_router = admin::router(admin.clone());
+    let app = http::router(client.clone())
+        .layer(DefaultBodyLimit::max(client.max_body_bytes))
+        .merge(admin_router.clone())
+        .layer(axum::middleware::from_fn_with_state(metrics.api.clone(), http::count_requests));
+    let listener = limits::LimitedListener::new(listener, client.client_limits.http_connections.clone(), admin_router)
+        .tap_io(|io| {
+            let _ = io.get_ref().set_nodelay(true);
+        });
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    Ok(match security.client_tls() {
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                warn!(error = %e, "HTTP server stopped with an error");
+            }
+        }),
+        Some(tls) => {
+            // `tap_io` only lends the listener axum's connect-info support.
+            let listener = TlsListener::new(listener, tls.http.clone())?.tap_io(|_| {});
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                    warn!(error = %e, "HTTPS server stopped with an error");
+                }
+            })
+        }
+    })
 }
 
 /// Serves a gRPC router on the connections of `incoming` until `shutdown`
@@ -258,41 +405,86 @@ where
     })
 }
 
-/// Expires HTTP instances that stopped beating.
-async fn run_beat_expiry(state: Arc<NodeState>) {
-    let mut tick = tokio::time::interval(state.config.beat_check_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let responsibility = state.membership.responsibility();
-        let changed = state.store.expire_beats(Instant::now(), |tag| responsibility.is_local(tag));
-        if !changed.is_empty() {
-            tracing::debug!(services = changed.len(), "beat expiry changed services");
-        }
-    }
-}
-
 impl RunningNode {
+    /// This member's address, `host:mainPort`.
+    pub fn member(&self) -> &str {
+        &self.client.member
+    }
+
+    /// The naming store.
+    pub fn store(&self) -> &Arc<NamingStore> {
+        &self.client.store
+    }
+
+    /// The members and their states.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.client.membership
+    }
+
+    /// Open gRPC client connections.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.client.connections
+    }
+
+    /// Subscriptions of the connections.
+    pub fn subscribers(&self) -> &Arc<Subscribers> {
+        &self.client.subscribers
+    }
+
+    /// UDP push to 1.x HTTP clients (its subscribers).
+    pub fn udp_push(&self) -> &Arc<UdpPush> {
+        &self.client.udp_push
+    }
+
+    /// The connection gates and rate buckets of the client planes.
+    pub fn client_limits(&self) -> &ClientLimits {
+        &self.client.client_limits
+    }
+
+    /// Distro.
+    pub fn distro(&self) -> &Arc<Distro> {
+        &self.distro
+    }
+
+    /// The Raft member.
+    pub fn raft(&self) -> &Arc<RaftNode> {
+        &self.client.raft
+    }
+
+    /// Every subsystem's metrics.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
+    /// What `GET /metrics` answers now.
+    pub fn metrics_text(&self) -> String {
+        self.admin.metrics_text()
+    }
+
+    /// Closes the gRPC connection `id` and removes what it owned, as a
+    /// client disconnecting would.
+    pub fn close_connection(&self, id: &str) {
+        grpc::close_connection(&self.client, id);
+    }
+
     /// Stops serving: closes client connections (their streams end), stops
     /// the listeners, waits for in-flight requests up to a grace period and
     /// ends the background tasks.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        grpc::close_all(&self.state);
+        grpc::close_all(&self.client);
         for server in self.servers {
             let abort = server.abort_handle();
             if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
                 abort.abort();
             }
         }
-        self.state.distro.stop();
+        self.distro.stop();
         for task in self.background {
             task.abort();
         }
-        if let Some(raft) = self.state.raft.get() {
-            raft.shutdown().await;
-        }
+        self.client.raft.shutdown().await;
         self.cluster.shutdown().await;
-        info!(member = %self.state.member, "roster node stopped");
+        info!(member = %self.client.member, "roster node stopped");
     }
 }

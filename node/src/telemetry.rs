@@ -1,9 +1,17 @@
 //! Structured logs with `tracing`. The level comes from `RUST_LOG`
 //! (default `info`), the format from `--log-format`.
 
+use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(format: LogFormat) {

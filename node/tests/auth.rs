@@ -28,7 +28,13 @@ const KEY: &[u8] = common::AUTH_KEY;
 const WRONG_KEY: &[u8] = b"another-key-0123456789-abcdefghijklmnopqrstu";
 
 fn secured_config(ttl: Duration) -> Config {
-    Config { auth_enabled: true, auth_dir: Some(auth_dir()), auth_token_ttl: ttl, ..test_config() }
+    {
+        let mut c = test_config();
+        c.auth.enabled = true;
+        c.auth.dir = Some(auth_dir());
+        c.auth.token_ttl = ttl;
+        c
+    }
 }
 
 fn now() -> u64 {
@@ -170,8 +176,8 @@ async fn every_http_naming_route_needs_a_valid_token() {
     ];
     let carries = [Carry::Query, Carry::Param, Carry::Bearer];
     for (i, r) in routes.iter().enumerate() {
-        let before = node.state.store.counts();
-        let before_made = node.state.store.service(&ServiceKey::new("public", "DEFAULT_GROUP", "made")).map(|s| s.meta);
+        let before = node.store().counts();
+        let before_made = node.store().service(&ServiceKey::new("public", "DEFAULT_GROUP", "made")).map(|s| s.meta);
         for (what, token, message) in bad_tokens() {
             for carry in carries {
                 let (status, body) =
@@ -184,9 +190,9 @@ async fn every_http_naming_route_needs_a_valid_token() {
         let spoof = [("User-Agent", "Nacos-Server"), ("x-roster-forwarded-by", "127.0.0.1:8848")];
         let (status, body) = http(&node, r.method.clone(), r.path, &r.params, None, Carry::Query, &spoof).await;
         assert_eq!(status, 403, "{} {} with spoofed headers: {body}", r.method, r.path);
-        assert_eq!(node.state.store.counts(), before, "a refused {} {} changed the store", r.method, r.path);
+        assert_eq!(node.store().counts(), before, "a refused {} {} changed the store", r.method, r.path);
         assert_eq!(
-            node.state.store.service(&ServiceKey::new("public", "DEFAULT_GROUP", "made")).map(|s| s.meta),
+            node.store().service(&ServiceKey::new("public", "DEFAULT_GROUP", "made")).map(|s| s.meta),
             before_made,
             "a refused {} {} changed a service",
             r.method,
@@ -197,10 +203,10 @@ async fn every_http_naming_route_needs_a_valid_token() {
         assert_eq!(status, 200, "{} {} with a valid token ({carry:?}): {body}", r.method, r.path);
     }
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "svc");
-    let hosts = node.state.store.query(&key, &Selection::default()).hosts;
+    let hosts = node.store().query(&key, &Selection::default()).hosts;
     assert_eq!(hosts.len(), 1, "only the accepted writes took effect: {hosts:?}");
     assert_eq!(hosts[0].weight, 3.0);
-    assert!(node.state.metrics.auth.failure_count(Refusal::ExpiredToken) > 0);
+    assert!(node.metrics().auth.failure_count(Refusal::ExpiredToken) > 0);
     node.shutdown().await;
 }
 
@@ -246,9 +252,9 @@ async fn rights_are_per_namespace_and_read_only_cannot_write() {
     );
     assert_eq!(http(&node, Method::POST, post, &reg("", "10.0.1.2"), Some(&team), Carry::Param, &[]).await.0, 403);
     assert_eq!(http(&node, Method::GET, get, &list("public"), Some(&team), Carry::Query, &[]).await.0, 403);
-    let counts = node.state.store.counts();
+    let counts = node.store().counts();
     assert_eq!(counts.instances, 2, "one instance in public, one in team-a: {counts:?}");
-    assert!(node.state.metrics.auth.failure_count(Refusal::Forbidden) >= 7);
+    assert!(node.metrics().auth.failure_count(Refusal::Forbidden) >= 7);
     node.shutdown().await;
 }
 
@@ -304,7 +310,7 @@ async fn login_answers_like_nacos_and_refuses_bad_credentials() {
         assert_eq!(status, 403, "{creds:?}: {body}");
         assert!(body.contains("User not found!") && !body.contains("accessToken"), "{body}");
     }
-    assert_eq!(node.state.metrics.auth.failure_count(Refusal::BadCredentials), 5);
+    assert_eq!(node.metrics().auth.failure_count(Refusal::BadCredentials), 5);
     node.shutdown().await;
 }
 
@@ -388,31 +394,53 @@ async fn without_auth_login_is_absent_and_requests_need_no_token() {
 async fn an_enabled_node_without_a_usable_key_or_users_refuses_to_start() {
     let dir = auth_dir();
     let cases: Vec<(Config, &str)> = vec![
-        (Config { auth_enabled: true, ..test_config() }, "no default"),
-        (Config { auth_enabled: true, auth_users_file: Some(dir.join("users.json")), ..test_config() }, "no default"),
+        (
+            {
+                let mut c = test_config();
+                c.auth.enabled = true;
+                c
+            },
+            "no default",
+        ),
+        (
+            {
+                let mut c = test_config();
+                c.auth.enabled = true;
+                c.auth.users_file = Some(dir.join("users.json"));
+                c
+            },
+            "no default",
+        ),
         (
             {
                 let short = dir.join("short-key");
                 std::fs::write(&short, "only-31-bytes-of-key-material!!").expect("write");
-                Config {
-                    auth_enabled: true,
-                    auth_dir: Some(dir.clone()),
-                    auth_token_key_file: Some(short),
-                    ..test_config()
+                {
+                    let mut c = test_config();
+                    c.auth.enabled = true;
+                    c.auth.dir = Some(dir.clone());
+                    c.auth.token_key_file = Some(short);
+                    c
                 }
             },
             "at least 32",
         ),
         (
-            Config { auth_enabled: true, auth_token_key_file: Some(dir.join("token-key")), ..test_config() },
+            {
+                let mut c = test_config();
+                c.auth.enabled = true;
+                c.auth.token_key_file = Some(dir.join("token-key"));
+                c
+            },
             "users file",
         ),
         (
-            Config {
-                auth_enabled: true,
-                auth_token_key_file: Some(dir.join("token-key")),
-                auth_users_file: Some(dir.join("missing.json")),
-                ..test_config()
+            {
+                let mut c = test_config();
+                c.auth.enabled = true;
+                c.auth.token_key_file = Some(dir.join("token-key"));
+                c.auth.users_file = Some(dir.join("missing.json"));
+                c
             },
             "cannot read the users file",
         ),
@@ -551,7 +579,7 @@ async fn every_grpc_naming_request_needs_a_valid_token() {
     let v = call(&mut raw, "HealthCheckRequest", &json!({"headers": {}, "module": "internal"}), None).await;
     assert_eq!(v["resultCode"], 200, "{v}");
     for (type_name, body) in grpc_requests() {
-        let before = node.state.store.counts();
+        let before = node.store().counts();
         for (what, token, message) in bad_tokens() {
             let v = call(&mut raw, type_name, &body, token.as_deref()).await;
             assert_eq!(
@@ -561,7 +589,7 @@ async fn every_grpc_naming_request_needs_a_valid_token() {
             );
             assert_eq!(v["message"], message, "{type_name} with {what} token");
         }
-        assert_eq!(node.state.store.counts(), before, "a refused {type_name} changed the store");
+        assert_eq!(node.store().counts(), before, "a refused {type_name} changed the store");
         let v = call(&mut raw, type_name, &body, Some(&admin)).await;
         assert_eq!(v["resultCode"], 200, "{type_name} with a valid token: {v}");
     }
@@ -601,7 +629,7 @@ async fn grpc_rights_follow_the_namespace() {
     assert_eq!(call(&mut raw, "InstanceRequest", &register("team-a"), Some(&team)).await["resultCode"], 200);
     assert_eq!(call(&mut raw, "InstanceRequest", &register("public"), Some(&team)).await["errorCode"], 403);
     assert_eq!(call(&mut raw, "InstanceRequest", &register(""), Some(&team)).await["errorCode"], 403);
-    assert_eq!(node.state.store.counts().instances, 1);
+    assert_eq!(node.store().counts().instances, 1);
     node.shutdown().await;
 }
 
@@ -653,9 +681,9 @@ async fn the_official_client_logs_in_over_http_and_is_held_to_its_rights() {
     assert!(refused.is_err(), "a wrong password queried: {refused:?}");
 
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "orders");
-    let hosts = node.state.store.query(&key, &Selection::default()).hosts;
+    let hosts = node.store().query(&key, &Selection::default()).hosts;
     assert_eq!(hosts.iter().map(|h| h.ip.as_str()).collect::<Vec<_>>(), vec!["10.5.0.1"]);
-    assert!(node.state.metrics.auth.failure_count(Refusal::BadCredentials) >= 1);
+    assert!(node.metrics().auth.failure_count(Refusal::BadCredentials) >= 1);
     drop((admin, viewer, intruder));
     node.shutdown().await;
 }
@@ -671,31 +699,32 @@ async fn forwarded_writes_carry_the_clients_token() {
     std::fs::write(&conf, members.join("\n")).expect("conf");
     let mut nodes = Vec::new();
     for (ip, member) in ips.iter().zip(&members) {
-        let config = Config {
-            bind: ip.parse().expect("ip"),
-            port: 8848,
-            advertise: Some(member.clone()),
-            lookup: roster_node::config::LookupMode::File,
-            cluster_conf: conf.clone(),
-            cluster_conf_poll_interval: Duration::from_millis(100),
-            member_report_interval: Duration::from_millis(100),
-            auth_enabled: true,
-            auth_dir: Some(dir.clone()),
-            ..test_config()
+        let config = {
+            let mut c = test_config();
+            c.bind = ip.parse().expect("ip");
+            c.port = 8848;
+            c.advertise = Some(member.clone());
+            c.cluster.lookup.mode = roster_node::cluster::LookupMode::File;
+            c.cluster.lookup.cluster_conf = conf.clone();
+            c.cluster.lookup.file_poll_interval = Duration::from_millis(100);
+            c.cluster.report_interval = Duration::from_millis(100);
+            c.auth.enabled = true;
+            c.auth.dir = Some(dir.clone());
+            c
         };
         nodes.push(start(config).await);
     }
     let (a, b) = (&nodes[0], &nodes[1]);
     common::responsibility_split(&nodes, &members).await;
     // Two instance addresses that `b` is responsible for, as `a` sees it.
-    let responsibility = a.state.membership.responsibility();
+    let responsibility = a.membership().responsibility();
     let ports: Vec<u16> = (1000..1400u16)
-        .filter(|p| responsibility.member_for(&format!("10.7.0.1:{p}")) == Some(&b.state.member))
+        .filter(|p| responsibility.member_for(&format!("10.7.0.1:{p}")) == Some(b.member()))
         .take(2)
         .collect();
     assert_eq!(ports.len(), 2, "b is responsible for some of 400 addresses");
     let admin = login(a, "admin", "admin-pw").await;
-    let forwarded = || a.state.metrics.distro_count("http_forwarded");
+    let forwarded = || a.metrics().distro.count(roster_node::distro::metrics::DistroEvent::HttpForwarded);
     for (carry, port) in [(Carry::Bearer, ports[0]), (Carry::Param, ports[1])] {
         let before = forwarded();
         let port = port.to_string();
@@ -717,11 +746,11 @@ async fn forwarded_writes_carry_the_clients_token() {
     // The responsible member checks the forwarded token itself: a forged one
     // sent straight to it with the forwarding header is refused.
     let forged = forge::with_algorithm(&key(), "none", "admin", now() + 600);
-    let spoof = [("x-roster-forwarded-by", a.state.member.as_str())];
+    let spoof = [("x-roster-forwarded-by", a.member())];
     let (status, _) =
         http(b, Method::DELETE, "/nacos/v1/ns/instance", &params, Some(&forged), Carry::Bearer, &spoof).await;
     assert_eq!(status, 403);
-    let held = b.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "fwd"), &Selection::default()).hosts;
+    let held = b.store().query(&ServiceKey::new("public", "DEFAULT_GROUP", "fwd"), &Selection::default()).hosts;
     assert!(held.iter().any(|h| h.ip == "10.7.0.1"), "{held:?}");
     for node in nodes {
         node.shutdown().await;

@@ -20,10 +20,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use parking_lot::Mutex;
-use roster_node::cluster::metrics::StateLabels;
-use roster_node::cluster::{
-    Cluster, ClusterMetrics, ClusterSettings, LookupSource, MemberState, PeerAddressResolver, PeerService,
-};
+use roster_node::cluster::{Cluster, ClusterMetrics, ClusterSettings, LookupSettings, LookupSource, MemberState};
+use roster_node::peer::{PeerAddressResolver, PeerChannels, PeerService};
 use roster_node::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -48,14 +46,31 @@ where
 
 fn settings() -> ClusterSettings {
     ClusterSettings {
-        file_poll_interval: Duration::from_millis(50),
-        address_server_poll_interval: Duration::from_millis(50),
-        address_server_timeout: Duration::from_millis(500),
+        lookup: LookupSettings {
+            file_poll_interval: Duration::from_millis(50),
+            address_server_poll_interval: Duration::from_millis(50),
+            address_server_timeout: Duration::from_millis(500),
+            ..LookupSettings::default()
+        },
         report_interval: Duration::from_millis(200),
         report_timeout: Duration::from_millis(500),
         down_after_failures: 3,
-        fault_injection: false,
     }
+}
+
+/// The peer channels of one member, connecting within the report timeout.
+fn channels(resolver: PeerAddressResolver) -> Arc<PeerChannels> {
+    Arc::new(PeerChannels::new(resolver, settings().report_timeout))
+}
+
+/// Starts membership for `name` over `source`, reporting through `channels`.
+async fn start_cluster(
+    name: &str,
+    source: LookupSource,
+    channels: Arc<PeerChannels>,
+    metrics: Arc<ClusterMetrics>,
+) -> roster_node::Result<Cluster> {
+    Cluster::start_with(name, source, &settings(), channels, reqwest::Client::new(), metrics).await
 }
 
 /// A `Peer` gRPC server on a bound listener.
@@ -99,6 +114,7 @@ struct Node {
     name: &'static str,
     peer_addr: SocketAddr,
     cluster: Cluster,
+    channels: Arc<PeerChannels>,
     metrics: Arc<ClusterMetrics>,
     server: Option<PeerServer>,
 }
@@ -113,7 +129,7 @@ impl Node {
     }
 
     fn entered(&self, state: MemberState) -> u64 {
-        self.metrics.state_changes.get_or_create(&StateLabels { state: state.as_str().into() }).get()
+        self.metrics.state_change_count(state)
     }
 
     async fn stop_server(&mut self) {
@@ -155,12 +171,12 @@ impl TestCluster {
         let mut nodes = Vec::new();
         for (name, peer_addr, listener) in listeners {
             let metrics = Arc::new(ClusterMetrics::new());
-            let cluster =
-                Cluster::start(name, LookupSource::File(conf.clone()), settings(), resolver.clone(), metrics.clone())
-                    .await
-                    .expect("cluster starts");
+            let channels = channels(resolver.clone());
+            let cluster = start_cluster(name, LookupSource::File(conf.clone()), channels.clone(), metrics.clone())
+                .await
+                .expect("cluster starts");
             let server = PeerServer::serve(listener, cluster.peer_service());
-            nodes.push(Node { name, peer_addr, cluster, metrics, server: Some(server) });
+            nodes.push(Node { name, peer_addr, cluster, channels, metrics, server: Some(server) });
         }
         TestCluster { _dir: dir, conf, nodes }
     }
@@ -208,7 +224,7 @@ async fn three_nodes_see_each_other_up() {
         assert_eq!(membership.local(), node.name);
         assert_eq!(membership.healthy_members(), vec![A, B, C]);
         assert_eq!(membership.peers().len(), 2);
-        assert_eq!(node.cluster.channels().members().len(), 2, "one channel per peer");
+        assert_eq!(node.channels.members().len(), 2, "one channel per peer");
         assert_eq!(node.cluster.lookup().map(|l| l.mode().as_str()), Some("file"));
     }
     // Every node names the same owner for every client, and exactly one of
@@ -218,7 +234,7 @@ async fn three_nodes_see_each_other_up() {
         let owners: Vec<Option<String>> =
             cluster.nodes.iter().map(|n| n.cluster.membership().responsible_member(&tag)).collect();
         assert!(owners.windows(2).all(|w| w[0] == w[1]), "{tag}: {owners:?}");
-        let claims = cluster.nodes.iter().filter(|n| n.cluster.membership().is_responsible(&tag)).count();
+        let claims = cluster.nodes.iter().filter(|n| n.cluster.membership().responsibility().is_local(&tag)).count();
         assert_eq!(claims, 1, "{tag}");
     }
     cluster.shutdown().await;
@@ -307,7 +323,7 @@ async fn editing_cluster_conf_adds_and_removes_members() {
             .await;
         let other = if name == A { B } else { A };
         eventually(&format!("{name} to drop C's channel"), || async {
-            (node.cluster.channels().members() == vec![other.to_string()]).then_some(())
+            (node.channels.members() == vec![other.to_string()]).then_some(())
         })
         .await;
         assert_eq!(node.cluster.membership().healthy_members(), vec![A, B]);
@@ -331,11 +347,10 @@ async fn editing_cluster_conf_adds_and_removes_members() {
 #[tokio::test]
 async fn missing_cluster_conf_fails_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let result = Cluster::start(
+    let result = start_cluster(
         A,
         LookupSource::File(dir.path().join("absent.conf")),
-        settings(),
-        PeerAddressResolver::default(),
+        channels(PeerAddressResolver::default()),
         Arc::new(ClusterMetrics::new()),
     )
     .await;
@@ -344,11 +359,10 @@ async fn missing_cluster_conf_fails_start() {
 
 #[tokio::test]
 async fn standalone_is_a_cluster_of_one() {
-    let cluster = Cluster::start(
+    let cluster = start_cluster(
         A,
         LookupSource::Standalone,
-        settings(),
-        PeerAddressResolver::default(),
+        channels(PeerAddressResolver::default()),
         Arc::new(ClusterMetrics::new()),
     )
     .await
@@ -357,7 +371,7 @@ async fn standalone_is_a_cluster_of_one() {
     assert!(membership.is_standalone());
     assert_eq!(membership.healthy_members(), vec![A]);
     assert!(membership.peers().is_empty());
-    assert!(membership.is_responsible("10.0.0.1:1234"));
+    assert!(membership.responsibility().is_local("10.0.0.1:1234"));
     assert!(cluster.lookup().is_some_and(|l| l.stats().loaded()));
     cluster.shutdown().await;
 }
@@ -397,12 +411,11 @@ async fn address_server_list_changes_and_is_kept_when_the_server_fails() {
     let answer = Answer(Arc::new(Mutex::new((StatusCode::OK, format!("{A}\n{B}\n")))));
     let (addr, stop, server) = address_server(answer.clone()).await;
     let url = format!("http://{addr}/v1/clusters/ns/demo/serverlist");
-    let cluster = Cluster::start(
+    let cluster = start_cluster(
         A,
         LookupSource::AddressServer(url),
-        settings(),
         // Nobody serves the peer port: B and C will fail their reports.
-        PeerAddressResolver::new(|_| None),
+        channels(PeerAddressResolver::new(|_| None)),
         Arc::new(ClusterMetrics::new()),
     )
     .await
@@ -451,11 +464,10 @@ async fn address_server_list_changes_and_is_kept_when_the_server_fails() {
 async fn unreachable_address_server_at_start_is_not_fatal() {
     // A port that was just free: connections are refused.
     let addr = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("address");
-    let cluster = Cluster::start(
+    let cluster = start_cluster(
         A,
         LookupSource::AddressServer(format!("http://{addr}/serverlist")),
-        settings(),
-        PeerAddressResolver::default(),
+        channels(PeerAddressResolver::default()),
         Arc::new(ClusterMetrics::new()),
     )
     .await

@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use roster_node::config::LookupMode;
+use roster_node::cluster::LookupMode;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,13 +28,14 @@ async fn not_ready_until_the_snapshot_is_loaded() {
     let conf = dir.path().join("cluster.conf");
     // A peer nobody serves (port 9 on loopback: discard, closed here).
     common::write_conf(&conf, "127.0.0.1:9\n");
-    let config = roster_node::Config {
-        lookup: LookupMode::File,
-        cluster_conf: conf.clone(),
-        cluster_conf_poll_interval: Duration::from_millis(50),
-        distro_load_retry_delay: Duration::from_millis(100),
-        distro_sync_timeout: Duration::from_millis(300),
-        ..common::test_config()
+    let config = {
+        let mut c = common::test_config();
+        c.cluster.lookup.mode = LookupMode::File;
+        c.cluster.lookup.cluster_conf = conf.clone();
+        c.cluster.lookup.file_poll_interval = Duration::from_millis(50);
+        c.distro.load_retry_delay = Duration::from_millis(100);
+        c.distro.sync_timeout = Duration::from_millis(300);
+        c
     };
     let node = common::start(config).await;
     let base = common::http_base(&node);
@@ -52,11 +53,11 @@ async fn not_ready_until_the_snapshot_is_loaded() {
     let d = distro(&base).await;
     assert_eq!(d["initialized"], false, "{d}");
     assert!(d["snapshotSource"].is_null() && d["snapshotLoadedAt"].is_null(), "{d}");
-    let own = node.state.membership.member(node.state.membership.local()).expect("self");
+    let own = node.membership().member(node.membership().local()).expect("self");
     assert!(!own.distro_initialized, "reports tell peers it has not loaded");
 
     // The unreachable peer leaves the list: nothing to load from, so loaded.
-    common::write_conf(&conf, &format!("{}\n", node.state.member));
+    common::write_conf(&conf, &format!("{}\n", node.member()));
     common::eventually("readiness after the peer left", WAIT, || async {
         (readiness(&base).await == 200).then_some(())
     })

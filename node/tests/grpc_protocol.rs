@@ -60,32 +60,32 @@ async fn closed_connection_loses_its_instances() {
         c.call("SubscribeServiceRequest", json!({"serviceName": "other", "subscribe": true, "clusters": ""})).await;
     assert_eq!((t.as_str(), v["resultCode"].as_i64()), ("SubscribeServiceResponse", Some(200)));
     assert_eq!(hosts(&node, "svc"), 1);
-    assert_eq!(node.state.subscribers.count(), 1);
-    assert!(node.state.store.has_client(&c.connection_id));
+    assert_eq!(node.subscribers().count(), 1);
+    assert!(node.store().has_client(&c.connection_id));
     drop(c);
     eventually("instances of the closed connection removed", WAIT, || async {
         (hosts(&node, "svc") == 0).then_some(())
     })
     .await;
-    assert_eq!(node.state.connections.count(), 0);
-    assert_eq!(node.state.subscribers.count(), 0, "subscriptions go with the connection");
+    assert_eq!(node.connections().count(), 0);
+    assert_eq!(node.subscribers().count(), 0, "subscriptions go with the connection");
     node.shutdown().await;
 }
 
 #[tokio::test]
 async fn silent_connection_is_ejected() {
     let mut config = test_config();
-    config.connection_idle_timeout = Duration::from_millis(300);
-    config.client_detection_timeout = Duration::from_millis(300);
-    config.connection_check_interval = Duration::from_millis(100);
+    config.connections.idle_timeout = Duration::from_millis(300);
+    config.connections.detection_timeout = Duration::from_millis(300);
+    config.connections.check_interval = Duration::from_millis(100);
     let node = start(config).await;
     let mut silent = RawClient::connect(&node, false).await;
     let mut alive = RawClient::connect(&node, true).await;
     silent.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
     alive.call("InstanceRequest", register("svc", "10.0.0.2", 80)).await;
     eventually("silent connection ejected", WAIT, || async { (hosts(&node, "svc") == 1).then_some(()) }).await;
-    assert!(!node.state.store.has_client(&silent.connection_id));
-    assert!(node.state.store.has_client(&alive.connection_id), "a client that answers detection stays");
+    assert!(!node.store().has_client(&silent.connection_id));
+    assert!(node.store().has_client(&alive.connection_id), "a client that answers detection stays");
     // The ejected client's next request is refused as unregistered.
     let (t, v) = silent.call("InstanceRequest", register("svc", "10.0.0.9", 80)).await;
     assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(301)));
@@ -104,7 +104,7 @@ async fn request_before_setup_is_unregistered() {
     let (t, v) = body(answer.get_ref());
     assert_eq!(t, "ErrorResponse");
     assert_eq!(v["errorCode"], 301);
-    assert_eq!(node.state.store.counts(), StoreCounts::default());
+    assert_eq!(node.store().counts(), StoreCounts::default());
     node.shutdown().await;
 }
 
@@ -113,14 +113,14 @@ async fn request_before_setup_is_unregistered() {
 #[tokio::test]
 async fn bad_input_changes_nothing() {
     let mut config = test_config();
-    config.max_metadata_bytes = 64;
-    config.max_batch_instances = 2;
+    config.limits.max_metadata_bytes = 64;
+    config.limits.max_batch_instances = 2;
     let node = start(config).await;
     let mut c = RawClient::connect(&node, true).await;
     c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
-    let before = node.state.store.counts();
+    let before = node.store().counts();
     let view_before =
-        node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
+        node.store().query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
 
     let with = |f: &dyn Fn(&mut Value)| {
         let mut v = register("svc", "10.0.0.2", 81);
@@ -187,9 +187,9 @@ async fn bad_input_changes_nothing() {
         c.call("ServiceListRequest", json!({"pageNo": 1, "pageSize": 10, "selector": "{\"type\":\"label\"}"})).await;
     assert_eq!(v["errorCode"], 400);
 
-    assert_eq!(node.state.store.counts(), before);
+    assert_eq!(node.store().counts(), before);
     let view_after =
-        node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
+        node.store().query(&ServiceKey::new("public", "DEFAULT_GROUP", "svc"), &Selection::default()).hosts;
     assert_eq!(view_after, view_before);
     node.shutdown().await;
 }
@@ -197,14 +197,14 @@ async fn bad_input_changes_nothing() {
 #[tokio::test]
 async fn oversize_message_is_refused() {
     let mut config = test_config();
-    config.max_grpc_message_bytes = 4096;
+    config.limits.max_grpc_message_bytes = 4096;
     let node = start(config).await;
     let mut c = RawClient::connect(&node, true).await;
     let mut big = register("svc", "10.0.0.1", 80);
     big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
     let status = c.unary.request(payload("InstanceRequest", &big)).await.expect_err("too large");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     // The connection still works for normal requests.
     let (_, v) = c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
     assert_eq!(v["resultCode"], 200);
@@ -220,8 +220,8 @@ async fn persistent_instances_outlive_the_connection() {
     let (t, v) = c.call("PersistentInstanceRequest", req).await;
     assert_eq!((t.as_str(), v["resultCode"].as_i64()), ("InstanceResponse", Some(200)));
     drop(c);
-    eventually("connection gone", WAIT, || async { (node.state.connections.count() == 0).then_some(()) }).await;
-    let info = node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "db"), &Selection::default());
+    eventually("connection gone", WAIT, || async { (node.connections().count() == 0).then_some(()) }).await;
+    let info = node.store().query(&ServiceKey::new("public", "DEFAULT_GROUP", "db"), &Selection::default());
     assert_eq!(info.hosts.len(), 1);
     assert!(!info.hosts[0].ephemeral);
     node.shutdown().await;
@@ -237,7 +237,7 @@ async fn a_new_subscription_is_pushed_the_current_view() {
     let mut c = RawClient::connect(&node, true).await;
     c.call("InstanceRequest", register("svc", "10.0.0.1", 80)).await;
     let pushed_ok = |node: &RunningNode| {
-        let text = node.state.metrics.render(node.state.store.counts());
+        let text = node.metrics_text();
         text.lines().find_map(|l| l.strip_prefix("roster_pushes_total{result=\"ok\"} ")).map(|n| n.trim().to_owned())
     };
     assert_eq!(pushed_ok(&node), None, "nobody subscribed yet");

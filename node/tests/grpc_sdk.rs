@@ -85,7 +85,7 @@ async fn register_query_deregister() {
 
     // The store holds it under the default namespace and group.
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "orders");
-    assert_eq!(node.state.store.query(&key, &Selection::default()).hosts.len(), 1);
+    assert_eq!(node.store().query(&key, &Selection::default()).hosts.len(), 1);
 
     // Service list through the client.
     let (names, count) = naming.get_service_list(1, 10, None).await.expect("list");
@@ -134,7 +134,7 @@ async fn subscriber_is_pushed_every_change() {
     })
     .await;
 
-    let pushes = node.state.metrics.render(node.state.store.counts());
+    let pushes = node.metrics_text();
     assert!(pushes.contains("roster_pushes_total{result=\"ok\"}"), "push metric missing:\n{pushes}");
     node.shutdown().await;
 }
@@ -157,17 +157,16 @@ async fn dropped_client_instances_disappear_and_subscribers_hear_it() {
     // connection would: the client's instances go with it.
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "cart");
     let (owner, _) = node
-        .state
-        .store
+        .store()
         .owner_of(
             &key,
             &roster_node::naming::InstanceKey { ip: "10.3.0.1".into(), port: 7000, cluster: "DEFAULT".into() },
         )
         .expect("instance has an owner");
     drop(provider);
-    roster_node::api::grpc::close_connection(&node.state, &owner);
+    node.close_connection(&owner);
 
     eventually("push with the empty list", WAIT, || async { (recorder.last() == Some(vec![])).then_some(()) }).await;
-    assert!(node.state.store.query(&key, &Selection::default()).hosts.is_empty());
+    assert!(node.store().query(&key, &Selection::default()).hosts.is_empty());
     node.shutdown().await;
 }

@@ -1,13 +1,13 @@
 //! The Nacos Open API v1 naming endpoints against a real node: parameters,
-//! defaults and JSON shapes as Nacos answers them (DESIGN §3,
-//! research/nacos.md §3).
+//! defaults and JSON shapes as Nacos answers them (the README's "Protocol
+//! compatibility notes").
 
 use crate::common;
 
 use std::collections::BTreeSet;
 
 use reqwest::Method;
-use roster_node::metrics::HttpLabels;
+use roster_node::metrics::HttpMethod;
 use roster_node::RunningNode;
 use serde_json::{json, Value};
 
@@ -40,10 +40,7 @@ async fn instance_round_trip_has_nacos_shapes_and_defaults() {
     let node = start(test_config()).await;
     let reg = [("serviceName", "svc-a"), ("ip", "10.0.0.1"), ("port", "8080"), ("metadata", r#"{"version":"1.0"}"#)];
     write_ok(&node, Method::POST, INSTANCE, &reg).await;
-    assert!(
-        node.state.store.has_client("10.0.0.1:8080#true"),
-        "an ephemeral HTTP instance belongs to its ip:port client"
-    );
+    assert!(node.store().has_client("10.0.0.1:8080#true"), "an ephemeral HTTP instance belongs to its ip:port client");
 
     let info = http_json(&url(&node, LIST), &[("serviceName", "svc-a")]).await;
     assert_eq!(
@@ -130,7 +127,7 @@ async fn instance_round_trip_has_nacos_shapes_and_defaults() {
     .await;
     let info = http_json(&url(&node, LIST), &[("serviceName", "svc-a")]).await;
     assert_eq!(info["hosts"], json!([]));
-    assert_eq!(node.state.store.counts().instances, 1);
+    assert_eq!(node.store().counts().instances, 1);
 
     // Updating an instance that does not exist is a 404.
     let (status, body) = http_form(
@@ -152,7 +149,7 @@ async fn instance_round_trip_has_nacos_shapes_and_defaults() {
     assert!(body.starts_with("caused: ") && body.ends_with(';'), "{body}");
     let info = http_json(&url(&node, LIST), &[("serviceName", "svc-a")]).await;
     assert_eq!(info["hosts"], json!([]));
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     node.shutdown().await;
 }
 
@@ -162,8 +159,8 @@ async fn persistent_instances_belong_to_no_client_and_need_ephemeral_false_to_go
     let params =
         [("serviceName", "db"), ("ip", "10.0.0.2"), ("port", "5432"), ("ephemeral", "false"), ("healthy", "false")];
     write_ok(&node, Method::POST, INSTANCE, &params).await;
-    assert!(!node.state.store.has_client("10.0.0.2:5432#true"));
-    let counts = node.state.store.counts();
+    assert!(!node.store().has_client("10.0.0.2:5432#true"));
+    let counts = node.store().counts();
     assert_eq!((counts.instances, counts.clients), (1, 0));
     let info = http_json(&url(&node, LIST), &[("serviceName", "db")]).await;
     assert_eq!(info["hosts"][0]["ephemeral"], false);
@@ -175,12 +172,12 @@ async fn persistent_instances_belong_to_no_client_and_need_ephemeral_false_to_go
     let key = [("serviceName", "db"), ("ip", "10.0.0.2"), ("port", "5432")];
     let (status, body) = http_query(Method::DELETE, &url(&node, INSTANCE), &key).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
-    assert_eq!(node.state.store.counts().instances, 1);
+    assert_eq!(node.store().counts().instances, 1);
     let mut persistent = key.to_vec();
     persistent.push(("ephemeral", "false"));
     let (status, body) = http_query(Method::DELETE, &url(&node, INSTANCE), &persistent).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     node.shutdown().await;
 }
 
@@ -322,11 +319,7 @@ async fn service_lifecycle_matches_nacos() {
     let (status, body) = http_query(Method::DELETE, &url(&node, SERVICE), &svc).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not empty"), "{body}");
-    assert!(node
-        .state
-        .store
-        .service(&roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "orders"))
-        .is_some());
+    assert!(node.store().service(&roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "orders")).is_some());
     let (status, _) = http_query(
         Method::DELETE,
         &url(&node, INSTANCE),
@@ -358,7 +351,7 @@ async fn cluster_nodes_and_operator_metrics() {
     assert_eq!(me["ip"], "127.0.0.1");
     assert_eq!(me["port"], node.http_addr.port());
     assert_eq!(me["state"], "UP");
-    assert_eq!(me["address"], node.state.member.as_str());
+    assert_eq!(me["address"], node.member());
     assert_eq!(me["extendInfo"], json!({"version": env!("CARGO_PKG_VERSION")}));
     assert_eq!(me["abilities"], json!({}));
     assert_eq!(me["failAccessCnt"], 0);
@@ -391,11 +384,8 @@ async fn cluster_nodes_and_operator_metrics() {
 async fn requests_are_counted_by_route_method_and_status() {
     let node = start(test_config()).await;
     let count = |route: &str, method: &str, status: u16| {
-        node.state
-            .metrics
-            .http_requests
-            .get_or_create(&HttpLabels { route: route.to_owned(), method: method.to_owned(), status })
-            .get()
+        let method = HttpMethod::ALL.iter().copied().find(|m| m.label() == method).expect("a method label");
+        node.metrics().api.http_request_count(route, method, status)
     };
     http_json(&url(&node, LIST), &[("serviceName", "x")]).await;
     let (status, _) = http_query(Method::GET, &url(&node, LIST), &[]).await;

@@ -1,6 +1,6 @@
 //! Bad input on the v1 API gets a clear Nacos-style error (status from the
 //! error kind, body `caused: <message>;` naming the problem) and changes
-//! nothing in the store (DESIGN §3).
+//! nothing in the store (the README's "What works today", Validation).
 
 use crate::common;
 
@@ -21,15 +21,15 @@ const MAX_BODY: usize = 2048;
 
 fn small_limits() -> Config {
     let mut config = test_config();
-    config.max_metadata_bytes = MAX_METADATA;
-    config.max_body_bytes = MAX_BODY;
+    config.limits.max_metadata_bytes = MAX_METADATA;
+    config.limits.max_body_bytes = MAX_BODY;
     config
 }
 
 /// What must not change: store sizes and the baseline service's instances.
 async fn snapshot(node: &RunningNode) -> (StoreCounts, Value) {
     let info = http_json(&format!("{}{LIST}", http_base(node)), &[("serviceName", "base")]).await;
-    (node.state.store.counts(), info["hosts"].clone())
+    (node.store().counts(), info["hosts"].clone())
 }
 
 /// A node with one known instance (`base`, 10.2.0.1:80) to compare against.
@@ -179,7 +179,7 @@ async fn bad_service_requests_change_nothing() {
     ] {
         refused(&node, Method::POST, SERVICE, &params, 400, needle).await;
     }
-    assert!(node.state.store.service(&roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "s")).is_none());
+    assert!(node.store().service(&roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "s")).is_none());
 
     let list = format!("{}/nacos/v1/ns/service/list", http_base(&node));
     for (params, needle) in [

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use roster_node::{Config, RunningNode};
@@ -21,9 +21,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Short beat timers: unhealthy after 600 ms of silence, removed after 1.2 s.
 fn beat_config() -> Config {
     let mut config = test_config();
-    config.beat_timeout = Duration::from_millis(600);
-    config.beat_delete_timeout = Duration::from_millis(1200);
-    config.beat_check_interval = Duration::from_millis(100);
+    config.beats.timeout = Duration::from_millis(600);
+    config.beats.delete_timeout = Duration::from_millis(1200);
+    config.beats.check_interval = Duration::from_millis(100);
     config
 }
 
@@ -75,34 +75,48 @@ async fn a_silent_instance_turns_unhealthy_then_is_removed() {
 
     eventually("instance is removed", WAIT, || async { health(&node).await.is_none().then_some(()) }).await;
     eventually("its ip:port client is removed", WAIT, || async {
-        (!node.state.store.has_client("10.1.0.1:9000#true")).then_some(())
+        (!node.store().has_client("10.1.0.1:9000#true")).then_some(())
     })
     .await;
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     // A light beat now gets "unknown instance".
     assert_eq!(light_beat(&node).await["code"], 20404);
     node.shutdown().await;
 }
 
+/// When the node last recorded a beat (or the registration) of the instance.
+fn last_beat(node: &RunningNode) -> Instant {
+    let client = node.store().client("10.1.0.1:9000#true").expect("the instance's ip:port client");
+    client.published.values().flat_map(|set| set.values()).map(|p| p.last_beat).next().expect("its instance")
+}
+
 #[tokio::test]
 async fn beats_keep_an_instance_healthy_and_revive_it() {
-    // A long delete timeout, so the unhealthy instance stays to be revived.
+    // Beat timers far longer than the test: the node's own expiry never
+    // acts here. The test judges the silence itself, at instants counted
+    // from the last beat the node recorded, so no time has to pass.
+    let timeout = Duration::from_secs(3600);
     let mut config = beat_config();
-    config.beat_delete_timeout = Duration::from_secs(30);
+    config.beats.timeout = timeout;
+    config.beats.delete_timeout = 2 * timeout;
     let node = start(config).await;
     register(&node, &[]).await;
+    let expire_after = |silence: Duration| {
+        node.store().expire_beats(last_beat(&node) + silence, |_| true);
+    };
 
-    // Beating every 150 ms for three beat timeouts keeps it healthy
-    // throughout: health is read just before each beat, at its most silent.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1800);
-    let mut ticks = tokio::time::interval(Duration::from_millis(150));
-    while tokio::time::Instant::now() < until {
-        ticks.tick().await;
-        assert_eq!(health(&node).await, Some(true), "a beating instance stays healthy");
+    // Each beat renews the instance: up to its beat timeout after the last
+    // beat, it is healthy.
+    for _ in 0..3 {
+        let before = last_beat(&node);
         assert_eq!(light_beat(&node).await["code"], 10200);
+        assert!(last_beat(&node) > before, "a beat renews the instance");
+        expire_after(timeout);
+        assert_eq!(health(&node).await, Some(true), "a beating instance stays healthy");
     }
 
-    eventually("instance turns unhealthy", WAIT, || async { (health(&node).await == Some(false)).then_some(()) }).await;
+    expire_after(timeout + Duration::from_millis(1));
+    assert_eq!(health(&node).await, Some(false), "silent past its beat timeout");
     assert_eq!(light_beat(&node).await["code"], 10200);
     assert_eq!(health(&node).await, Some(true), "a beat revives at once");
     node.shutdown().await;
@@ -111,10 +125,10 @@ async fn beats_keep_an_instance_healthy_and_revive_it() {
 #[tokio::test]
 async fn a_light_beat_for_an_unknown_instance_gets_20404_and_changes_nothing() {
     let node = start(beat_config()).await;
-    let before = node.state.store.counts();
+    let before = node.store().counts();
     assert_eq!(light_beat(&node).await, json!({"clientBeatInterval": 5000, "code": 20404, "lightBeatEnabled": true}));
-    assert_eq!(node.state.store.counts(), before);
-    assert!(!node.state.store.has_client("10.1.0.1:9000#true"));
+    assert_eq!(node.store().counts(), before);
+    assert!(!node.store().has_client("10.1.0.1:9000#true"));
     node.shutdown().await;
 }
 
@@ -148,20 +162,20 @@ async fn a_full_beat_for_an_unknown_instance_registers_it() {
     assert_eq!(host["ephemeral"], true);
     assert_eq!(host["healthy"], true);
     assert_eq!(host["metadata"], json!({"zone": "a"}));
-    assert!(node.state.store.has_client("10.1.0.2:9100#true"));
+    assert!(node.store().has_client("10.1.0.2:9100#true"));
 
     // Beats with the JSON keep working once it exists.
     let (status, body) = http_form(Method::PUT, &url_with_query, &[("beat", beat.as_str())]).await;
     assert_eq!(status, 200);
     assert!(body.contains("10200"), "{body}");
-    assert_eq!(node.state.store.counts().instances, 1);
+    assert_eq!(node.store().counts().instances, 1);
     node.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_malformed_beat_is_refused() {
     let node = start(beat_config()).await;
-    let before = node.state.store.counts();
+    let before = node.store().counts();
     for (params, needle) in [
         (vec![("serviceName", "beating"), ("beat", "{not json")], "'beat'"),
         (vec![("serviceName", "beating"), ("ip", "10.1.0.1"), ("port", "abc")], "'port'"),
@@ -173,6 +187,6 @@ async fn a_malformed_beat_is_refused() {
         assert_eq!(status, 400, "{params:?}: {body}");
         assert!(body.starts_with("caused: ") && body.contains(needle), "{params:?}: {body}");
     }
-    assert_eq!(node.state.store.counts(), before);
+    assert_eq!(node.store().counts(), before);
     node.shutdown().await;
 }

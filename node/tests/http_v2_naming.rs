@@ -346,8 +346,9 @@ async fn operator_metrics_answer_status_or_counts() {
 /// method, as on the v1 routes.
 #[tokio::test]
 async fn v2_routes_need_the_same_rights_as_v1() {
-    use roster_node::Config;
-    let config = Config { auth_enabled: true, auth_dir: Some(common::auth_dir()), ..test_config() };
+    let mut config = test_config();
+    config.auth.enabled = true;
+    config.auth.dir = Some(common::auth_dir());
     let node = start(config).await;
     let login = |user: &'static str| {
         let node = &node;
@@ -415,7 +416,7 @@ async fn forwarded_v2_writes_answer_in_the_v2_shape() {
     common::responsibility_split(&nodes, &members).await;
     let a = &nodes[0];
     // One address each member is responsible for.
-    let responsibility = a.state.membership.responsibility();
+    let responsibility = a.membership().responsibility();
     let owned_by = |member: &str| {
         (1..=250)
             .map(|i| format!("10.8.0.{i}"))
@@ -431,7 +432,7 @@ async fn forwarded_v2_writes_answer_in_the_v2_shape() {
     }
     // Only the other member's write travelled: bad input is refused where
     // it arrives.
-    assert_eq!(a.state.metrics.distro_count("http_forwarded"), 1);
+    assert_eq!(a.metrics().distro.count(roster_node::distro::metrics::DistroEvent::HttpForwarded), 1);
     common::eventually("both members hold both", std::time::Duration::from_secs(10), || async {
         let mut all = true;
         for node in &nodes {

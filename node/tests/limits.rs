@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use roster_node::limits::Limit;
-use roster_node::metrics::LimitLabels;
 use roster_node::security::{ClusterSecret, PeerAuth};
 use roster_node::{Config, RunningNode};
 use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
@@ -34,7 +33,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const SLOW_RATE: f64 = 0.001;
 
 fn rejections(node: &RunningNode, limit: Limit) -> u64 {
-    node.state.metrics.limit_rejections.get_or_create(&LimitLabels { limit: limit.label().to_owned() }).get()
+    node.metrics().limits.rejections(limit)
 }
 
 async fn channel(node: &RunningNode) -> Channel {
@@ -44,10 +43,10 @@ async fn channel(node: &RunningNode) -> Channel {
 /// A hand-made gRPC client on its own connection, once the node has
 /// registered that connection.
 async fn connect(node: &RunningNode) -> RawClient {
-    let before = node.state.connections.count();
+    let before = node.connections().count();
     let client = RawClient::connect(node, false).await;
     eventually("the connection is registered", WAIT, || async {
-        (node.state.connections.count() >= before.max(1)).then_some(())
+        (node.connections().count() >= before.max(1)).then_some(())
     })
     .await;
     client
@@ -55,7 +54,12 @@ async fn connect(node: &RunningNode) -> RawClient {
 
 #[tokio::test]
 async fn oversized_http_body_gets_413_is_counted_and_changes_nothing() {
-    let node = start(Config { max_body_bytes: 1024, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_body_bytes = 1024;
+        c
+    })
+    .await;
     let url = format!("{}/nacos/v1/ns/instance", http_base(&node));
     let metadata = format!("k={}", "x".repeat(4096));
     let params = [("serviceName", "big"), ("ip", "10.0.0.1"), ("port", "80"), ("metadata", metadata.as_str())];
@@ -64,7 +68,7 @@ async fn oversized_http_body_gets_413_is_counted_and_changes_nothing() {
     let text = resp.text().await.expect("body");
     assert!(text.starts_with("caused: ") && text.contains("1024 bytes"), "{text}");
     assert_eq!(rejections(&node, Limit::HttpBodyBytes), 1);
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     assert_eq!(hosts(&node, "big"), 0);
 
     // The counter is exported under its documented name.
@@ -76,7 +80,12 @@ async fn oversized_http_body_gets_413_is_counted_and_changes_nothing() {
 
 #[tokio::test]
 async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
-    let node = start(Config { max_grpc_message_bytes: 4096, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_grpc_message_bytes = 4096;
+        c
+    })
+    .await;
     let mut c = connect(&node).await;
     let mut big = register("big", "10.0.0.1", 80);
     big["instance"]["metadata"] = json!({"k": "x".repeat(8192)});
@@ -84,7 +93,7 @@ async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("4096"), "{status:?}");
     assert_eq!(rejections(&node, Limit::GrpcMessageBytes), 1);
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
 
     // On the stream: an oversized setup ends the stream with the same code.
     let (tx, rx) = mpsc::channel::<Payload>(1);
@@ -101,7 +110,7 @@ async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
     };
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(rejections(&node, Limit::GrpcMessageBytes), 2);
-    assert_eq!(node.state.connections.count(), 1, "only the first client is connected");
+    assert_eq!(node.connections().count(), 1, "only the first client is connected");
 
     // The first connection still works.
     let (_, v) = c.call("InstanceRequest", register("small", "10.0.0.1", 80)).await;
@@ -113,8 +122,13 @@ async fn oversized_grpc_messages_get_resource_exhausted_and_change_nothing() {
 
 #[tokio::test]
 async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
-    let limit = roster_node::limits::MIN_PEER_MESSAGE_BYTES;
-    let node = start(Config { max_peer_message_bytes: limit, ..test_config() }).await;
+    let limit = roster_node::peer::MIN_MESSAGE_BYTES;
+    let node = start({
+        let mut c = test_config();
+        c.peer.max_message_bytes = limit;
+        c
+    })
+    .await;
     let instance = json!({"ip": "10.0.0.9", "port": 80, "weight": 1.0, "healthy": true, "enabled": true,
         "ephemeral": true, "cluster": "DEFAULT", "metadata": {}});
     let sender = "127.0.0.1:1";
@@ -144,14 +158,19 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
     let status = PeerClient::new(channel).distro_sync(request).await.expect_err("too large");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(rejections(&node, Limit::PeerMessageBytes), 1);
-    assert_eq!(node.state.store.counts().instances, 0);
+    assert_eq!(node.store().counts().instances, 0);
     assert_eq!(hosts(&node, "peer"), 0);
     node.shutdown().await;
 }
 
 #[tokio::test]
 async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others() {
-    let node = start(Config { max_grpc_connections: 1, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_grpc_connections = 1;
+        c
+    })
+    .await;
     let mut first = connect(&node).await;
     assert_eq!(first.call("InstanceRequest", register("kept", "10.0.0.1", 80)).await.1["resultCode"], 200);
 
@@ -163,12 +182,12 @@ async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others()
         assert!(status.message().contains("Too many connections"), "{status:?}");
     }
     assert!(rejections(&node, Limit::GrpcConnections) >= 1);
-    assert_eq!(node.state.connections.count(), 1);
+    assert_eq!(node.connections().count(), 1);
 
     // The first connection is undisturbed.
     assert_eq!(first.call("InstanceRequest", register("kept2", "10.0.0.1", 81)).await.1["resultCode"], 200);
     assert_eq!((hosts(&node, "kept"), hosts(&node, "kept2")), (1, 1));
-    assert_eq!(node.state.store.counts().instances, 2);
+    assert_eq!(node.store().counts().instances, 2);
 
     // Once it closes, its place is free again.
     drop(first);
@@ -183,7 +202,12 @@ async fn grpc_connections_over_the_limit_are_refused_without_disturbing_others()
 
 #[tokio::test]
 async fn http_connections_over_the_limit_get_503_without_disturbing_others() {
-    let node = start(Config { max_http_connections: 1, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_http_connections = 1;
+        c
+    })
+    .await;
     let list = format!("{}/nacos/v1/ns/instance/list?serviceName=kept", http_base(&node));
     let register = format!("{}/nacos/v1/ns/instance", http_base(&node));
     // One pooled keep-alive connection holds the only place.
@@ -217,7 +241,13 @@ async fn http_connections_over_the_limit_get_503_without_disturbing_others() {
 #[tokio::test]
 async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
     let burst = 5;
-    let node = start(Config { grpc_rate_limit: SLOW_RATE, grpc_rate_burst: burst, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.grpc_rate_limit = SLOW_RATE;
+        c.limits.grpc_rate_burst = burst;
+        c
+    })
+    .await;
     let mut flooder = connect(&node).await; // ServerCheckRequest took one token
     let mut calm = connect(&node).await;
     let flood = tokio::spawn(async move {
@@ -244,7 +274,60 @@ async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
     // Refused registrations changed nothing.
     let flooded: usize = (0..40).map(|i| hosts(&node, &format!("flood-{i}"))).sum();
     assert_eq!(flooded, ok);
-    assert_eq!(node.state.store.counts().instances, ok + (burst - 1) as usize);
+    assert_eq!(node.store().counts().instances, ok + (burst - 1) as usize);
+    node.shutdown().await;
+}
+
+/// The admin plane is outside the client limits: with the only HTTP
+/// connection taken and the client IP's rate spent, the probes, the status
+/// document and the metrics still answer, on the connection that holds the
+/// place and on one the connection limit refuses, while client requests are
+/// refused.
+#[tokio::test]
+async fn the_admin_plane_answers_when_the_client_limits_refuse_everything() {
+    let node = start({
+        let mut c = test_config();
+        c.limits.max_http_connections = 1;
+        c.limits.http_rate_limit = SLOW_RATE;
+        c.limits.http_rate_burst = 1;
+        c
+    })
+    .await;
+    let base = http_base(&node);
+    let list = format!("{base}/nacos/v1/ns/instance/list?serviceName=kept");
+    let admin =
+        ["/nacos/v1/console/health/liveness", "/nacos/v1/console/health/readiness", "/roster/v1/status", "/metrics"];
+    // One pooled keep-alive connection holds the only place and spends the burst.
+    let holder = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+    assert_eq!(holder.get(&list).send().await.expect("list").status().as_u16(), 200);
+    let limited = holder.get(&list).send().await.expect("list");
+    assert_eq!(limited.status().as_u16(), 429, "the rate is spent");
+    eventually("ready", WAIT, || async {
+        let r = holder.get(format!("{base}{}", admin[1])).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for path in admin {
+        let answer = holder.get(format!("{base}{path}")).send().await.expect("admin request");
+        assert_eq!(answer.status().as_u16(), 200, "{path} on the held connection");
+    }
+    // A second connection is over the connection limit: refused for the
+    // client API, answered for the admin plane.
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let refused = fresh().get(&list).send().await.expect("refused request");
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.text().await.expect("body").contains("Too many connections"));
+    for path in admin {
+        let answer = fresh().get(format!("{base}{path}")).send().await.expect("admin request");
+        assert_eq!(answer.status().as_u16(), 200, "{path} on a refused connection");
+        let body = answer.text().await.expect("body");
+        if path == "/roster/v1/status" {
+            let status: Value = serde_json::from_str(&body).expect("status JSON");
+            assert_eq!(status["member"], node.member());
+        }
+    }
+    assert!(rejections(&node, Limit::HttpRate) >= 1);
+    assert!(rejections(&node, Limit::HttpConnections) >= 5);
     node.shutdown().await;
 }
 
@@ -257,7 +340,13 @@ fn client_from(ip: &str) -> reqwest::Client {
 #[tokio::test]
 async fn a_flooding_http_client_is_limited_by_ip_while_another_is_served() {
     let burst = 3u32;
-    let node = start(Config { http_rate_limit: SLOW_RATE, http_rate_burst: burst, ..test_config() }).await;
+    let node = start({
+        let mut c = test_config();
+        c.limits.http_rate_limit = SLOW_RATE;
+        c.limits.http_rate_burst = burst;
+        c
+    })
+    .await;
     let url = format!("{}/nacos/v1/ns/instance", http_base(&node));
     let flooder = client_from("127.0.0.2");
     let calm = client_from("127.0.0.3");
@@ -316,7 +405,13 @@ async fn only_writes_a_member_signed_and_forwarded_skip_the_http_rate_limit() {
     // Only the second member runs; the first is a member by the file, and
     // the test sends from its address what it would forward.
     let config = common::member_config(&ips[1], &conf);
-    let node = start(Config { http_rate_limit: SLOW_RATE, http_rate_burst: burst, ..config }).await;
+    let node = start({
+        let mut c = config;
+        c.limits.http_rate_limit = SLOW_RATE;
+        c.limits.http_rate_burst = burst;
+        c
+    })
+    .await;
     let path = "/nacos/v1/ns/instance";
     let url = format!("{}{path}", http_base(&node));
     let member = client_from(&ips[0]);
@@ -368,13 +463,14 @@ async fn only_writes_a_member_signed_and_forwarded_skip_the_http_rate_limit() {
 /// logins check no password and issue no token.
 #[tokio::test]
 async fn logins_are_throttled_per_ip_and_by_concurrent_password_checks() {
-    let node = start(Config {
-        auth_enabled: true,
-        auth_dir: Some(common::auth_dir()),
-        login_rate_limit: SLOW_RATE,
-        login_rate_burst: 2,
-        login_wait: Duration::from_millis(200),
-        ..test_config()
+    let node = start({
+        let mut c = test_config();
+        c.auth.enabled = true;
+        c.auth.dir = Some(common::auth_dir());
+        c.limits.login_rate_limit = SLOW_RATE;
+        c.limits.login_rate_burst = 2;
+        c.limits.login_wait = Duration::from_millis(200);
+        c
     })
     .await;
     let url = format!("{}/nacos/v1/auth/login", http_base(&node));
@@ -385,7 +481,7 @@ async fn logins_are_throttled_per_ip_and_by_concurrent_password_checks() {
         let retry_after = answer.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         (status, retry_after, answer.text().await.expect("body"))
     };
-    let logins = || node.state.metrics.auth.logins.get();
+    let logins = || node.metrics().auth.logins.get();
 
     let eager = client_from("127.0.0.4");
     for _ in 0..2 {
@@ -402,7 +498,7 @@ async fn logins_are_throttled_per_ip_and_by_concurrent_password_checks() {
     // Another address has its own bucket, but must wait for a free password
     // check: the test holds the only one (`--max-concurrent-logins` 1).
     let other = client_from("127.0.0.5");
-    let held = node.state.client_limits.logins.clone().acquire_owned().await.expect("permit");
+    let held = node.client_limits().logins.clone().acquire_owned().await.expect("permit");
     let (status, retry_after, body) = login(&other).await;
     assert_eq!((status, retry_after), (429, Some(1)), "{body}");
     assert!(body.starts_with("caused: Too many logins at once"), "{body}");
@@ -411,7 +507,7 @@ async fn logins_are_throttled_per_ip_and_by_concurrent_password_checks() {
     let (status, _, body) = login(&other).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(logins(), 3);
-    assert_eq!(node.state.metrics.auth.failure_count(roster_node::auth::Refusal::BadCredentials), 0);
+    assert_eq!(node.metrics().auth.failure_count(roster_node::auth::Refusal::BadCredentials), 0);
     node.shutdown().await;
 }
 
@@ -433,9 +529,9 @@ fn limit_flags_are_validated() {
         assert!(config.validate().is_err(), "{bad:?} accepted");
     }
     let defaults = Config::default();
-    assert_eq!((defaults.max_grpc_connections, defaults.max_http_connections), (10_000, 1_024));
-    assert_eq!((defaults.grpc_rate_limit, defaults.grpc_rate_burst), (200.0, 400));
-    assert_eq!((defaults.http_rate_limit, defaults.http_rate_burst), (500.0, 1_000));
-    assert_eq!((defaults.login_rate_limit, defaults.login_rate_burst), (1.0, 10));
-    assert_eq!((defaults.max_concurrent_logins, defaults.login_wait), (1, Duration::from_secs(3)));
+    assert_eq!((defaults.limits.max_grpc_connections, defaults.limits.max_http_connections), (10_000, 1_024));
+    assert_eq!((defaults.limits.grpc_rate_limit, defaults.limits.grpc_rate_burst), (200.0, 400));
+    assert_eq!((defaults.limits.http_rate_limit, defaults.limits.http_rate_burst), (500.0, 1_000));
+    assert_eq!((defaults.limits.login_rate_limit, defaults.limits.login_rate_burst), (1.0, 10));
+    assert_eq!((defaults.limits.max_concurrent_logins, defaults.limits.login_wait), (1, Duration::from_secs(3)));
 }

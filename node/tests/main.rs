@@ -5,13 +5,17 @@
 
 mod common;
 
+mod architecture;
+
 mod auth;
 mod client_api;
 mod cluster_membership;
+mod distro_harness;
 mod distro_readiness;
 mod fuzz_seeds;
 mod grpc_protocol;
 mod grpc_sdk;
+mod harness;
 mod http_api;
 mod http_bad_input;
 mod http_beat;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use openraft::{LogId, Vote};
-use roster_node::config::LookupMode;
+use roster_node::cluster::LookupMode;
 use roster_node::distro::codec;
 use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
 use roster_node::raft::command::Command;
@@ -146,7 +146,7 @@ async fn metrics(node: &RunningNode) -> String {
 #[tokio::test]
 async fn only_holders_of_the_secret_reach_distro_and_raft() {
     let node = start(test_config()).await;
-    let raft_id = node.state.raft().expect("raft").id();
+    let raft_id = node.raft().id();
     eventually("the standalone node leads", WAIT, || async {
         let (term, ..) = raft_and_store(&node).await;
         (term.as_u64()? >= 1).then_some(())
@@ -169,7 +169,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
         };
         let r = peer.distro_sync(request(caller, "DistroSync", sync)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("accepted".to_string()), "DistroSync");
-        assert!(!node.state.store.has_client(&id), "{who}: a refused sync landed in the store");
+        assert!(!node.store().has_client(&id), "{who}: a refused sync landed in the store");
 
         let verify = DistroVerifyRequest {
             source: sender(caller),
@@ -231,7 +231,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
     };
     let ack = peer.distro_sync(request(Caller::Member, "DistroSync", sync)).await.expect("a member's sync is answered");
     assert!(ack.into_inner().accepted);
-    assert!(node.state.store.has_client(id));
+    assert!(node.store().has_client(id));
     node.shutdown().await;
 }
 
@@ -252,7 +252,7 @@ async fn a_node_without_a_secret_accepts_no_peer_at_all() {
 fn a_cluster_without_a_secret_does_not_start() {
     let mut config = test_config();
     config.security.cluster_secret = None;
-    config.lookup = LookupMode::File;
+    config.cluster.lookup.mode = LookupMode::File;
     let err = config.validate().expect_err("refused");
     assert!(err.to_string().contains("cluster secret"), "{err}");
 }
@@ -277,7 +277,7 @@ async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
     let a = &nodes[0];
     common::responsibility_split(&nodes, &members).await;
     // An instance address the other member is responsible for.
-    let responsibility = a.state.membership.responsibility();
+    let responsibility = a.membership().responsibility();
     let port = (1000..2000u16)
         .find(|p| responsibility.member_for(&format!("10.1.1.1:{p}")) == Some(members[1].as_str()))
         .expect("some port belongs to the other member");

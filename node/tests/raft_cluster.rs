@@ -28,8 +28,8 @@ async fn start_cluster() -> (tempfile::TempDir, Vec<RunningNode>, Vec<String>) {
     let mut nodes = Vec::new();
     for ip in &ips {
         let mut config = common::member_config(ip, &conf);
-        config.cluster_conf_poll_interval = Duration::from_millis(100);
-        config.member_report_timeout = Duration::from_millis(300);
+        config.cluster.lookup.file_poll_interval = Duration::from_millis(100);
+        config.cluster.report_timeout = Duration::from_millis(300);
         nodes.push(start(config).await);
     }
     (dir, nodes, members)
@@ -46,7 +46,7 @@ async fn leader(nodes: &[RunningNode]) -> usize {
         if voters != 3 || seen.iter().any(|x| x.0 != l) {
             return None;
         }
-        nodes.iter().position(|n| n.state.member == l)
+        nodes.iter().position(|n| n.member() == l)
     })
     .await
 }
@@ -68,7 +68,7 @@ async fn followers_forward_writes_and_errors_to_the_leader() {
     assert!(body.contains("already exists"), "{body}");
 
     // A persistent instance written on a follower the way the gRPC handler does.
-    let raft = f2.state.raft().expect("raft");
+    let raft = f2.raft();
     let key = roster_node::naming::ServiceKey::new("public", "DEFAULT_GROUP", "orders");
     let instance =
         roster_node::naming::Instance { ephemeral: false, ..roster_node::naming::Instance::new("127.0.0.1", 7001) };

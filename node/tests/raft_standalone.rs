@@ -1,5 +1,6 @@
-//! Raft on a standalone node (DESIGN §6): persistent instances and service
-//! settings survive a restart from the same data directory; the member keeps
+//! Raft on a standalone node (`docs/ARCHITECTURE.md`, "One persistent
+//! write"): persistent instances and service settings survive a restart
+//! from the same data directory; the member keeps
 //! its Raft id; validation errors come back as before; the leader's health
 //! checks mark persistent instances unhealthy and healthy again.
 
@@ -114,8 +115,8 @@ async fn http_server(status: &'static str) -> (u16, tokio::task::JoinHandle<()>)
 #[tokio::test]
 async fn the_leader_health_checks_persistent_instances() {
     let mut config = test_config();
-    config.health_check_interval = Duration::from_millis(100);
-    config.health_check_timeout = Duration::from_millis(500);
+    config.raft.health_check_interval = Duration::from_millis(100);
+    config.raft.health_check_timeout = Duration::from_millis(500);
     let node = start(config).await;
     let base = common::http_base(&node);
 

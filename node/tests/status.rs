@@ -1,4 +1,4 @@
-//! The admin plane: the status document of DESIGN §7, health endpoints and
+//! The admin plane: the status document (`docs/ARCHITECTURE.md`), health endpoints and
 //! the Prometheus exposition of store sizes and connections.
 
 use crate::common;
@@ -14,7 +14,7 @@ async fn status_health_and_metrics() {
     let base = format!("http://{}", node.http_addr);
     let key = ServiceKey::new("public", "DEFAULT_GROUP", "svc");
     let instance = Instance::new("10.0.0.1", 80);
-    node.state.store.register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &key, instance);
+    node.store().register_ephemeral("10.0.0.1:80#true", ClientKind::IpPort, &key, instance);
 
     // A standalone node is ready once it leads its single-voter Raft group.
     let status: Value = eventually("the standalone node is ready", std::time::Duration::from_secs(10), || async {

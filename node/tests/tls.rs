@@ -96,7 +96,7 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
     let mut nodes = Vec::new();
     for ip in &ips {
         let mut config = common::member_config(ip, &conf);
-        config.member_report_timeout = Duration::from_millis(500);
+        config.cluster.report_timeout = Duration::from_millis(500);
         config.security.tls_cert_file = Some(cert.clone());
         config.security.tls_key_file = Some(key.clone());
         config.security.tls_ca_file = Some(ca.clone());
@@ -104,7 +104,7 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
     }
     let client = https(&pki);
     // Plaintext UDP pushes would bypass TLS: they are off (crate::push_udp).
-    assert!(nodes.iter().all(|n| !n.state.udp_subscribers.enabled()));
+    assert!(nodes.iter().all(|n| !n.udp_push().enabled()));
 
     // The cluster forms over mutual TLS: both members UP, loaded, one Raft leader.
     eventually("two members over TLS with a leader", WAIT, || async {
@@ -206,4 +206,55 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
     for n in nodes {
         n.shutdown().await;
     }
+}
+
+/// The address-server lookup reads `https://` lists, trusting the cluster
+/// CA (`--tls-ca-file`) and nothing else.
+#[tokio::test]
+async fn the_address_server_is_read_over_https_with_the_cluster_ca() {
+    use std::sync::Arc;
+
+    use roster_node::cluster::{AddressServerLookup, ClusterMetrics};
+    use roster_node::security::{PeerSecurity, SecuritySettings, TlsListener};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&["127.0.0.1".to_string()]);
+    let settings = SecuritySettings {
+        tls_cert_file: Some(write(dir.path(), "cert.pem", &pki.cert)),
+        tls_key_file: Some(write(dir.path(), "key.pem", &pki.key)),
+        tls_ca_file: Some(write(dir.path(), "ca.pem", &pki.ca)),
+        ..SecuritySettings::default()
+    };
+    let security = PeerSecurity::load(&settings, "127.0.0.1:8848").expect("TLS loads");
+    let tls = security.client_tls().expect("client TLS").http.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let app =
+        axum::Router::new().route("/serverlist", axum::routing::get(|| async { "127.0.0.2:8848\n127.0.0.3:8848\n" }));
+    let listener = TlsListener::new(listener, tls).expect("TLS listener");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let lookup = |http: reqwest::Client| AddressServerLookup {
+        url: format!("https://127.0.0.1:{}/serverlist", addr.port()),
+        local: "127.0.0.1:8848".into(),
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+        http,
+    };
+    let trusted = lookup(security.http_client(Duration::from_secs(5)).expect("client"))
+        .start(Arc::new(ClusterMetrics::new()))
+        .await
+        .expect("lookup starts");
+    assert!(trusted.stats().loaded(), "the first answer is read at start");
+    assert_eq!(trusted.current(), ["127.0.0.1:8848", "127.0.0.2:8848", "127.0.0.3:8848"]);
+    // A client that does not trust the cluster CA reads nothing.
+    let untrusted = reqwest::Client::builder().tls_built_in_root_certs(false).build().expect("client");
+    let refused = lookup(untrusted).start(Arc::new(ClusterMetrics::new())).await.expect("lookup starts");
+    assert!(!refused.stats().loaded());
+    assert_eq!(refused.stats().failures(), 1);
+    assert_eq!(refused.current(), ["127.0.0.1:8848"]);
+    trusted.stop().await;
+    refused.stop().await;
+    server.abort();
 }

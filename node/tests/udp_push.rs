@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Method;
+use roster_node::push_udp::UdpPushOutcome;
 use roster_node::RunningNode;
 use serde_json::Value;
 use tokio::net::UdpSocket;
@@ -73,8 +74,8 @@ fn hosts(info: &Value) -> Vec<String> {
     ips
 }
 
-fn udp_count(node: &RunningNode, result: &str) -> u64 {
-    node.state.metrics.udp_push.get(result)
+fn udp_count(node: &RunningNode, result: UdpPushOutcome) -> u64 {
+    node.metrics().udp_push.get(result)
 }
 
 #[tokio::test]
@@ -88,7 +89,7 @@ async fn a_change_is_pushed_resent_once_unacked_and_ends_with_an_ack() {
 
     let first = list(&node, "udp-orders", port, JAVA_AGENT).await;
     assert_eq!(first["hosts"], Value::Array(vec![]));
-    assert_eq!(node.state.udp_subscribers.count(), 1);
+    assert_eq!(node.udp_push().subscribers().count(), 1);
 
     // A change: one push with the subscriber's cluster view, sent to the
     // address the list came from (not `clientIP`).
@@ -108,10 +109,10 @@ async fn a_change_is_pushed_resent_once_unacked_and_ends_with_an_ack() {
     let (again, again_from) = receive(&client, ACK_TIMEOUT * 10).await.expect("the retry");
     assert_eq!((again, again_from), (datagram, from));
     eventually("the unacknowledged push is dropped", Duration::from_secs(5), || async {
-        (udp_count(&node, "dropped") == 1).then_some(())
+        (udp_count(&node, UdpPushOutcome::Dropped) == 1).then_some(())
     })
     .await;
-    assert_eq!((udp_count(&node, "sent"), udp_count(&node, "retried")), (1, 1));
+    assert_eq!((udp_count(&node, UdpPushOutcome::Sent), udp_count(&node, UdpPushOutcome::Retried)), (1, 1));
 
     // The next change, acknowledged the way the Node.js SDK does (a number).
     register(&node, "udp-orders", "10.0.0.2").await;
@@ -121,19 +122,21 @@ async fn a_change_is_pushed_resent_once_unacked_and_ends_with_an_ack() {
     assert_eq!(hosts(&info), ["10.0.0.1", "10.0.0.2"]);
     let ack = format!(r#"{{"type":"push-ack","lastRefTime":{},"data":""}}"#, push["lastRefTime"]);
     client.send_to(ack.as_bytes(), from).await.expect("ack");
-    eventually("the ack is taken", Duration::from_secs(5), || async { (udp_count(&node, "acked") == 1).then_some(()) })
-        .await;
+    eventually("the ack is taken", Duration::from_secs(5), || async {
+        (udp_count(&node, UdpPushOutcome::Acked) == 1).then_some(())
+    })
+    .await;
     // An acknowledged push is not sent again.
     assert!(receive(&client, ACK_TIMEOUT * 3).await.is_none(), "no retry after an ack");
-    assert_eq!((udp_count(&node, "retried"), udp_count(&node, "dropped")), (1, 1));
+    assert_eq!((udp_count(&node, UdpPushOutcome::Retried), udp_count(&node, UdpPushOutcome::Dropped)), (1, 1));
 
     // A stray ack changes nothing but a counter.
     client.send_to(br#"{"type":"push-ack","lastRefTime":"1","data":""}"#, from).await.expect("stray");
     eventually("the stray ack is counted", Duration::from_secs(5), || async {
-        (udp_count(&node, "stray") == 1).then_some(())
+        (udp_count(&node, UdpPushOutcome::Stray) == 1).then_some(())
     })
     .await;
-    assert_eq!(udp_count(&node, "acked"), 1);
+    assert_eq!(udp_count(&node, UdpPushOutcome::Acked), 1);
     node.shutdown().await;
 }
 
@@ -146,18 +149,18 @@ async fn only_push_capable_agents_with_a_port_subscribe_and_subscriptions_expire
     list(&node, "udp-a", 40_001, "Nacos-Python-Client:v2.0.11").await;
     list(&node, "udp-a", 40_001, "curl/8.5").await;
     list(&node, "udp-a", 0, JAVA_AGENT).await;
-    assert_eq!(node.state.udp_subscribers.count(), 0, "polling clients only");
+    assert_eq!(node.udp_push().subscribers().count(), 0, "polling clients only");
 
     list(&node, "udp-a", 40_001, JAVA_AGENT).await;
     list(&node, "udp-b", 40_001, "Nacos-Go-Client:v1.4.0").await;
     // The table is full: a third subscription is refused, the list still answers.
     list(&node, "udp-c", 40_001, JAVA_AGENT).await;
-    assert_eq!(node.state.udp_subscribers.count(), 2);
-    assert_eq!(udp_count(&node, "refused"), 1);
+    assert_eq!(node.udp_push().subscribers().count(), 2);
+    assert_eq!(udp_count(&node, UdpPushOutcome::Refused), 1);
 
     // Not renewed, they are forgotten.
     eventually("the subscriptions expire", Duration::from_secs(5), || async {
-        (node.state.udp_subscribers.count() == 0).then_some(())
+        (node.udp_push().subscribers().count() == 0).then_some(())
     })
     .await;
     node.shutdown().await;
@@ -179,7 +182,7 @@ async fn a_bad_udp_port_is_refused_and_subscribes_nothing() {
     }
     // A negative port means "no push", as in Nacos.
     assert_eq!(get("-1").await.expect("list").status(), 200);
-    assert_eq!(node.state.udp_subscribers.count(), 0);
+    assert_eq!(node.udp_push().subscribers().count(), 0);
     node.shutdown().await;
 }
 
@@ -199,7 +202,7 @@ async fn a_change_made_on_another_member_is_pushed_by_the_subscribers_node() {
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("client socket");
     let port = client.local_addr().expect("addr").port();
     list(a, "udp-cluster", port, JAVA_AGENT).await;
-    assert_eq!((a.state.udp_subscribers.count(), b.state.udp_subscribers.count()), (1, 0));
+    assert_eq!((a.udp_push().subscribers().count(), b.udp_push().subscribers().count()), (1, 0));
 
     // Written through b (forwarded or applied there, then synced by Distro).
     register(b, "udp-cluster", "10.7.0.1").await;
@@ -210,10 +213,10 @@ async fn a_change_made_on_another_member_is_pushed_by_the_subscribers_node() {
     let ack = format!(r#"{{"type":"push-ack","lastRefTime":"{}","data":""}}"#, push["lastRefTime"]);
     client.send_to(ack.as_bytes(), from).await.expect("ack");
     eventually("a takes the ack (as a string, like the Java SDK)", Duration::from_secs(5), || async {
-        (udp_count(a, "acked") == 1).then_some(())
+        (udp_count(a, UdpPushOutcome::Acked) == 1).then_some(())
     })
     .await;
-    assert_eq!(udp_count(b, "sent"), 0, "b has no subscriber");
+    assert_eq!(udp_count(b, UdpPushOutcome::Sent), 0, "b has no subscriber");
     for node in nodes {
         node.shutdown().await;
     }

@@ -26,6 +26,7 @@
 //! planes (`api::http::auth`, `api::grpc::handlers`).
 
 pub mod password;
+pub mod settings;
 pub mod token;
 pub mod users;
 
@@ -39,10 +40,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
+pub use self::settings::{AuthSettings, Secret};
 use self::token::TokenError;
 pub use self::token::TokenKey;
 pub use self::users::{Action, Users};
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// File name of the signing key inside `--auth-dir` (a Secret key).
@@ -52,43 +53,30 @@ pub const USERS_FILE: &str = "users.json";
 /// Name of the token parameter (HTTP) and payload header (gRPC).
 pub const ACCESS_TOKEN: &str = "accessToken";
 
-/// Why a request or login was refused; each is a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No token at all.
-    MissingToken,
-    /// Not a token this node could read.
-    MalformedToken,
-    /// A token naming another algorithm than HS256 (including `none`).
-    UnsupportedAlgorithm,
-    /// A signature that does not match (another key, changed content).
-    BadSignature,
-    /// A genuine token past its expiry.
-    ExpiredToken,
-    /// A genuine token for a user no longer in the users file.
-    UnknownUser,
-    /// A genuine token whose user lacks the right for this namespace, or
-    /// the `admin` role an administrative route needs.
-    Forbidden,
-    /// A login with a wrong user name or password.
-    BadCredentials,
+label_set! {
+    /// Why a request or login was refused; each is a metric label.
+    pub enum Refusal {
+        /// No token at all.
+        MissingToken => "missing_token",
+        /// Not a token this node could read.
+        MalformedToken => "malformed_token",
+        /// A token naming another algorithm than HS256 (including `none`).
+        UnsupportedAlgorithm => "unsupported_algorithm",
+        /// A signature that does not match (another key, changed content).
+        BadSignature => "bad_signature",
+        /// A genuine token past its expiry.
+        ExpiredToken => "expired_token",
+        /// A genuine token for a user no longer in the users file.
+        UnknownUser => "unknown_user",
+        /// A genuine token whose user lacks the right for this namespace, or
+        /// the `admin` role an administrative route needs.
+        Forbidden => "forbidden",
+        /// A login with a wrong user name or password.
+        BadCredentials => "bad_credentials",
+    }
 }
 
 impl Refusal {
-    /// The metric label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Refusal::MissingToken => "missing_token",
-            Refusal::MalformedToken => "malformed_token",
-            Refusal::UnsupportedAlgorithm => "unsupported_algorithm",
-            Refusal::BadSignature => "bad_signature",
-            Refusal::ExpiredToken => "expired_token",
-            Refusal::UnknownUser => "unknown_user",
-            Refusal::Forbidden => "forbidden",
-            Refusal::BadCredentials => "bad_credentials",
-        }
-    }
-
     /// The message the client gets, in Nacos's words, so that SDKs that
     /// match on them (to log in again) behave as with Nacos.
     pub fn message(&self) -> &'static str {
@@ -114,8 +102,8 @@ impl Refusal {
 /// Labels of `roster_auth_failures_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthFailureLabels {
-    /// A [`Refusal::label`].
-    pub reason: String,
+    /// Why.
+    pub reason: Refusal,
 }
 
 /// Authentication metrics.
@@ -136,7 +124,7 @@ impl AuthMetrics {
 
     /// How many refusals of `reason` were counted.
     pub fn failure_count(&self, reason: Refusal) -> u64 {
-        self.failures.get_or_create(&AuthFailureLabels { reason: reason.label().to_owned() }).get()
+        self.failures.get_or_create(&AuthFailureLabels { reason }).get()
     }
 }
 
@@ -187,29 +175,22 @@ impl Auth {
     /// Reads the key and users named by `config`; `None` when auth is off.
     /// Every missing or unusable piece is a [`Error::Config`] that says
     /// which flag or file to fix: the node must not start half-protected.
-    pub fn from_config(config: &Config, metrics: Arc<AuthMetrics>) -> Result<Option<Arc<Auth>>> {
-        if !config.auth_enabled {
+    pub fn from_settings(config: &AuthSettings, metrics: Arc<AuthMetrics>) -> Result<Option<Arc<Auth>>> {
+        if !config.enabled {
             return Ok(None);
         }
         let key = load_key(config)?;
-        let users_path = config
-            .auth_users_file
-            .clone()
-            .or_else(|| config.auth_dir.as_ref().map(|d| d.join(USERS_FILE)))
-            .ok_or_else(|| {
+        let users_path =
+            config.users_file.clone().or_else(|| config.dir.as_ref().map(|d| d.join(USERS_FILE))).ok_or_else(|| {
                 Error::Config(
                     "--auth-enabled needs a users file: set --auth-users-file (ROSTER_AUTH_USERS_FILE) \
                      or --auth-dir (ROSTER_AUTH_DIR) holding users.json"
                         .into(),
                 )
             })?;
-        let users = Users::load(&users_path).map_err(Error::Config)?;
-        tracing::info!(
-            users = users.len(),
-            ttl_secs = config.auth_token_ttl.as_secs(),
-            "client authentication enabled"
-        );
-        Ok(Some(Arc::new(Auth::new(users, key, config.auth_token_ttl, metrics))))
+        let users = Users::load(&users_path).map_err(|e| Error::Config(e.to_string()))?;
+        tracing::info!(users = users.len(), ttl_secs = config.token_ttl.as_secs(), "client authentication enabled");
+        Ok(Some(Arc::new(Auth::new(users, key, config.token_ttl, metrics))))
     }
 
     /// How long issued tokens are valid.
@@ -218,7 +199,7 @@ impl Auth {
     }
 
     fn refuse(&self, refusal: Refusal, what: &str, user: Option<&str>, namespace: Option<&str>) -> Error {
-        self.metrics.failures.get_or_create(&AuthFailureLabels { reason: refusal.label().to_owned() }).inc();
+        self.metrics.failures.get_or_create(&AuthFailureLabels { reason: refusal }).inc();
         // Never the token or password: the user name (from a verified token
         // or a login attempt, cut short) and where the request went.
         let user: Option<String> = user.map(|u| u.chars().take(64).collect());
@@ -289,12 +270,12 @@ impl Auth {
     }
 }
 
-fn load_key(config: &Config) -> Result<TokenKey> {
-    let file = config.auth_token_key_file.clone().or_else(|| config.auth_dir.as_ref().map(|d| d.join(TOKEN_KEY_FILE)));
+fn load_key(config: &AuthSettings) -> Result<TokenKey> {
+    let file = config.token_key_file.clone().or_else(|| config.dir.as_ref().map(|d| d.join(TOKEN_KEY_FILE)));
     // An empty ROSTER_AUTH_TOKEN_KEY counts as unset (a template left blank).
-    let inline = config.auth_token_key.as_ref().filter(|k| !k.expose().trim().is_empty());
+    let inline = config.token_key.as_ref().filter(|k| !k.expose().trim().is_empty());
     let bytes = match (inline, file) {
-        (Some(_), Some(_)) if config.auth_token_key_file.is_some() => {
+        (Some(_), Some(_)) if config.token_key_file.is_some() => {
             return Err(Error::Config(
                 "give the token key either in ROSTER_AUTH_TOKEN_KEY or in --auth-token-key-file, not both".into(),
             ))
@@ -310,7 +291,7 @@ fn load_key(config: &Config) -> Result<TokenKey> {
             ))
         }
     };
-    TokenKey::new(bytes).map_err(Error::Config)
+    TokenKey::new(bytes).map_err(|e| Error::Config(e.to_string()))
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>> {

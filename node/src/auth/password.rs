@@ -28,6 +28,67 @@ pub const HASH_BYTES: usize = 32;
 
 const PREFIX: &str = "$pbkdf2-sha256$i=";
 
+/// Why a password hash was refused or could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// Not a `$pbkdf2-sha256$` string.
+    #[error("a password must be a hash made by `roster-node hash-password` ($pbkdf2-sha256$i=...)")]
+    NotAHash,
+    /// The wrong number of `$` parts.
+    #[error("a password hash must have the form $pbkdf2-sha256$i=<n>$<salt>$<hash>")]
+    Form,
+    /// The iteration count is not a number.
+    #[error("password hash iterations '{0}' is not a number")]
+    IterationsNotANumber(String),
+    /// The iteration count is out of range.
+    #[error("password hash iterations {0} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}")]
+    IterationsOutOfRange(u32),
+    /// Iterations asked for a new hash out of range.
+    #[error("iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}")]
+    Iterations,
+    /// The salt is not base64.
+    #[error("password hash salt is not base64")]
+    SaltEncoding,
+    /// The hash is not base64.
+    #[error("password hash is not base64")]
+    HashEncoding,
+    /// The salt is too short.
+    #[error("password hash salt is shorter than 8 bytes")]
+    ShortSalt,
+    /// The hash has the wrong length.
+    #[error("password hash must be {HASH_BYTES} bytes, is {0}")]
+    HashLength(usize),
+    /// No randomness for a salt.
+    #[error("no system randomness for a salt: {0}")]
+    Randomness(String),
+}
+
+/// Why `roster-node hash-password` printed no hash.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// `-h`/`--help`: the usage text.
+    #[error("usage: roster-node hash-password [--iterations N] < password\nReads the password from the first line of standard input and prints its hash.")]
+    Usage,
+    /// `--iterations` without a value.
+    #[error("--iterations needs a number")]
+    MissingIterations,
+    /// `--iterations` with something else than a number.
+    #[error("--iterations: '{0}' is not a number")]
+    BadIterations(String),
+    /// An argument the command does not take.
+    #[error("hash-password: unknown argument '{0}'")]
+    UnknownArgument(String),
+    /// Standard input could not be read.
+    #[error("cannot read the password from stdin: {0}")]
+    Stdin(#[from] std::io::Error),
+    /// The first line of standard input is empty.
+    #[error("hash-password: the password (first line of stdin) is empty")]
+    EmptyPassword,
+    /// The hash could not be made.
+    #[error("{0}")]
+    Hash(#[from] HashError),
+}
+
 /// A parsed password hash. `Debug` shows only the iteration count.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash {
@@ -45,40 +106,35 @@ impl fmt::Debug for PasswordHash {
 impl PasswordHash {
     /// Parses a PHC string, refusing anything but PBKDF2-HMAC-SHA256 with
     /// sane parameters.
-    pub fn parse(encoded: &str) -> Result<Self, String> {
-        let rest = encoded.strip_prefix(PREFIX).ok_or_else(|| {
-            "a password must be a hash made by `roster-node hash-password` ($pbkdf2-sha256$i=...)".to_owned()
-        })?;
+    pub fn parse(encoded: &str) -> Result<Self, HashError> {
+        let rest = encoded.strip_prefix(PREFIX).ok_or(HashError::NotAHash)?;
         let mut parts = rest.split('$');
         let (Some(iterations), Some(salt), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("a password hash must have the form $pbkdf2-sha256$i=<n>$<salt>$<hash>".to_owned());
+            return Err(HashError::Form);
         };
-        let iterations: u32 =
-            iterations.parse().map_err(|_| format!("password hash iterations '{iterations}' is not a number"))?;
+        let iterations: u32 = iterations.parse().map_err(|_| HashError::IterationsNotANumber(iterations.to_owned()))?;
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-            return Err(format!(
-                "password hash iterations {iterations} is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
-            ));
+            return Err(HashError::IterationsOutOfRange(iterations));
         }
-        let salt = STANDARD_NO_PAD.decode(salt).map_err(|_| "password hash salt is not base64".to_owned())?;
-        let hash = STANDARD_NO_PAD.decode(hash).map_err(|_| "password hash is not base64".to_owned())?;
+        let salt = STANDARD_NO_PAD.decode(salt).map_err(|_| HashError::SaltEncoding)?;
+        let hash = STANDARD_NO_PAD.decode(hash).map_err(|_| HashError::HashEncoding)?;
         if salt.len() < 8 {
-            return Err("password hash salt is shorter than 8 bytes".to_owned());
+            return Err(HashError::ShortSalt);
         }
         if hash.len() != HASH_BYTES {
-            return Err(format!("password hash must be {HASH_BYTES} bytes, is {}", hash.len()));
+            return Err(HashError::HashLength(hash.len()));
         }
         Ok(PasswordHash { iterations, salt, hash })
     }
 
     /// Hashes `password` with a fresh random salt.
-    pub fn new(password: &str, iterations: u32) -> Result<Self, String> {
+    pub fn new(password: &str, iterations: u32) -> Result<Self, HashError> {
         let rounds = NonZeroU32::new(iterations)
             .filter(|_| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations))
-            .ok_or_else(|| format!("iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}"))?;
+            .ok_or(HashError::Iterations)?;
         let mut salt = vec![0u8; SALT_BYTES];
-        getrandom::fill(&mut salt).map_err(|e| format!("no system randomness for a salt: {e}"))?;
+        getrandom::fill(&mut salt).map_err(|e| HashError::Randomness(e.to_string()))?;
         let hash = derive(password, &salt, rounds);
         Ok(PasswordHash { iterations, salt, hash })
     }
@@ -110,28 +166,24 @@ fn derive(password: &str, salt: &[u8], rounds: NonZeroU32) -> Vec<u8> {
 /// `roster-node hash-password [--iterations N]`: reads one password from
 /// standard input (never from the command line, which other users and the
 /// shell history can see) and prints its hash for the users file.
-pub fn hash_password_command(args: &[String]) -> Result<String, String> {
+pub fn hash_password_command(args: &[String]) -> Result<String, CommandError> {
     let mut iterations = DEFAULT_ITERATIONS;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--iterations" => {
-                let n = args.next().ok_or("--iterations needs a number")?;
-                iterations = n.parse().map_err(|_| format!("--iterations: '{n}' is not a number"))?;
+                let n = args.next().ok_or(CommandError::MissingIterations)?;
+                iterations = n.parse().map_err(|_| CommandError::BadIterations(n.clone()))?;
             }
-            "-h" | "--help" => {
-                return Err("usage: roster-node hash-password [--iterations N] < password\n\
-                            Reads the password from the first line of standard input and prints its hash."
-                    .to_owned())
-            }
-            other => return Err(format!("hash-password: unknown argument '{other}'")),
+            "-h" | "--help" => return Err(CommandError::Usage),
+            other => return Err(CommandError::UnknownArgument(other.to_owned())),
         }
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    std::io::stdin().read_line(&mut line)?;
     let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
     if password.is_empty() {
-        return Err("hash-password: the password (first line of stdin) is empty".to_owned());
+        return Err(CommandError::EmptyPassword);
     }
     Ok(PasswordHash::new(password, iterations)?.encode())
 }

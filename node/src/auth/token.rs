@@ -27,6 +27,13 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 /// The only algorithm issued and accepted.
 pub const ALGORITHM: &str = "HS256";
 
+/// A signing key shorter than [`MIN_KEY_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the token signing key is {0} bytes; at least {MIN_KEY_BYTES} are required (for example: head -c 48 /dev/urandom | base64)"
+)]
+pub struct KeyTooShort(pub usize);
+
 /// The signing key (HMAC-SHA256 from `ring`, as the peer signatures use).
 /// Its `Debug` never shows the bytes.
 #[derive(Clone)]
@@ -43,13 +50,9 @@ impl fmt::Debug for TokenKey {
 
 impl TokenKey {
     /// A key from raw bytes; refused when shorter than [`MIN_KEY_BYTES`].
-    pub fn new(bytes: Vec<u8>) -> Result<Self, String> {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, KeyTooShort> {
         if bytes.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "the token signing key is {} bytes; at least {MIN_KEY_BYTES} are required \
-                 (for example: head -c 48 /dev/urandom | base64)",
-                bytes.len()
-            ));
+            return Err(KeyTooShort(bytes.len()));
         }
         Ok(TokenKey { key: hmac::Key::new(hmac::HMAC_SHA256, &bytes), len: bytes.len() })
     }

@@ -118,6 +118,61 @@ impl User {
     }
 }
 
+/// Why a users file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// The file could not be read.
+    #[error("cannot read the users file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read, its content is refused.
+    #[error("users file {path}: {error}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        error: Box<UsersError>,
+    },
+    /// Not the JSON of a users file.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// No users at all.
+    #[error("no users: nobody could log in")]
+    NoUsers,
+    /// A user name that is empty, too long or not printable.
+    #[error("user name '{0}' must be 1..=128 printable characters")]
+    Name(String),
+    /// A password entry that is no valid hash.
+    #[error("user '{user}': {error}")]
+    Password {
+        /// The user.
+        user: String,
+        /// What is wrong with the hash.
+        error: super::password::HashError,
+    },
+    /// The default namespace written as `''`.
+    #[error("user '{0}': name the default namespace 'public', not ''")]
+    EmptyNamespace(String),
+    /// A namespace name that is not one.
+    #[error("user '{user}': {error}")]
+    Namespace {
+        /// The user.
+        user: String,
+        /// What the namespace check said.
+        error: crate::error::Error,
+    },
+    /// A user without any right.
+    #[error("user '{0}' has neither a role nor permissions")]
+    NoRights(String),
+    /// A user listed twice.
+    #[error("user '{0}' is listed twice")]
+    Twice(String),
+}
+
 /// Every user, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Users {
@@ -126,25 +181,27 @@ pub struct Users {
 
 impl Users {
     /// Reads and checks the users file at `path`.
-    pub fn load(path: &Path) -> Result<Users, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read the users file {}: {e}", path.display()))?;
-        Users::parse(&text).map_err(|e| format!("users file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Users, UsersError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| UsersError::Read { path: path.display().to_string(), source })?;
+        Users::parse(&text)
+            .map_err(|error| UsersError::Invalid { path: path.display().to_string(), error: Box::new(error) })
     }
 
     /// Parses and checks the JSON of a users file.
-    pub fn parse(text: &str) -> Result<Users, String> {
-        let file: UsersFile = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    pub fn parse(text: &str) -> Result<Users, UsersError> {
+        let file: UsersFile = serde_json::from_str(text)?;
         if file.users.is_empty() {
-            return Err("no users: nobody could log in".to_owned());
+            return Err(UsersError::NoUsers);
         }
         let mut by_name = HashMap::new();
         for entry in file.users {
             let name = entry.username.trim().to_owned();
             if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-                return Err(format!("user name '{}' must be 1..=128 printable characters", entry.username));
+                return Err(UsersError::Name(entry.username));
             }
-            let password = PasswordHash::parse(&entry.password).map_err(|e| format!("user '{name}': {e}"))?;
+            let password = PasswordHash::parse(&entry.password)
+                .map_err(|error| UsersError::Password { user: name.clone(), error })?;
             let mut everywhere = match entry.role {
                 Some(Role::Admin) => Some(Grant::ReadWrite),
                 Some(Role::ReadOnly) => Some(Grant::Read),
@@ -157,19 +214,20 @@ impl Users {
                     continue;
                 }
                 if namespace.trim().is_empty() {
-                    return Err(format!("user '{name}': name the default namespace 'public', not ''"));
+                    return Err(UsersError::EmptyNamespace(name));
                 }
-                let namespace = validate::namespace(Some(&namespace)).map_err(|e| format!("user '{name}': {e}"))?;
+                let namespace = validate::namespace(Some(&namespace))
+                    .map_err(|error| UsersError::Namespace { user: name.clone(), error })?;
                 let merged = namespaces.get(&namespace).copied().max(Some(grant)).unwrap_or(grant);
                 namespaces.insert(namespace, merged);
             }
             if everywhere.is_none() && namespaces.is_empty() {
-                return Err(format!("user '{name}' has neither a role nor permissions"));
+                return Err(UsersError::NoRights(name));
             }
             let user =
                 User { name: name.clone(), password, admin: entry.role == Some(Role::Admin), everywhere, namespaces };
             if by_name.insert(name.clone(), user).is_some() {
-                return Err(format!("user '{name}' is listed twice"));
+                return Err(UsersError::Twice(name));
             }
         }
         Ok(Users { by_name })

@@ -20,11 +20,12 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use roster_proto::peer::MemberReport;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::member::{on_report_result, Member, MemberState, Transition};
 use super::metrics::ClusterMetrics;
 use super::responsibility;
+use crate::peer::MemberHandler;
 
 /// Who is responsible for Distro tags, fixed at one moment: the local
 /// member when standalone, else Nacos's `DistroMapper` choice over the
@@ -144,11 +145,6 @@ impl Membership {
     /// `ip:port`); see [`Membership::responsibility`].
     pub fn responsible_member(&self, tag: &str) -> Option<String> {
         self.responsibility().member_for(tag).map(str::to_string)
-    }
-
-    /// Whether this node is responsible for `tag`.
-    pub fn is_responsible(&self, tag: &str) -> bool {
-        self.responsibility().is_local(tag)
     }
 
     /// A receiver of the sorted member list, notified on every membership,
@@ -278,6 +274,18 @@ impl Membership {
             *current = snapshot;
             notify
         });
+    }
+}
+
+/// Reports received on the peer port: the sender's metadata is recorded
+/// ([`Membership::receive_report`]) and the answer is this node's own
+/// report, which the sender's reporter needs to mark us `UP`.
+impl MemberHandler for Membership {
+    fn report(&self, from: MemberReport) -> MemberReport {
+        if !self.receive_report(&from) {
+            debug!(from = %from.member, "report from a node that is not in the member list");
+        }
+        self.local_report()
     }
 }
 
@@ -416,21 +424,21 @@ mod tests {
         );
         m.apply_member_list(&list(&["10.0.0.1:8848", "10.0.0.2:8848", "10.0.0.3:8848"]));
         // Only this member has loaded its snapshot: it answers for everything.
-        assert!(m.is_responsible("127.0.0.1:8080"));
+        assert!(m.responsibility().is_local("127.0.0.1:8080"));
         m.receive_report(&report("10.0.0.1:8848", 1));
         m.receive_report(&report("10.0.0.3:8848", 3));
         // "hello" → index 1 of 3 (see responsibility tests).
         assert_eq!(m.responsible_member("hello").as_deref(), Some("10.0.0.2:8848"));
-        assert!(m.is_responsible("hello"));
-        assert!(!m.is_responsible("127.0.0.1:8080"));
+        assert!(m.responsibility().is_local("hello"));
+        assert!(!m.responsibility().is_local("127.0.0.1:8080"));
         // With 10.0.0.3 DOWN, "hello" → index 0 of 2: responsibility moves.
         for _ in 0..3 {
             m.report_failed("10.0.0.3:8848", Instant::now());
         }
         assert_eq!(m.responsible_member("hello").as_deref(), Some("10.0.0.1:8848"));
-        assert!(!m.is_responsible("hello"));
+        assert!(!m.responsibility().is_local("hello"));
         let alone = Membership::new("10.0.0.5:8848", true, 3, Arc::new(ClusterMetrics::new()));
-        assert!(alone.is_responsible("anything"));
+        assert!(alone.responsibility().is_local("anything"));
         assert_eq!(alone.responsible_member("x").as_deref(), Some("10.0.0.5:8848"));
     }
 }

@@ -2,9 +2,11 @@
 //! answers (member health), and which member is responsible for a Distro
 //! key (responsibility).
 //!
-//! This is the peer plane's foundation. Distro and Raft read the member list
-//! and its states from [`Membership`]; they do not talk to lookups or keep
-//! their own idea of who is alive.
+//! Distro and Raft read the member list and its states from
+//! [`Membership`]; they do not talk to lookups or keep their own idea of who
+//! is alive. Reports travel over the peer plane ([`crate::peer`]), which
+//! hands received reports to [`Membership`] (its
+//! [`MemberHandler`](crate::peer::MemberHandler)).
 //!
 //! # How it works (Nacos conventions)
 //!
@@ -17,7 +19,7 @@
 //! * **Membership** ([`membership`]) keeps one [`Member`] per listed address
 //!   with its [`MemberState`]. A member that joins the list starts `UP`
 //!   (as in Nacos, so a fresh cluster agrees on responsibility at once).
-//! * **Member reports** ([`reporter`], [`peer`]): every report interval each
+//! * **Member reports** ([`reporter`]): every report interval each
 //!   node sends its own [`MemberReport`](roster_proto::peer::MemberReport) to
 //!   every other member over the peer gRPC port and applies the outcome with
 //!   the pure transition [`on_report_result`]: one failure makes a member
@@ -36,24 +38,16 @@
 //! - [`lookup`]: member-list parsing and the three lookup modes.
 //! - [`membership`]: the current members, their states and change
 //!   notifications.
-//! - [`reporter`]: the outbound report task, the per-peer gRPC channels and
-//!   the member → peer endpoint mapping.
-//! - [`peer`]: the inbound `Peer` gRPC service (reports today; Distro and
-//!   Raft RPCs arrive with those modules).
+//! - [`reporter`]: the outbound report task.
 //! - [`responsibility`]: the Distro responsibility hash.
 //! - [`metrics`]: Prometheus metrics of lookups and reports.
-//! - `http_get`: the minimal HTTP/1.1 client used by the address-server
-//!   lookup (the node has no HTTP client dependency of its own).
 //! - this module: [`ClusterSettings`] and [`Cluster`], which wires a lookup, a
 //!   [`Membership`] and the reporter together and stops them.
 
-pub mod faults;
-mod http_get;
 pub mod lookup;
 pub mod member;
 pub mod membership;
 pub mod metrics;
-pub mod peer;
 pub mod reporter;
 pub mod responsibility;
 
@@ -64,52 +58,58 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
+use crate::duration;
 use crate::error::{Error, Result};
-use crate::security::PeerSecurity;
+use crate::peer::{PeerService, PeerTransport};
 
-pub use self::faults::{FaultSettings, Faults};
-pub use self::lookup::{parse_member_list, AddressServerLookup, FileLookup, LookupSource, MemberLookup};
+pub use self::lookup::{
+    parse_member_list, AddressServerLookup, FileLookup, LookupMode, LookupSettings, LookupSource, MemberLookup,
+};
 pub use self::member::{on_report_result, Member, MemberState, Transition};
 pub use self::membership::{Membership, Responsibility};
 pub use self::metrics::ClusterMetrics;
-pub use self::peer::{DistroHandler, PeerService};
-pub use self::reporter::{PeerAddressResolver, PeerChannels, Reporter};
+pub use self::reporter::Reporter;
 pub use self::responsibility::{java_string_hash, responsible_member};
 
-/// Timing and thresholds of lookups and member reports.
+/// Lookup and member-report settings.
 ///
 /// The defaults are Nacos's where Nacos has one (2 s report interval, `DOWN`
 /// after 3 failed reports) and small enough elsewhere that a changed member
 /// list is seen within seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Membership")]
 pub struct ClusterSettings {
-    /// How often `cluster.conf` is re-read in `file` mode.
-    pub file_poll_interval: Duration,
-    /// How often the address server is asked in `address-server` mode.
-    pub address_server_poll_interval: Duration,
-    /// Timeout of one address-server request (connect, send, read).
-    pub address_server_timeout: Duration,
+    /// Where the member list comes from.
+    #[command(flatten)]
+    pub lookup: LookupSettings,
+
     /// How often this node reports itself to every other member.
+    #[arg(long = "member-report-interval", id = "member_report_interval", value_name = "MEMBER_REPORT_INTERVAL", env = "ROSTER_MEMBER_REPORT_INTERVAL", default_value = "2s", value_parser = duration::parse)]
     pub report_interval: Duration,
-    /// Timeout of one member report, connection set-up included.
+
+    /// Timeout of one member report.
+    #[arg(long = "member-report-timeout", id = "member_report_timeout", value_name = "MEMBER_REPORT_TIMEOUT", env = "ROSTER_MEMBER_REPORT_TIMEOUT", default_value = "1s", value_parser = duration::parse)]
     pub report_timeout: Duration,
-    /// Consecutive failed reports after which a member is `DOWN`
-    /// (Nacos: `nacos.core.member.fail-access-cnt`).
+
+    /// Consecutive failed reports after which a member is DOWN (one failure
+    /// makes it SUSPICIOUS).
+    #[arg(
+        long = "member-down-after-failures",
+        id = "member_down_after_failures",
+        value_name = "MEMBER_DOWN_AFTER_FAILURES",
+        env = "ROSTER_MEMBER_DOWN_AFTER_FAILURES",
+        default_value_t = 3
+    )]
     pub down_after_failures: u32,
-    /// Whether the peer-plane fault switch may be turned ([`faults`]).
-    pub fault_injection: bool,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
-            file_poll_interval: Duration::from_secs(1),
-            address_server_poll_interval: Duration::from_secs(5),
-            address_server_timeout: Duration::from_secs(3),
+            lookup: LookupSettings::default(),
             report_interval: Duration::from_secs(2),
             report_timeout: Duration::from_secs(1),
             down_after_failures: member::DEFAULT_DOWN_AFTER_FAILURES,
-            fault_injection: false,
         }
     }
 }
@@ -117,13 +117,10 @@ impl Default for ClusterSettings {
 impl ClusterSettings {
     /// Refuses settings that would make a task spin or never fail.
     pub fn validate(&self) -> Result<()> {
-        for (name, d) in [
-            ("file poll interval", self.file_poll_interval),
-            ("address-server poll interval", self.address_server_poll_interval),
-            ("address-server timeout", self.address_server_timeout),
-            ("member report interval", self.report_interval),
-            ("member report timeout", self.report_timeout),
-        ] {
+        self.lookup.validate()?;
+        for (name, d) in
+            [("member report interval", self.report_interval), ("member report timeout", self.report_timeout)]
+        {
             if d.is_zero() {
                 return Err(Error::Config(format!("the {name} must be greater than zero")));
             }
@@ -141,7 +138,6 @@ impl ClusterSettings {
 #[derive(Debug)]
 pub struct Cluster {
     membership: Arc<Membership>,
-    channels: Arc<PeerChannels>,
     metrics: Arc<ClusterMetrics>,
     lookup: Option<MemberLookup>,
     stop: watch::Sender<bool>,
@@ -149,42 +145,42 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts membership for the member `local` (`host:mainPort`).
+    /// Starts membership for the member `local` (`host:mainPort`), reporting
+    /// through `transport` (for a node, the signed peer channels); an
+    /// address server is asked with `http`.
     ///
     /// The lookup runs at once (a missing `cluster.conf` is an error here; an
     /// unreachable address server is not, see [`AddressServerLookup`]), then
     /// the list follower and, unless standalone, the reporter.
     pub async fn start(
         local: impl Into<String>,
-        source: LookupSource,
-        settings: ClusterSettings,
-        resolver: PeerAddressResolver,
+        settings: &ClusterSettings,
+        transport: Arc<dyn PeerTransport>,
+        http: reqwest::Client,
         metrics: Arc<ClusterMetrics>,
     ) -> Result<Cluster> {
-        Cluster::start_secured(local, source, settings, resolver, metrics, Arc::default()).await
+        let source = LookupSource::from_settings(&settings.lookup)?;
+        Cluster::start_with(local, source, settings, transport, http, metrics).await
     }
 
-    /// [`Cluster::start`], with peer calls signed by (and using the TLS of)
-    /// `security`.
-    pub async fn start_secured(
+    /// [`Cluster::start`] with the member list from `source` instead of
+    /// the lookup settings (tests, and tools that build their own source).
+    pub async fn start_with(
         local: impl Into<String>,
         source: LookupSource,
-        settings: ClusterSettings,
-        resolver: PeerAddressResolver,
+        settings: &ClusterSettings,
+        transport: Arc<dyn PeerTransport>,
+        http: reqwest::Client,
         metrics: Arc<ClusterMetrics>,
-        security: Arc<PeerSecurity>,
     ) -> Result<Cluster> {
         settings.validate()?;
         let local = local.into();
         lookup::parse_member_address(&local)
             .map_err(|reason| Error::Config(format!("the advertised member '{local}' is not host:port: {reason}")))?;
         let standalone = matches!(source, LookupSource::Standalone);
-        let lookup = source.start(&local, &settings, metrics.clone()).await?;
+        let lookup = source.start(&local, &settings.lookup, http, metrics.clone()).await?;
         let membership =
             Arc::new(Membership::new(local.clone(), standalone, settings.down_after_failures, metrics.clone()));
-        let faults = Arc::new(Faults::new(settings.fault_injection));
-        let channels =
-            Arc::new(PeerChannels::new(resolver, settings.report_timeout).with_faults(faults).with_security(security));
         let (stop, stop_rx) = watch::channel(false);
 
         // Apply the first list before returning, so callers see the members
@@ -193,26 +189,20 @@ impl Cluster {
         let mut tasks = vec![tokio::spawn(follow_member_list(
             lookup.subscribe(),
             membership.clone(),
-            channels.clone(),
+            transport.clone(),
             stop_rx.clone(),
         ))];
         if !standalone {
-            let reporter =
-                Reporter::new(membership.clone(), channels.clone(), settings.report_timeout, metrics.clone());
+            let reporter = Reporter::new(membership.clone(), transport, settings.report_timeout, metrics.clone());
             tasks.push(tokio::spawn(reporter.run(settings.report_interval, stop_rx)));
         }
         info!(member = %local, lookup = lookup.mode().as_str(), "cluster membership started");
-        Ok(Cluster { membership, channels, metrics, lookup: Some(lookup), stop, tasks })
+        Ok(Cluster { membership, metrics, lookup: Some(lookup), stop, tasks })
     }
 
     /// The members and their states.
     pub fn membership(&self) -> &Arc<Membership> {
         &self.membership
-    }
-
-    /// One gRPC channel per peer, for Distro and Raft to reuse.
-    pub fn channels(&self) -> &Arc<PeerChannels> {
-        &self.channels
     }
 
     /// Lookup and report metrics.
@@ -226,16 +216,10 @@ impl Cluster {
     }
 
     /// The `Peer` gRPC service answering reports for this membership
-    /// (add Distro with [`PeerService::with_distro`]).
+    /// (add Distro and Raft with [`PeerService::with_distro`] and
+    /// [`PeerService::with_raft`]).
     pub fn peer_service(&self) -> PeerService {
         PeerService::new(self.membership.clone())
-            .with_faults(self.channels.faults().clone())
-            .with_metrics(self.metrics.clone())
-    }
-
-    /// The peer-plane fault switch.
-    pub fn faults(&self) -> &Arc<Faults> {
-        self.channels.faults()
     }
 
     /// Stops the reporter, the list follower and the lookup, and waits for
@@ -264,12 +248,12 @@ impl Drop for Cluster {
     }
 }
 
-/// Applies every list the lookup publishes to the membership and drops the
-/// channels of members that left.
+/// Applies every list the lookup publishes to the membership and lets the
+/// transport drop the connections of members that left.
 async fn follow_member_list(
     mut lists: watch::Receiver<Vec<String>>,
     membership: Arc<Membership>,
-    channels: Arc<PeerChannels>,
+    transport: Arc<dyn PeerTransport>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -277,7 +261,7 @@ async fn follow_member_list(
         if membership.apply_member_list(&list) {
             info!(members = ?list, "member list changed");
         }
-        channels.retain(&membership.peers());
+        transport.retain(&membership.peers());
         tokio::select! {
             changed = lists.changed() => {
                 if changed.is_err() {

@@ -8,171 +8,20 @@
 //! size. All peers are asked concurrently, each with its own timeout, so one
 //! silent member cannot delay the verdict on the others.
 //!
-//! A member's peer endpoint is derived from its address by a
-//! [`PeerAddressResolver`]: by default the main port plus 1001 (Nacos's
-//! convention, [`crate::config::PEER_PORT_OFFSET`]); tests running several
-//! nodes on ephemeral ports pass their own mapping.
-//!
-//! [`PeerChannels`] keeps one lazily connected tonic `Channel` per peer,
-//! reused by every report (and later by Distro and Raft), and drops the
-//! channels of members that left the list.
+//! Reports travel through the peer plane's [`PeerTransport`] (gRPC
+//! between nodes, an in-process network in the harness tests).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
-use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::MemberReport;
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
-use super::faults::Faults;
 use super::membership::Membership;
-use super::metrics::ClusterMetrics;
-use crate::config::PEER_PORT_OFFSET;
-use crate::security::{PeerSecurity, SignedChannel};
-
-/// Maps a member address (`host:mainPort`) to the `host:port` of its peer
-/// gRPC endpoint, or `None` when it cannot (the member then counts as
-/// unreachable).
-#[derive(Clone)]
-pub struct PeerAddressResolver(Arc<ResolveFn>);
-
-/// The mapping function inside a [`PeerAddressResolver`].
-type ResolveFn = dyn Fn(&str) -> Option<String> + Send + Sync;
-
-impl PeerAddressResolver {
-    /// The Nacos convention: the same host, the main port plus `offset`.
-    pub fn with_offset(offset: u16) -> PeerAddressResolver {
-        PeerAddressResolver::new(move |member| peer_endpoint(member, offset))
-    }
-
-    /// A custom mapping (tests with ephemeral ports, unusual deployments).
-    pub fn new(resolve: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> PeerAddressResolver {
-        PeerAddressResolver(Arc::new(resolve))
-    }
-
-    /// The peer endpoint of `member`.
-    pub fn resolve(&self, member: &str) -> Option<String> {
-        (self.0)(member)
-    }
-}
-
-impl Default for PeerAddressResolver {
-    /// Main port + [`PEER_PORT_OFFSET`] (1001).
-    fn default() -> Self {
-        PeerAddressResolver::with_offset(PEER_PORT_OFFSET)
-    }
-}
-
-impl fmt::Debug for PeerAddressResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PeerAddressResolver(..)")
-    }
-}
-
-/// `host:mainPort` → `host:(mainPort + offset)`; `None` when the address has
-/// no port or the sum overflows.
-pub fn peer_endpoint(member: &str, offset: u16) -> Option<String> {
-    let (host, port) = member.rsplit_once(':')?;
-    if host.is_empty() {
-        return None;
-    }
-    let port = port.parse::<u16>().ok()?.checked_add(offset)?;
-    Some(format!("{host}:{port}"))
-}
-
-/// One gRPC channel per peer, created on first use and connected lazily;
-/// every call on it is signed with the cluster secret, and goes over mutual
-/// TLS when the peer port has TLS ([`crate::security`]).
-#[derive(Debug)]
-pub struct PeerChannels {
-    resolver: PeerAddressResolver,
-    connect_timeout: Duration,
-    /// member → (endpoint it was resolved to, channel).
-    channels: Mutex<HashMap<String, (String, SignedChannel)>>,
-    faults: Arc<Faults>,
-    security: Arc<PeerSecurity>,
-}
-
-impl PeerChannels {
-    /// Channels resolved with `resolver`, each connection attempt bounded by
-    /// `connect_timeout`.
-    pub fn new(resolver: PeerAddressResolver, connect_timeout: Duration) -> PeerChannels {
-        PeerChannels {
-            resolver,
-            connect_timeout,
-            channels: Mutex::new(HashMap::new()),
-            faults: Arc::default(),
-            security: Arc::default(),
-        }
-    }
-
-    /// The same channels, signing with (and using the TLS of) `security`.
-    pub fn with_security(self, security: Arc<PeerSecurity>) -> PeerChannels {
-        PeerChannels { security, ..self }
-    }
-
-    /// The same channels, cut by the fault switch `faults`.
-    pub fn with_faults(self, faults: Arc<Faults>) -> PeerChannels {
-        PeerChannels { faults, ..self }
-    }
-
-    /// The fault switch every peer call goes through.
-    pub fn faults(&self) -> &Arc<Faults> {
-        &self.faults
-    }
-
-    /// The channel to `member`, or `None` when it has no peer endpoint (or
-    /// the fault switch blocks it). A member whose endpoint resolves
-    /// differently than before gets a new channel. Cloning a `Channel` is
-    /// cheap and shares the connection.
-    pub fn channel(&self, member: &str) -> Option<SignedChannel> {
-        if self.faults.is_blocked(member) {
-            return None;
-        }
-        let endpoint = self.resolver.resolve(member)?;
-        let mut channels = self.channels.lock();
-        if let Some((known, channel)) = channels.get(member) {
-            if *known == endpoint {
-                return Some(channel.clone());
-            }
-        }
-        let tls = self.security.peer_tls();
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let built = Endpoint::from_shared(format!("{scheme}://{endpoint}")).and_then(|e| match tls {
-            Some(tls) => e.tls_config(tls.client.clone()),
-            None => Ok(e),
-        });
-        let channel = match built {
-            Ok(e) => SignedChannel::new(
-                e.connect_timeout(self.connect_timeout).tcp_nodelay(true).connect_lazy(),
-                self.security.auth().cloned(),
-            ),
-            Err(e) => {
-                warn!(member, endpoint, error = %e, "member has an invalid peer endpoint");
-                return None;
-            }
-        };
-        channels.insert(member.to_string(), (endpoint, channel.clone()));
-        Some(channel)
-    }
-
-    /// Drops the channels of members not in `members`.
-    pub fn retain(&self, members: &[String]) {
-        self.channels.lock().retain(|member, _| members.contains(member));
-    }
-
-    /// Members with a channel, sorted.
-    pub fn members(&self) -> Vec<String> {
-        let mut members: Vec<String> = self.channels.lock().keys().cloned().collect();
-        members.sort();
-        members
-    }
-}
+use super::metrics::{ClusterMetrics, ReportOutcome};
+use crate::peer::{PeerError, PeerTransport};
 
 /// Why a report failed; the label is the metric's `result`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,12 +39,12 @@ enum ReportFailure {
 }
 
 impl ReportFailure {
-    fn label(&self) -> &'static str {
+    fn outcome(&self) -> ReportOutcome {
         match self {
-            ReportFailure::Unresolved => "unresolved",
-            ReportFailure::Timeout => "timeout",
-            ReportFailure::Failed(_) => "failed",
-            ReportFailure::WrongMember(_) => "wrong_member",
+            ReportFailure::Unresolved => ReportOutcome::Unresolved,
+            ReportFailure::Timeout => ReportOutcome::Timeout,
+            ReportFailure::Failed(_) => ReportOutcome::Failed,
+            ReportFailure::WrongMember(_) => ReportOutcome::WrongMember,
         }
     }
 }
@@ -215,21 +64,21 @@ impl fmt::Display for ReportFailure {
 #[derive(Debug)]
 pub struct Reporter {
     membership: Arc<Membership>,
-    channels: Arc<PeerChannels>,
+    transport: Arc<dyn PeerTransport>,
     timeout: Duration,
     metrics: Arc<ClusterMetrics>,
 }
 
 impl Reporter {
-    /// A reporter for `membership`, over `channels`, each report bounded by
-    /// `timeout`.
+    /// A reporter for `membership`, sending through `transport`, each report
+    /// bounded by `timeout`.
     pub fn new(
         membership: Arc<Membership>,
-        channels: Arc<PeerChannels>,
+        transport: Arc<dyn PeerTransport>,
         timeout: Duration,
         metrics: Arc<ClusterMetrics>,
     ) -> Reporter {
-        Reporter { membership, channels, timeout, metrics }
+        Reporter { membership, transport, timeout, metrics }
     }
 
     /// Reports every `interval` until `stop` turns true (or its sender is
@@ -264,30 +113,26 @@ impl Reporter {
     async fn report_to(&self, peer: &str, report: MemberReport) {
         match self.send(peer, report).await {
             Ok(reply) => {
-                self.metrics.report("ok");
-                self.membership.report_succeeded(peer, &reply, Instant::now());
+                self.metrics.report(ReportOutcome::Ok);
+                self.membership.report_succeeded(peer, &reply, now());
             }
             Err(failure) => {
-                self.metrics.report(failure.label());
+                self.metrics.report(failure.outcome());
                 debug!(member = peer, error = %failure, "member report failed");
                 if let ReportFailure::WrongMember(_) = failure {
                     warn!(member = peer, error = %failure, "a different member answers at this member's peer endpoint");
                 }
-                self.membership.report_failed(peer, Instant::now());
+                self.membership.report_failed(peer, now());
             }
         }
     }
 
     async fn send(&self, peer: &str, report: MemberReport) -> Result<MemberReport, ReportFailure> {
-        let channel = self.channels.channel(peer).ok_or(ReportFailure::Unresolved)?;
-        let mut client = PeerClient::new(channel);
-        let mut request = tonic::Request::new(report);
-        request.set_timeout(self.timeout);
-        let reply = match tokio::time::timeout(self.timeout, client.report(request)).await {
-            Err(_) => return Err(ReportFailure::Timeout),
-            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => return Err(ReportFailure::Timeout),
-            Ok(Err(status)) => return Err(ReportFailure::Failed(status.to_string())),
-            Ok(Ok(response)) => response.into_inner(),
+        let reply = match self.transport.report(peer, report, self.timeout).await {
+            Err(PeerError::Unreachable(_)) => return Err(ReportFailure::Unresolved),
+            Err(PeerError::Timeout) => return Err(ReportFailure::Timeout),
+            Err(PeerError::Status(status)) => return Err(ReportFailure::Failed(status.to_string())),
+            Ok(reply) => reply,
         };
         match reply.self_report {
             Some(r) if r.member == peer => Ok(r),
@@ -297,33 +142,8 @@ impl Reporter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_endpoints_follow_the_offset() {
-        assert_eq!(peer_endpoint("10.0.0.1:8848", 1001).as_deref(), Some("10.0.0.1:9849"));
-        assert_eq!(peer_endpoint("demo-0.demo.ns.svc:8858", 1001).as_deref(), Some("demo-0.demo.ns.svc:9859"));
-        assert_eq!(peer_endpoint("[::1]:8848", 1001).as_deref(), Some("[::1]:9849"));
-        assert_eq!(peer_endpoint("h:65000", 1001), None);
-        assert_eq!(peer_endpoint("h", 1001), None);
-        assert_eq!(peer_endpoint(":8848", 1001), None);
-        assert_eq!(PeerAddressResolver::default().resolve("a:8848").as_deref(), Some("a:9849"));
-    }
-
-    #[tokio::test]
-    async fn channels_are_reused_and_pruned() {
-        let channels = PeerChannels::new(
-            PeerAddressResolver::new(|m| (m != "nowhere:1").then(|| "127.0.0.1:1".to_string())),
-            Duration::from_millis(100),
-        );
-        assert!(channels.channel("a:8848").is_some());
-        assert!(channels.channel("a:8848").is_some());
-        assert!(channels.channel("b:8848").is_some());
-        assert!(channels.channel("nowhere:1").is_none());
-        assert_eq!(channels.members(), vec!["a:8848", "b:8848"]);
-        channels.retain(&["b:8848".to_string()]);
-        assert_eq!(channels.members(), vec!["b:8848"]);
-    }
+/// The time a report outcome is recorded at: tokio's clock, so that tests
+/// on paused time see the outcomes at the times they advanced to.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }

@@ -12,7 +12,7 @@
 //! easy to reason about.
 //!
 //! Standalone nodes are always responsible; that decision belongs to the
-//! caller ([`Membership::is_responsible`](super::Membership::is_responsible)),
+//! caller ([`Membership::responsibility`](super::Membership::responsibility)),
 //! which knows the lookup mode.
 
 /// Java's `String.hashCode`: `h = 31 * h + c` over the UTF-16 code units,

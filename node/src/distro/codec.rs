@@ -32,7 +32,7 @@ pub fn encode(copy: &ClientCopy) -> ClientData {
 }
 
 /// Encoded bytes one sync message or snapshot chunk aims to stay under.
-/// Far below the peer port's message limit ([`super::MAX_PEER_MESSAGE_BYTES`]):
+/// Far below the peer port's message limit ([`crate::peer::MIN_MESSAGE_BYTES`] and up):
 /// clients vary in size (a connection may publish thousands of instances),
 /// so a count of clients alone does not bound a message, and smaller
 /// messages keep both sides' memory flat.
@@ -61,29 +61,72 @@ pub fn split_by_size(clients: Vec<ClientData>, max_clients: usize, max_bytes: us
     groups
 }
 
+/// Why a client sent by a peer was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// An empty client id, or one longer than 512 bytes.
+    #[error("client id of {0} bytes")]
+    ClientId(usize),
+    /// A service name a client could not have used.
+    #[error("client {client}: {error}")]
+    Service {
+        /// The client.
+        client: String,
+        /// What the name check said.
+        error: crate::error::Error,
+    },
+    /// An instance a client could not have registered.
+    #[error("client {client} in {service}: {error}")]
+    Instance {
+        /// The client.
+        client: String,
+        /// Its service (`namespace/group@@name`).
+        service: String,
+        /// What is wrong with the instance.
+        error: InstanceError,
+    },
+}
+
+/// What is wrong with one instance sent by a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// Not the JSON of an instance.
+    #[error("instance JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Persistent instances travel by Raft only.
+    #[error("a persistent instance cannot travel by Distro")]
+    Persistent,
+    /// Refused by the client-input checks.
+    #[error("{0}")]
+    Invalid(crate::error::Error),
+}
+
 /// Decodes a client sent by a peer, refusing anything a client could not
 /// have registered.
-pub fn decode(data: ClientData, limits: &Limits) -> Result<ClientCopy, String> {
+pub fn decode(data: ClientData, limits: &Limits) -> Result<ClientCopy, DecodeError> {
     if data.client_id.is_empty() || data.client_id.len() > 512 {
-        return Err(format!("client id of {} bytes", data.client_id.len()));
+        return Err(DecodeError::ClientId(data.client_id.len()));
     }
     let kind = if data.connection_based { ClientKind::Connection } else { ClientKind::IpPort };
     let mut instances = Vec::with_capacity(data.instances.len());
     for published in data.instances {
         let service =
             validate::service_key(Some(&published.namespace), Some(&published.group), Some(&published.service))
-                .map_err(|e| format!("client {}: {e}", data.client_id))?;
-        let instance = decode_instance(&published.instance_json, limits)
-            .map_err(|e| format!("client {} in {service}: {e}", data.client_id))?;
+                .map_err(|error| DecodeError::Service { client: data.client_id.clone(), error })?;
+        let instance = decode_instance(&published.instance_json, limits).map_err(|error| DecodeError::Instance {
+            client: data.client_id.clone(),
+            service: service.to_string(),
+            error,
+        })?;
         instances.push((service, instance));
     }
     Ok(ClientCopy { id: data.client_id, kind, revision: data.revision, instances })
 }
 
-fn decode_instance(json: &str, limits: &Limits) -> Result<Instance, String> {
-    let instance: Instance = serde_json::from_str(json).map_err(|e| format!("instance JSON: {e}"))?;
+fn decode_instance(json: &str, limits: &Limits) -> Result<Instance, InstanceError> {
+    let instance: Instance = serde_json::from_str(json)?;
     if !instance.ephemeral {
-        return Err("a persistent instance cannot travel by Distro".into());
+        return Err(InstanceError::Persistent);
     }
     // Run it through the client-input checks, so nothing a client could not
     // register enters through a peer.
@@ -98,7 +141,7 @@ fn decode_instance(json: &str, limits: &Limits) -> Result<Instance, String> {
         metadata: instance.metadata.clone(),
         ..InstanceWire::default()
     };
-    validate::instance(&wire, Some(true), limits).map_err(|e| e.to_string())?;
+    validate::instance(&wire, Some(true), limits).map_err(InstanceError::Invalid)?;
     Ok(instance)
 }
 
@@ -140,7 +183,7 @@ mod tests {
             (published.namespace.as_str(), published.group.as_str(), published.service.as_str()),
             ("dev", "g", "s")
         );
-        assert_eq!(decode(data, &limits()), Ok(copy));
+        assert_eq!(decode(data, &limits()).ok(), Some(copy));
     }
 
     #[test]

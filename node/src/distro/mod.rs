@@ -1,4 +1,5 @@
-//! Distro: the AP replication of ephemeral instances (DESIGN §5).
+//! Distro: the AP replication of ephemeral instances (`docs/ARCHITECTURE.md`,
+//! "One ephemeral registration").
 //!
 //! Every node holds every ephemeral client and answers reads from memory.
 //! A client is written on the node responsible for it (its connection's
@@ -18,17 +19,28 @@
 //!
 //! The store applies the merge rules ([`crate::naming::store`]: higher
 //! revision wins, a connection belongs to its node, copies expire); this
-//! module moves data and decides when.
+//! module moves data and decides when. Messages travel through the peer
+//! plane ([`crate::peer`]): out through its [`PeerTransport`], in through
+//! [`DistroPeer`], the [`DistroHandler`] the peer service calls.
+//!
+//! # Layout
+//! - [`codec`]: clients on the wire.
+//! - [`sync`]: the per-peer send queues.
+//! - [`verify`]: verify rounds and copy expiry.
+//! - [`snapshot`]: serving and loading the snapshot.
+//! - [`metrics`]: the event counter, `roster_distro_events_total{event}`.
+//! - this module: [`DistroSettings`], [`Distro`] and its status section.
 //!
 //! [`Responsibility`]: crate::cluster::Responsibility
 
 pub mod codec;
+pub mod metrics;
 pub mod snapshot;
 pub mod sync;
 pub mod verify;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use roster_proto::peer::{DistroAck, DistroSyncRequest, DistroVerifyReply, DistroVerifyRequest, SnapshotRequest};
@@ -38,54 +50,112 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 use tracing::{debug, warn};
 
-use crate::cluster::peer::SnapshotStream;
-use crate::cluster::{DistroHandler, Membership, PeerChannels};
-use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::cluster::Membership;
+use crate::duration;
+use crate::error::{Error, Result};
 use crate::naming::validate::Limits;
 use crate::naming::{Applied, NamingStore, StoreCounts};
+use crate::peer::{DistroHandler, Faults, PeerTransport, SnapshotStream};
 
+use self::metrics::{DistroEvent, DistroMetrics};
 use self::sync::SyncQueues;
 
-/// Largest peer message accepted (a sync, verify or snapshot chunk).
-pub const MAX_PEER_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Distro's timings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Distro (ephemeral instances)")]
 pub struct DistroSettings {
-    /// Merge window of changes to one client before a send.
+    /// Distro: how long changes to one client are gathered into one send
+    /// (Nacos: 1 s).
+    #[arg(long = "distro-sync-delay", id = "distro_sync_delay", value_name = "DISTRO_SYNC_DELAY", env = "ROSTER_DISTRO_SYNC_DELAY", default_value = "200ms", value_parser = duration::parse)]
     pub sync_delay: Duration,
-    /// Wait before a failed send is retried.
+
+    /// Distro: how long a failed send waits before it is retried (Nacos: 3 s).
+    #[arg(long = "distro-sync-retry-delay", id = "distro_sync_retry_delay", value_name = "DISTRO_SYNC_RETRY_DELAY", env = "ROSTER_DISTRO_SYNC_RETRY_DELAY", default_value = "1s", value_parser = duration::parse)]
     pub sync_retry_delay: Duration,
-    /// Timeout of one sync, verify or snapshot call.
+
+    /// Distro: timeout of one sync or verify call to a peer.
+    #[arg(long = "distro-sync-timeout", id = "distro_sync_timeout", value_name = "DISTRO_SYNC_TIMEOUT", env = "ROSTER_DISTRO_SYNC_TIMEOUT", default_value = "3s", value_parser = duration::parse)]
     pub sync_timeout: Duration,
-    /// Interval of verify rounds (and copy expiry checks).
+
+    /// Distro: how often each node verifies the clients it is responsible
+    /// for with every peer (Nacos: 5 s).
+    #[arg(long = "distro-verify-interval", id = "distro_verify_interval", value_name = "DISTRO_VERIFY_INTERVAL", env = "ROSTER_DISTRO_VERIFY_INTERVAL", default_value = "5s", value_parser = duration::parse)]
     pub verify_interval: Duration,
-    /// Life of an unconfirmed copy.
+
+    /// Distro: how long a copy of another node's client lives without being
+    /// verified (Nacos: 3 min).
+    #[arg(long = "distro-copy-expiry", id = "distro_copy_expiry", value_name = "DISTRO_COPY_EXPIRY", env = "ROSTER_DISTRO_COPY_EXPIRY", default_value = "3m", value_parser = duration::parse)]
     pub copy_expiry: Duration,
-    /// How long a removed client is remembered, so that an older copy
-    /// still held across a partition cannot bring it back.
+
+    /// Distro: how long a removed client is remembered, so that a copy
+    /// older than its removal (held across a partition) cannot revive it.
+    #[arg(long = "distro-tombstone-ttl", id = "distro_tombstone_ttl", value_name = "DISTRO_TOMBSTONE_TTL", env = "ROSTER_DISTRO_TOMBSTONE_TTL", default_value = "10m", value_parser = duration::parse)]
     pub tombstone_ttl: Duration,
-    /// Wait between snapshot load rounds when no peer could serve one.
+
+    /// Distro: how long to wait before another snapshot load round when no
+    /// peer could serve one (Nacos: 30 s).
+    #[arg(long = "distro-load-retry-delay", id = "distro_load_retry_delay", value_name = "DISTRO_LOAD_RETRY_DELAY", env = "ROSTER_DISTRO_LOAD_RETRY_DELAY", default_value = "5s", value_parser = duration::parse)]
     pub load_retry_delay: Duration,
-    /// Clients per snapshot chunk.
+
+    /// Distro: clients per snapshot chunk.
+    #[arg(
+        long = "distro-snapshot-chunk",
+        id = "distro_snapshot_chunk",
+        value_name = "DISTRO_SNAPSHOT_CHUNK",
+        env = "ROSTER_DISTRO_SNAPSHOT_CHUNK",
+        default_value_t = 500
+    )]
     pub snapshot_chunk: usize,
 }
 
-impl DistroSettings {
-    /// The settings of `config`.
-    pub fn from_config(config: &Config) -> DistroSettings {
+impl Default for DistroSettings {
+    fn default() -> Self {
         DistroSettings {
-            sync_delay: config.distro_sync_delay,
-            sync_retry_delay: config.distro_sync_retry_delay,
-            sync_timeout: config.distro_sync_timeout,
-            verify_interval: config.distro_verify_interval,
-            copy_expiry: config.distro_copy_expiry,
-            tombstone_ttl: config.distro_tombstone_ttl,
-            load_retry_delay: config.distro_load_retry_delay,
-            snapshot_chunk: config.distro_snapshot_chunk,
+            sync_delay: Duration::from_millis(200),
+            sync_retry_delay: Duration::from_secs(1),
+            sync_timeout: Duration::from_secs(3),
+            verify_interval: Duration::from_secs(5),
+            copy_expiry: Duration::from_secs(180),
+            tombstone_ttl: Duration::from_secs(600),
+            load_retry_delay: Duration::from_secs(5),
+            snapshot_chunk: 500,
         }
     }
+}
+
+impl DistroSettings {
+    /// Refuses timings that would make a task spin or every copy expire.
+    pub fn validate(&self) -> Result<()> {
+        for (name, d) in [
+            ("--distro-sync-timeout", self.sync_timeout),
+            ("--distro-verify-interval", self.verify_interval),
+            ("--distro-copy-expiry", self.copy_expiry),
+            ("--distro-load-retry-delay", self.load_retry_delay),
+            ("--distro-sync-retry-delay", self.sync_retry_delay),
+        ] {
+            if d.is_zero() {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.tombstone_ttl < self.copy_expiry {
+            return Err(Error::Config("--distro-tombstone-ttl must not be shorter than --distro-copy-expiry".into()));
+        }
+        if self.copy_expiry <= self.verify_interval {
+            return Err(Error::Config(
+                "--distro-copy-expiry must be longer than --distro-verify-interval, or every copy would expire".into(),
+            ));
+        }
+        if self.snapshot_chunk == 0 {
+            return Err(Error::Config("--distro-snapshot-chunk must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Distro's clock: tokio's, so that tests on paused time drive expiry and
+/// merge windows alike (outside tests it is the system's monotonic clock).
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Where the snapshot load stands; loaded once `loaded_at` is set.
@@ -95,7 +165,8 @@ struct LoadState {
     loaded_at: Option<SystemTime>,
 }
 
-/// The `distro` section of `/roster/v1/status` (DESIGN §7).
+/// The `distro` section of `/roster/v1/status` (the status document in
+/// `docs/ARCHITECTURE.md`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DistroStatus {
@@ -130,8 +201,9 @@ pub struct DistroStatus {
 pub struct Distro {
     store: Arc<NamingStore>,
     membership: Arc<Membership>,
-    channels: Arc<PeerChannels>,
-    metrics: Arc<Metrics>,
+    transport: Arc<dyn PeerTransport>,
+    faults: Arc<Faults>,
+    metrics: Arc<DistroMetrics>,
     limits: Limits,
     settings: DistroSettings,
     load: Mutex<LoadState>,
@@ -140,13 +212,15 @@ pub struct Distro {
 }
 
 impl Distro {
-    /// Distro over `store` for the members of `membership`, talking through
-    /// `channels`. Nothing runs until [`Distro::start`].
+    /// Distro over `store` for the members of `membership`, sending through
+    /// `transport` (sync drops asked of `faults` are honoured there). Nothing
+    /// runs until [`Distro::start`].
     pub fn new(
         store: Arc<NamingStore>,
         membership: Arc<Membership>,
-        channels: Arc<PeerChannels>,
-        metrics: Arc<Metrics>,
+        transport: Arc<dyn PeerTransport>,
+        faults: Arc<Faults>,
+        metrics: Arc<DistroMetrics>,
         limits: Limits,
         settings: DistroSettings,
     ) -> Arc<Distro> {
@@ -154,7 +228,8 @@ impl Distro {
         Arc::new(Distro {
             store,
             membership,
-            channels,
+            transport,
+            faults,
             metrics,
             limits,
             settings,
@@ -208,11 +283,11 @@ impl Distro {
             clients: counts.clients,
             instances: counts.instances,
             pending_syncs: self.queues.pending(),
-            syncs_sent: self.metrics.distro_count("sync_sent"),
-            sync_failures: self.metrics.distro_count("sync_failed"),
-            verify_repairs: self.metrics.distro_count("verify_missing"),
-            copies_expired: self.metrics.distro_count("copies_expired"),
-            dropped_syncs: self.channels.faults().dropped_syncs(),
+            syncs_sent: self.metrics.count(DistroEvent::SyncSent),
+            sync_failures: self.metrics.count(DistroEvent::SyncFailed),
+            verify_repairs: self.metrics.count(DistroEvent::VerifyMissing),
+            copies_expired: self.metrics.count(DistroEvent::CopiesExpired),
+            dropped_syncs: self.faults.dropped_syncs(),
         }
     }
 }
@@ -230,12 +305,12 @@ impl DistroHandler for DistroPeer {
             .upserts
             .into_iter()
             .map(|data| codec::decode(data, &distro.limits))
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, codec::DecodeError>>()
             .map_err(|e| {
                 warn!(source = %request.source, error = %e, "refusing an invalid Distro sync");
                 Status::invalid_argument(format!("invalid client data: {e}"))
             })?;
-        let now = Instant::now();
+        let now = now();
         let mut replaced = 0u64;
         for copy in copies {
             if distro.store.apply_copy(copy, &request.source, now) == Applied::Replaced {
@@ -243,8 +318,8 @@ impl DistroHandler for DistroPeer {
             }
         }
         let removed = request.removed.iter().filter(|r| distro.store.remove_copy(&r.client_id, r.revision)).count();
-        distro.metrics.distro_event("clients_applied", replaced);
-        distro.metrics.distro_event("clients_removed", removed as u64);
+        distro.metrics.event(DistroEvent::ClientsApplied, replaced);
+        distro.metrics.event(DistroEvent::ClientsRemoved, removed as u64);
         debug!(source = %request.source, replaced, removed, "applied a Distro sync");
         Ok(DistroAck { accepted: true, message: String::new() })
     }
@@ -253,7 +328,7 @@ impl DistroHandler for DistroPeer {
         let distro = &self.0;
         let pairs: Vec<(String, u64)> = request.clients.into_iter().map(|c| (c.client_id, c.revision)).collect();
         let responsibility = distro.membership.responsibility();
-        let outcome = distro.store.verify(&pairs, Instant::now(), |tag| responsibility.is_local(tag));
+        let outcome = distro.store.verify(&pairs, now(), |tag| responsibility.is_local(tag));
         if !outcome.newer_here.is_empty() && distro.membership.member(&request.source).is_some() {
             debug!(source = %request.source, newer = outcome.newer_here.len(), "sending newer copies back");
             distro.queue(&request.source, outcome.newer_here);
@@ -268,20 +343,7 @@ impl DistroHandler for DistroPeer {
 
 /// `time` as RFC 3339 in UTC with second precision.
 pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 #[cfg(test)]
@@ -290,11 +352,12 @@ mod tests {
     use tokio_stream::StreamExt;
 
     use super::*;
-    use crate::cluster::{ClusterMetrics, PeerAddressResolver};
+    use crate::cluster::ClusterMetrics;
     use crate::naming::{ClientCopy, ClientKind, Instance, Selection, ServiceKey};
+    use crate::peer::{PeerAddressResolver, PeerChannels};
 
     fn distro() -> Arc<Distro> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(DistroMetrics::default());
         let membership = Arc::new(Membership::new("a:8848", false, 3, Arc::new(ClusterMetrics::new())));
         let channels = Arc::new(PeerChannels::new(PeerAddressResolver::default(), Duration::from_millis(100)));
         let store = Arc::new(NamingStore::new(Default::default()));
@@ -309,7 +372,7 @@ mod tests {
             load_retry_delay: Duration::from_millis(10),
             snapshot_chunk: 2,
         };
-        Distro::new(store, membership, channels, metrics, limits, settings)
+        Distro::new(store, membership, channels, Arc::default(), metrics, limits, settings)
     }
 
     fn client(id: &str, revision: u64, ip: &str) -> ClientCopy {
@@ -355,7 +418,7 @@ mod tests {
     async fn a_snapshot_streams_every_client_in_chunks() {
         let d = distro();
         for n in 0..5 {
-            d.store.apply_copy(client(&format!("c{n}"), 1, &format!("10.0.0.{n}")), "b:8848", Instant::now());
+            d.store.apply_copy(client(&format!("c{n}"), 1, &format!("10.0.0.{n}")), "b:8848", now());
         }
         let stream = DistroPeer(d.clone())
             .snapshot(SnapshotRequest { requester: "c:8848".into(), chunk_clients: 0 })
@@ -375,6 +438,7 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_utc() {
+        use std::time::UNIX_EPOCH;
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)), "2026-11-18T11:06:40Z");

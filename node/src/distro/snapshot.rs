@@ -11,9 +11,8 @@
 //! starts after the load retry delay. A node with no peers is loaded at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::{ClientData, SnapshotChunk, SnapshotRequest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,9 +20,10 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 use tracing::{debug, info, warn};
 
-use super::{codec, Distro};
-use crate::cluster::peer::SnapshotStream;
+use super::metrics::DistroEvent;
+use super::{codec, now, Distro};
 use crate::cluster::Member;
+use crate::peer::{PeerError, SnapshotStream};
 
 /// How long the loader waits for the next chunk before giving up on a peer.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,7 +86,7 @@ impl Distro {
         let source_initialized = self.is_initialized();
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel::<Result<SnapshotChunk, Status>>(2);
-        self.metrics.distro_event("snapshot_served", 1);
+        self.metrics.event(DistroEvent::SnapshotServed, 1);
         debug!(requester = %request.requester, clients = ids.len(), "serving a Distro snapshot");
         tokio::spawn(async move {
             // A chunk holds at most `chunk` clients and stays within the
@@ -138,7 +138,7 @@ impl Distro {
                 self.mark_loaded(Some(source.to_owned()));
                 return;
             }
-            self.metrics.distro_event("snapshot_round_failed", 1);
+            self.metrics.event(DistroEvent::SnapshotRoundFailed, 1);
             warn!(round, retry_in = ?self.settings.load_retry_delay, "no peer could serve a Distro snapshot");
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.load_retry_delay) => {}
@@ -149,18 +149,14 @@ impl Distro {
 
     /// Loads one peer's snapshot, applying chunks as they arrive.
     async fn load_from(&self, peer: &str) -> Attempt {
-        let Some(channel) = self.channels.channel(peer) else {
-            return Attempt::Failed("no peer endpoint (or cut by fault injection)".into());
-        };
-        let mut client = PeerClient::new(channel).max_decoding_message_size(super::MAX_PEER_MESSAGE_BYTES);
         let request = SnapshotRequest {
             requester: self.membership.local().to_owned(),
             chunk_clients: u32::try_from(self.settings.snapshot_chunk).unwrap_or(u32::MAX),
         };
-        let mut stream = match tokio::time::timeout(self.settings.sync_timeout, client.distro_snapshot(request)).await {
-            Err(_) => return Attempt::Failed("timed out".into()),
-            Ok(Err(status)) => return Attempt::Failed(status.to_string()),
-            Ok(Ok(response)) => response.into_inner(),
+        let mut stream = match self.transport.distro_snapshot(peer, request, self.settings.sync_timeout).await {
+            Err(PeerError::Status(status)) => return Attempt::Failed(status.to_string()),
+            Err(e) => return Attempt::Failed(e.to_string()),
+            Ok(stream) => stream,
         };
         let mut clients = 0usize;
         loop {
@@ -170,7 +166,7 @@ impl Distro {
                 Ok(Some(Err(status))) => return Attempt::Failed(status.to_string()),
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            let now = Instant::now();
+            let now = now();
             for data in chunk.clients {
                 match codec::decode(data, &self.limits) {
                     Ok(copy) => {
@@ -193,7 +189,7 @@ impl Distro {
             load.loaded_at = Some(SystemTime::now());
         }
         self.membership.set_distro_initialized(true);
-        self.metrics.distro_event("snapshot_loaded", 1);
+        self.metrics.event(DistroEvent::SnapshotLoaded, 1);
         info!(source = source.as_deref().unwrap_or("none (no peers)"), "Distro snapshot loaded; node is initialized");
     }
 }

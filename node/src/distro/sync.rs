@@ -12,12 +12,24 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::{ClientRevision, DistroSyncRequest};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
+use super::metrics::DistroEvent;
 use super::{codec, Distro};
+use crate::peer::PeerError;
+
+/// Why a sync was not delivered (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The call brought no answer.
+    #[error("{0}")]
+    Peer(#[from] PeerError),
+    /// The peer answered but did not accept the data.
+    #[error("refused: {0}")]
+    Refused(String),
+}
 
 /// Most clients in one sync message.
 const MAX_CLIENTS_PER_SYNC: usize = 500;
@@ -160,7 +172,7 @@ impl Distro {
                 }
                 let ids = queue.take(MAX_CLIENTS_PER_SYNC);
                 if let Err(e) = self.send_sync(&peer, &ids).await {
-                    self.metrics.distro_event("sync_failed", 1);
+                    self.metrics.event(DistroEvent::SyncFailed, 1);
                     debug!(peer, clients = ids.len(), error = %e, "Distro sync failed; will retry");
                     queue.add(ids);
                     tokio::select! {
@@ -175,7 +187,7 @@ impl Distro {
     /// Sends the current state of `ids` to `peer`: one message, or several
     /// when the clients' data exceeds the message budget (clients with
     /// thousands of instances). Removals go with the first.
-    async fn send_sync(&self, peer: &str, ids: &[String]) -> Result<(), String> {
+    async fn send_sync(&self, peer: &str, ids: &[String]) -> Result<(), SyncError> {
         let (copies, removed) = self.store.client_copies(ids);
         let upserts: Vec<_> = copies.iter().map(codec::encode).collect();
         drop(copies);
@@ -193,31 +205,23 @@ impl Distro {
             };
             self.send_sync_message(peer, request).await?;
         }
-        self.metrics.distro_event("clients_sent", ids.len() as u64);
+        self.metrics.event(DistroEvent::ClientsSent, ids.len() as u64);
         Ok(())
     }
 
     /// Sends one sync message.
-    async fn send_sync_message(&self, peer: &str, request: DistroSyncRequest) -> Result<(), String> {
+    async fn send_sync_message(&self, peer: &str, request: DistroSyncRequest) -> Result<(), SyncError> {
         let clients = request.upserts.len() + request.removed.len();
-        if self.channels.faults().drop_sync() {
-            self.metrics.distro_event("sync_dropped", 1);
+        if self.faults.drop_sync() {
+            self.metrics.event(DistroEvent::SyncDropped, 1);
             debug!(peer, clients, "Distro sync dropped by fault injection");
             return Ok(());
         }
-        let channel = self.channels.channel(peer).ok_or("no peer endpoint (or cut by fault injection)")?;
-        let mut client = PeerClient::new(channel).max_decoding_message_size(super::MAX_PEER_MESSAGE_BYTES);
-        let mut call = tonic::Request::new(request);
-        call.set_timeout(self.settings.sync_timeout);
-        let ack = tokio::time::timeout(self.settings.sync_timeout, client.distro_sync(call))
-            .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|status| status.to_string())?
-            .into_inner();
+        let ack = self.transport.distro_sync(peer, request, self.settings.sync_timeout).await?;
         if !ack.accepted {
-            return Err(format!("refused: {}", ack.message));
+            return Err(SyncError::Refused(ack.message));
         }
-        self.metrics.distro_event("sync_sent", 1);
+        self.metrics.event(DistroEvent::SyncSent, 1);
         Ok(())
     }
 }

@@ -8,14 +8,14 @@
 //! and sends back those it holds newer. Copies nobody confirms expire.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::{ClientRevision, DistroVerifyRequest};
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::Distro;
+use super::metrics::DistroEvent;
+use super::{now, Distro};
+use crate::peer::PeerError;
 
 /// Most `(client, revision)` pairs in one verify message.
 const MAX_PAIRS_PER_VERIFY: usize = 5_000;
@@ -41,12 +41,11 @@ impl Distro {
     /// Drops copies whose source stopped confirming them.
     pub(crate) fn expire_copies(&self) {
         let responsibility = self.membership.responsibility();
-        let expired =
-            self.store.expire_copies(Instant::now(), self.settings.copy_expiry, self.settings.tombstone_ttl, |tag| {
-                responsibility.is_local(tag)
-            });
+        let expired = self.store.expire_copies(now(), self.settings.copy_expiry, self.settings.tombstone_ttl, |tag| {
+            responsibility.is_local(tag)
+        });
         if expired > 0 {
-            self.metrics.distro_event("copies_expired", expired as u64);
+            self.metrics.event(DistroEvent::CopiesExpired, expired as u64);
             debug!(expired, "Distro copies expired without verification");
         }
     }
@@ -81,31 +80,22 @@ impl Distro {
 
     /// Verifies `pairs` with `peer` and queues the re-sync of what it lacks.
     async fn verify_with(self: &Arc<Self>, peer: &str, pairs: &[ClientRevision]) {
-        let Some(channel) = self.channels.channel(peer) else { return };
-        let mut client = PeerClient::new(channel).max_decoding_message_size(super::MAX_PEER_MESSAGE_BYTES);
         for batch in pairs.chunks(MAX_PAIRS_PER_VERIFY) {
-            let mut call = tonic::Request::new(DistroVerifyRequest {
-                source: self.membership.local().to_owned(),
-                clients: batch.to_vec(),
-            });
-            call.set_timeout(self.settings.sync_timeout);
-            let reply = match tokio::time::timeout(self.settings.sync_timeout, client.distro_verify(call)).await {
-                Ok(Ok(reply)) => reply.into_inner(),
-                Ok(Err(status)) => {
-                    debug!(peer, error = %status, "Distro verify failed");
-                    self.metrics.distro_event("verify_failed", 1);
-                    return;
-                }
-                Err(_) => {
-                    debug!(peer, "Distro verify timed out");
-                    self.metrics.distro_event("verify_failed", 1);
+            let request = DistroVerifyRequest { source: self.membership.local().to_owned(), clients: batch.to_vec() };
+            let reply = match self.transport.distro_verify(peer, request, self.settings.sync_timeout).await {
+                Ok(reply) => reply,
+                // Nothing was sent: the peer has no endpoint or is cut.
+                Err(PeerError::Unreachable(_)) => return,
+                Err(e) => {
+                    debug!(peer, error = %e, "Distro verify failed");
+                    self.metrics.event(DistroEvent::VerifyFailed, 1);
                     return;
                 }
             };
-            self.metrics.distro_event("verify_sent", 1);
+            self.metrics.event(DistroEvent::VerifySent, 1);
             if !reply.missing_client_ids.is_empty() {
                 debug!(peer, missing = reply.missing_client_ids.len(), "peer lacks clients; re-syncing them");
-                self.metrics.distro_event("verify_missing", reply.missing_client_ids.len() as u64);
+                self.metrics.event(DistroEvent::VerifyMissing, reply.missing_client_ids.len() as u64);
                 self.queue(peer, reply.missing_client_ids);
             }
         }

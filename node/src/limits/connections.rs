@@ -6,7 +6,10 @@
 //! the limit never reaches the server: a small task answers it in its own
 //! protocol (gRPC: status `RESOURCE_EXHAUSTED` on every call; HTTP: 503 with
 //! a `caused: ...;` body) and closes it, so a client learns why instead of
-//! seeing a reset. Connections already open are not disturbed.
+//! seeing a reset. Connections already open are not disturbed. On the HTTP
+//! port the refusing task still serves the admin plane's routes (status,
+//! probes, metrics): the connection limit is a client limit, and the
+//! operator and Kubernetes must reach a node that refuses its clients.
 //!
 //! At most [`MAX_REFUSING`] refusals run at once; past that, connections
 //! over the limit are closed at once without an answer, so a connection
@@ -27,8 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, warn};
 
-use super::{KeyedBuckets, Limit};
-use crate::metrics::Metrics;
+use super::{KeyedBuckets, Limit, LimitMetrics};
 
 /// Most refusals answered at once (per port).
 pub const MAX_REFUSING: usize = 64;
@@ -42,7 +44,7 @@ pub struct ConnectionGate {
     permits: Option<Arc<Semaphore>>,
     refusing: Arc<Semaphore>,
     which: Limit,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LimitMetrics>,
 }
 
 /// A permit to stay connected; `None` when the port has no limit.
@@ -50,7 +52,7 @@ pub type ConnectionPermit = Option<OwnedSemaphorePermit>;
 
 impl ConnectionGate {
     /// A gate admitting `limit` connections at once (0: any number).
-    pub fn new(limit: usize, which: Limit, metrics: Arc<Metrics>) -> Self {
+    pub fn new(limit: usize, which: Limit, metrics: Arc<LimitMetrics>) -> Self {
         let permits = (limit > 0).then(|| Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))));
         ConnectionGate { limit, permits, refusing: Arc::new(Semaphore::new(MAX_REFUSING)), which, metrics }
     }
@@ -83,7 +85,7 @@ impl ConnectionGate {
         F: FnOnce(TcpStream, String) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.metrics.limit_rejected(self.which);
+        self.metrics.rejected(self.which);
         debug!(%remote, limit = self.limit, which = self.which.label(), "connection refused: over the limit");
         match self.refusing.clone().try_acquire_owned() {
             Ok(slot) => {
@@ -218,20 +220,21 @@ async fn refuse_grpc(stream: TcpStream, reason: String) {
     }
 }
 
-/// Answers one HTTP request on a refused connection with 503 and closes it.
-async fn refuse_http(stream: TcpStream, reason: String) {
-    let service = hyper::service::service_fn(move |_request: http::Request<hyper::body::Incoming>| {
+/// Answers one HTTP request on a refused connection and closes it: a route
+/// of `unlimited` (the admin plane) is served as usual, anything else gets
+/// 503 with the reason.
+async fn refuse_http(stream: TcpStream, reason: String, unlimited: axum::Router) {
+    let refusal = move || {
         let body = format!("caused: {reason};");
         async move {
-            let response = http::Response::builder()
-                .status(http::StatusCode::SERVICE_UNAVAILABLE)
-                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .header(http::header::RETRY_AFTER, "1")
-                .body(axum::body::Body::from(body))
-                .unwrap_or_default();
-            Ok::<_, Infallible>(response)
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8"), (http::header::RETRY_AFTER, "1")],
+                body,
+            )
         }
-    });
+    };
+    let service = hyper_util::service::TowerToHyperService::new(unlimited.fallback(refusal));
     let served =
         hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
     if let Err(e) = served.await {
@@ -240,17 +243,21 @@ async fn refuse_http(stream: TcpStream, reason: String) {
 }
 
 /// The main HTTP port's listener for `axum::serve`: admits connections
-/// through its gate and refuses the rest with 503.
+/// through its gate and refuses the rest with 503, except on the routes of
+/// the router given to [`LimitedListener::new`] (the admin plane).
 #[derive(Debug)]
 pub struct LimitedListener {
     inner: TcpListener,
     gate: Arc<ConnectionGate>,
+    unlimited: axum::Router,
 }
 
 impl LimitedListener {
-    /// Wraps `inner`, admitting connections through `gate`.
-    pub fn new(inner: TcpListener, gate: Arc<ConnectionGate>) -> Self {
-        LimitedListener { inner, gate }
+    /// Wraps `inner`, admitting connections through `gate`; refused
+    /// connections are still answered on the routes of `unlimited`, which
+    /// must have no fallback of its own.
+    pub fn new(inner: TcpListener, gate: Arc<ConnectionGate>, unlimited: axum::Router) -> Self {
+        LimitedListener { inner, gate, unlimited }
     }
 }
 
@@ -269,7 +276,10 @@ impl axum::serve::Listener for LimitedListener {
             };
             match self.gate.admit() {
                 Some(permit) => return (Admitted { io: stream, _permit: permit, bucket: None }, remote),
-                None => self.gate.refuse(stream, remote, refuse_http),
+                None => {
+                    let unlimited = self.unlimited.clone();
+                    self.gate.refuse(stream, remote, move |stream, reason| refuse_http(stream, reason, unlimited))
+                }
             }
         }
     }

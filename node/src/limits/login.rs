@@ -24,17 +24,15 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::rate::{refusal, refused_by_rate};
-use super::Limit;
+use super::{ClientLimits, Limit};
 use crate::error::Error;
-use crate::state::NodeState;
 
 /// Route middleware of the login routes: the per-IP login rate, then a
 /// permit to hash, held while the handler runs.
-pub async fn login_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
-    let limits = &state.client_limits;
+pub async fn login_guard(State(limits): State<Arc<ClientLimits>>, request: Request, next: Next) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     if let Some(ip) = client {
-        if let Some(refused) = refused_by_rate(limits, &limits.login_rate, ip, Limit::LoginRate, "logins") {
+        if let Some(refused) = refused_by_rate(&limits, &limits.login_rate, ip, Limit::LoginRate, "logins") {
             return refused;
         }
     }

@@ -7,29 +7,20 @@
 //!   its clients treat as a failed call to retry (their redo tasks re-register).
 //! - HTTP: one bucket per client IP, so a client cannot escape its limit by
 //!   opening more connections. Over the rate: 429 with `Retry-After` and a
-//!   `caused: ...;` body. Requests another member forwarded
-//!   (`x-roster-forwarded-by` naming a current member that signed the
-//!   request with the cluster secret, see `crate::security`) are not counted again:
-//!   the first member already did, and the forwarding member speaks for
-//!   many clients. Liveness and readiness probes are never limited, so a
-//!   flood cannot make Kubernetes restart the node.
+//!   `caused: ...;` body. The check runs in the HTTP plane's guard
+//!   (`crate::api::http::guard`), which also exempts writes another member
+//!   forwarded and signed. The admin plane (status, probes, metrics) is
+//!   served outside these limits altogether (`crate::admin`), so a flood
+//!   cannot make Kubernetes restart the node.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::{ClientLimits, KeyedBuckets, Limit};
-use crate::api::http::forward::signed_forwarder;
 use crate::error::Error;
-use crate::state::NodeState;
-
-/// Paths never rate-limited: the Kubernetes probes.
-const PROBE_PREFIX: &str = "/nacos/v1/console/health/";
 
 /// Whole seconds to wait, at least one, for `Retry-After`.
 fn retry_after_secs(wait: Duration) -> u64 {
@@ -38,7 +29,7 @@ fn retry_after_secs(wait: Duration) -> u64 {
 
 /// The HTTP answer to a request refused by a limit: `err` (429 and its
 /// `caused: ...;` body) with `Retry-After` for `wait`.
-pub(super) fn refusal(err: Error, wait: Duration) -> Response {
+pub fn refusal(err: Error, wait: Duration) -> Response {
     let mut response = err.into_response();
     if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -49,7 +40,7 @@ pub(super) fn refusal(err: Error, wait: Duration) -> Response {
 /// Takes a token from `ip`'s bucket in `buckets`; without one, counts a
 /// refusal by `limit` and returns its answer: "Too many `what` from `ip`
 /// ...", 429.
-pub(super) fn refused_by_rate(
+pub fn refused_by_rate(
     limits: &ClientLimits,
     buckets: &KeyedBuckets<IpAddr>,
     ip: IpAddr,
@@ -69,8 +60,7 @@ pub(super) fn refused_by_rate(
 
 /// Checks a gRPC request from the TCP connection `remote` against its
 /// connection's rate; the error names the limit.
-pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
-    let limits = &state.client_limits;
+pub fn check_grpc(limits: &ClientLimits, remote: SocketAddr) -> Result<(), Error> {
     limits.grpc_rate.check(remote, Instant::now()).map_err(|wait| {
         limits.rejected(Limit::GrpcRate);
         let rate = limits.grpc_rate.settings();
@@ -81,32 +71,6 @@ pub fn check_grpc(state: &NodeState, remote: SocketAddr) -> Result<(), Error> {
             wait.as_millis()
         ))
     })
-}
-
-/// Whether a request was forwarded, and signed, by a current member (see
-/// the module docs). An unsigned header is counted like any client request;
-/// the forwarding extractor logs and counts the forgery.
-fn forwarded_by_member(state: &NodeState, request: &Request) -> bool {
-    let signed = signed_forwarder(state, request.method().as_str(), request.uri().path(), request.headers());
-    signed.ok().flatten().is_some_and(|from| from != state.member && state.membership.member(&from).is_some())
-}
-
-/// HTTP middleware on the main port: the per-IP rate limit, and the count of
-/// bodies refused by `--max-body-bytes`.
-pub async fn http_guard(State(state): State<Arc<NodeState>>, request: Request, next: Next) -> Response {
-    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-    let exempt = request.uri().path().starts_with(PROBE_PREFIX) || forwarded_by_member(&state, &request);
-    if let (Some(ip), false) = (client, exempt) {
-        let limits = &state.client_limits;
-        if let Some(refused) = refused_by_rate(limits, &limits.http_rate, ip, Limit::HttpRate, "requests") {
-            return refused;
-        }
-    }
-    let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        state.client_limits.rejected(Limit::HttpBodyBytes);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -17,8 +17,7 @@ use std::task::{Context, Poll};
 
 use http::HeaderValue;
 
-use super::Limit;
-use crate::metrics::Metrics;
+use super::{Limit, LimitMetrics};
 
 /// `grpc-status` of `OUT_OF_RANGE`.
 const OUT_OF_RANGE: &str = "11";
@@ -29,12 +28,12 @@ const RESOURCE_EXHAUSTED: &str = "8";
 #[derive(Debug, Clone)]
 pub struct MessageLimitLayer {
     which: Limit,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LimitMetrics>,
 }
 
 impl MessageLimitLayer {
     /// Counts refusals as `which`.
-    pub fn new(which: Limit, metrics: Arc<Metrics>) -> Self {
+    pub fn new(which: Limit, metrics: Arc<LimitMetrics>) -> Self {
         MessageLimitLayer { which, metrics }
     }
 }
@@ -52,7 +51,7 @@ impl<S> tower_layer::Layer<S> for MessageLimitLayer {
 pub struct MessageLimit<S> {
     inner: S,
     which: Limit,
-    metrics: Arc<Metrics>,
+    metrics: Arc<LimitMetrics>,
 }
 
 impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for MessageLimit<S>
@@ -74,7 +73,7 @@ where
         Box::pin(async move {
             let mut response = answer.await?;
             if recode(response.headers_mut()) {
-                metrics.limit_rejected(which);
+                metrics.rejected(which);
             }
             Ok(response)
         })

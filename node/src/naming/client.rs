@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use super::clock;
 use super::model::{Instance, InstanceKey, ServiceKey};
 
 /// How a client is kept alive.
@@ -63,7 +64,7 @@ pub fn distro_tag(client_id: &str) -> &str {
 /// The revision that follows `revision` for a change made now: past both
 /// it and the wall clock in milliseconds.
 pub fn next_revision(revision: u64) -> u64 {
-    let now_ms = u64::try_from(super::store::now_millis()).unwrap_or(0);
+    let now_ms = u64::try_from(clock::now_millis()).unwrap_or(0);
     revision.saturating_add(1).max(now_ms)
 }
 
@@ -116,7 +117,7 @@ impl Client {
             revision: 0,
             published: HashMap::new(),
             origin: Origin::Local,
-            refreshed: Instant::now(),
+            refreshed: clock::now(),
         }
     }
 

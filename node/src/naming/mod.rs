@@ -6,8 +6,10 @@
 //! - [`client`]: connection-based and ip:port clients.
 //! - [`store`]: the store itself, with change notification.
 //! - [`validate`]: input validation shared by both client APIs.
+//! - [`clock`]: the monotonic and wall clocks the store and clients use.
 
 pub mod client;
+pub mod clock;
 pub mod model;
 pub mod store;
 pub mod validate;

@@ -56,107 +56,31 @@
 //! - [`subscribers`]: the bounded, expiring subscriber table.
 //! - [`outbox`]: pushes awaiting their ack (pure).
 //! - [`service`]: the task that sends, reads acks and retries.
+//! - [`settings`]: the flags; [`metrics`]: the counters.
 
 pub mod agent;
+pub mod metrics;
 pub mod outbox;
 pub mod packet;
 pub mod service;
+pub mod settings;
 pub mod subscribers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::info;
 
+pub use metrics::{UdpPushMetrics, UdpPushOutcome};
+pub use settings::UdpPushSettings;
 pub use subscribers::{Subscribed, UdpSubscriber, UdpSubscribers};
 
-use crate::config::parse_duration;
 use crate::error::{Error, Result};
-use crate::naming::ServiceKey;
-use crate::state::NodeState;
-
-/// The UDP push flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct UdpPushSettings {
-    /// Most UDP push subscriptions (service and client address) held; 0
-    /// turns UDP push to 1.x HTTP clients off.
-    #[arg(long = "udp-max-subscribers", env = "ROSTER_UDP_MAX_SUBSCRIBERS", default_value_t = 10_000)]
-    pub max_subscribers: usize,
-
-    /// A UDP push not acknowledged within this time is sent again (Nacos: 10 s).
-    #[arg(long = "udp-ack-timeout", env = "ROSTER_UDP_ACK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub ack_timeout: Duration,
-
-    /// How many times an unacknowledged UDP push is sent again before it is
-    /// dropped (Nacos: 1).
-    #[arg(long = "udp-push-retries", env = "ROSTER_UDP_PUSH_RETRIES", default_value_t = 1)]
-    pub retries: u32,
-
-    /// A UDP subscriber that has not listed its service for this long is
-    /// forgotten (Nacos 2: 3 min, the expiry of its ip:port client).
-    #[arg(
-        long = "udp-subscriber-expiry",
-        env = "ROSTER_UDP_SUBSCRIBER_EXPIRY",
-        default_value = "3m",
-        value_parser = parse_duration
-    )]
-    pub subscriber_expiry: Duration,
-}
-
-impl UdpPushSettings {
-    /// Refuses timings that would push nothing or retry without pause.
-    pub fn validate(&self) -> Result<()> {
-        if self.ack_timeout.is_zero() || self.subscriber_expiry.is_zero() {
-            return Err(Error::Config(
-                "--udp-ack-timeout and --udp-subscriber-expiry must be greater than zero".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Labels of a UDP push event.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UdpPushLabels {
-    /// `sent`, `acked`, `retried`, `dropped`, `failed`, `refused` or `stray`.
-    pub result: String,
-}
-
-/// UDP push metrics.
-#[derive(Debug, Default)]
-pub struct UdpPushMetrics {
-    /// Events by outcome.
-    pub pushes: Family<UdpPushLabels, Counter>,
-    /// Subscriptions held (updated by the push task).
-    pub subscribers: Gauge,
-}
-
-impl UdpPushMetrics {
-    /// Registers the metrics in the node's registry.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register("udp_pushes", "UDP pushes to 1.x HTTP clients by outcome", self.pushes.clone());
-        registry.register("udp_subscribers", "UDP push subscriptions held", self.subscribers.clone());
-    }
-
-    /// Counts one event.
-    pub fn count(&self, result: &str) {
-        self.pushes.get_or_create(&UdpPushLabels { result: result.to_owned() }).inc();
-    }
-
-    /// How many events of this outcome happened so far.
-    pub fn get(&self, result: &str) -> u64 {
-        self.pushes.get_or_create(&UdpPushLabels { result: result.to_owned() }).get()
-    }
-}
+use crate::naming::{NamingStore, ServiceKey};
 
 /// What a list request tells about a would-be UDP subscriber.
 #[derive(Debug, Clone)]
@@ -176,18 +100,43 @@ pub struct ListSubscription<'a> {
     pub app: Option<&'a str>,
 }
 
-impl UdpSubscribers {
-    /// The node's table: off (a limit of 0) when the client ports use TLS,
-    /// since a datagram would carry in plaintext what HTTPS protects; 1.x
-    /// clients then poll over HTTPS.
-    pub fn for_node(settings: &UdpPushSettings, client_tls: bool) -> Self {
+/// The node's UDP push: the subscriber table the list routes fill, the
+/// settings and the counters the push task works with. The client planes
+/// hold one ([`crate::api::ClientState`]).
+#[derive(Debug)]
+pub struct UdpPush {
+    settings: UdpPushSettings,
+    subscribers: Arc<UdpSubscribers>,
+    metrics: Arc<UdpPushMetrics>,
+}
+
+impl UdpPush {
+    /// The node's UDP push: off (a limit of 0) when the client ports use
+    /// TLS, since a datagram would carry in plaintext what HTTPS protects;
+    /// 1.x clients then poll over HTTPS.
+    pub fn new(settings: UdpPushSettings, client_tls: bool, metrics: Arc<UdpPushMetrics>) -> Self {
         let max = if client_tls { 0 } else { settings.max_subscribers };
-        UdpSubscribers::new(max, settings.subscriber_expiry)
+        UdpPush { settings, subscribers: Arc::new(UdpSubscribers::new(max, settings.subscriber_expiry)), metrics }
+    }
+
+    /// Whether UDP push is on at all.
+    pub fn enabled(&self) -> bool {
+        self.subscribers.enabled()
+    }
+
+    /// The subscriber table.
+    pub fn subscribers(&self) -> &Arc<UdpSubscribers> {
+        &self.subscribers
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<UdpPushMetrics> {
+        &self.metrics
     }
 
     /// Subscribes the client of a list request when it asked for pushes
     /// and can take them; `None` when it did not or cannot (it polls).
-    pub fn from_list(&self, list: ListSubscription<'_>, metrics: &UdpPushMetrics) -> Option<Subscribed> {
+    pub fn from_list(&self, list: ListSubscription<'_>) -> Option<Subscribed> {
         if list.udp_port == 0 || !self.enabled() || !agent::push_capable(list.agent) {
             return None;
         }
@@ -198,30 +147,35 @@ impl UdpSubscribers {
             app: list.app.filter(|a| !a.is_empty()).unwrap_or("unknown").to_owned(),
             last_seen: Instant::now(),
         };
-        let outcome = self.subscribe(list.service, subscriber);
+        let outcome = self.subscribers.subscribe(list.service, subscriber);
         if outcome == Subscribed::Full {
-            metrics.count("refused");
+            self.metrics.count(UdpPushOutcome::Refused);
         }
         Some(outcome)
     }
-}
 
-/// Binds the push socket (an ephemeral port on the node's bind address)
-/// and starts the push task; `None` when UDP push is off.
-pub async fn start(state: &Arc<NodeState>) -> Result<Option<JoinHandle<()>>> {
-    if !state.udp_subscribers.enabled() {
-        return Ok(None);
+    /// Binds the push socket (an ephemeral port on `bind`) and starts the
+    /// push task over `store`'s changes, merged for `merge_window` (the
+    /// gRPC push's `--push-delay`); `None` when UDP push is off.
+    pub async fn start(
+        &self,
+        bind: IpAddr,
+        store: Arc<NamingStore>,
+        merge_window: Duration,
+    ) -> Result<Option<JoinHandle<()>>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let socket =
+            UdpSocket::bind((bind, 0)).await.map_err(|e| Error::Bind(format!("the UDP push socket on {bind}"), e))?;
+        info!(addr = %socket.local_addr()?, "UDP push to 1.x clients ready");
+        let task = service::UdpPushTask {
+            store,
+            subscribers: self.subscribers.clone(),
+            metrics: self.metrics.clone(),
+            settings: self.settings,
+            merge_window,
+        };
+        Ok(Some(tokio::spawn(task.run(socket))))
     }
-    let socket = UdpSocket::bind((state.config.bind, 0))
-        .await
-        .map_err(|e| Error::Config(format!("cannot bind the UDP push socket on {}: {e}", state.config.bind)))?;
-    info!(addr = %socket.local_addr()?, "UDP push to 1.x clients ready");
-    let task = service::UdpPushTask {
-        store: state.store.clone(),
-        subscribers: state.udp_subscribers.clone(),
-        metrics: state.metrics.udp_push.clone(),
-        settings: state.config.udp_push.clone(),
-        merge_window: state.config.push_delay,
-    };
-    Ok(Some(tokio::spawn(task.run(socket))))
 }

@@ -12,9 +12,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::metrics::{UdpPushMetrics, UdpPushOutcome};
 use super::outbox::{Outbox, Overdue};
 use super::packet;
-use super::{UdpPushMetrics, UdpPushSettings, UdpSubscribers};
+use super::{UdpPushSettings, UdpSubscribers};
 use crate::naming::{NamingStore, Selection, ServiceKey};
 
 /// Largest datagram read from the socket (acks are tiny; anything longer
@@ -88,11 +89,11 @@ impl UdpPushTask {
                     for action in outbox.overdue(now) {
                         match action {
                             Overdue::Resend { addr, datagram } => {
-                                self.metrics.count("retried");
+                                self.metrics.count(UdpPushOutcome::Retried);
                                 self.send(&socket, &datagram, addr).await;
                             }
                             Overdue::GiveUp { service, addr } => {
-                                self.metrics.count("dropped");
+                                self.metrics.count(UdpPushOutcome::Dropped);
                                 debug!(%service, %addr, "UDP push not acknowledged; the client will poll");
                             }
                         }
@@ -118,13 +119,13 @@ impl UdpPushTask {
             let datagram: Arc<[u8]> = match packet::encode(&info, last_ref_time) {
                 Ok(bytes) => bytes.into(),
                 Err(e) => {
-                    self.metrics.count("failed");
+                    self.metrics.count(UdpPushOutcome::Failed);
                     warn!(service = %key, addr = %subscriber.addr, error = %e, "UDP push not sent; the client will poll");
                     continue;
                 }
             };
             if self.send(socket, &datagram, subscriber.addr).await {
-                self.metrics.count("sent");
+                self.metrics.count(UdpPushOutcome::Sent);
                 outbox.sent(key.clone(), subscriber.addr, last_ref_time, datagram, Instant::now());
             }
         }
@@ -135,7 +136,7 @@ impl UdpPushTask {
         match socket.send_to(datagram, addr).await {
             Ok(_) => true,
             Err(e) => {
-                self.metrics.count("failed");
+                self.metrics.count(UdpPushOutcome::Failed);
                 debug!(%addr, error = %e, "UDP push send failed");
                 false
             }
@@ -146,13 +147,13 @@ impl UdpPushTask {
         match packet::decode_ack(datagram) {
             Ok(last_ref_time) => match outbox.acked(from, last_ref_time) {
                 Some(service) => {
-                    self.metrics.count("acked");
+                    self.metrics.count(UdpPushOutcome::Acked);
                     debug!(%service, addr = %from, "UDP push acknowledged");
                 }
-                None => self.metrics.count("stray"),
+                None => self.metrics.count(UdpPushOutcome::Stray),
             },
             Err(why) => {
-                self.metrics.count("stray");
+                self.metrics.count(UdpPushOutcome::Stray);
                 debug!(addr = %from, why, "UDP datagram ignored");
             }
         }

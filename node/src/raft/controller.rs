@@ -11,11 +11,12 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::metrics::RaftMetricSet;
+use super::metrics::{ChangeAction, ChangeOutcome, RaftMetricSet};
 use super::network::{self, ForwardReply, ForwardRequest};
 use super::reconfigure::{self, Action, GroupView, ListedMember, NoBootstrap};
 use super::types::{NodeId, Raft, RaftMetrics};
-use crate::cluster::{Membership, PeerChannels};
+use crate::cluster::Membership;
+use crate::peer::PeerTransport;
 
 /// Everything the controller needs.
 pub struct Controller {
@@ -31,8 +32,8 @@ pub struct Controller {
     pub membership: Arc<Membership>,
     /// The lookup list (the desired members).
     pub list: watch::Receiver<Vec<String>>,
-    /// Peer channels (probes).
-    pub channels: Arc<PeerChannels>,
+    /// The peer plane's transport (probes).
+    pub transport: Arc<dyn PeerTransport>,
     /// How often to look.
     pub interval: Duration,
     /// How long one probe or membership change may take.
@@ -140,7 +141,9 @@ impl Controller {
     async fn bootstrap(&self, voters: BTreeMap<NodeId, String>, list: &[String]) {
         let mut replies = BTreeMap::new();
         for (id, address) in voters.iter().filter(|(id, _)| **id != self.id) {
-            match network::forward(&self.channels, *id, address, ForwardRequest::Probe, self.change_timeout).await {
+            match network::forward(self.transport.as_ref(), *id, address, ForwardRequest::Probe, self.change_timeout)
+                .await
+            {
                 Ok(ForwardReply::Probe(reply)) => {
                     replies.insert(*id, reply);
                 }
@@ -163,11 +166,11 @@ impl Controller {
     async fn execute(&self, action: Action) {
         info!(action = ?action, "Raft membership change");
         let name = match &action {
-            Action::FinishJoint(_) => "finish_joint",
-            Action::RemoveLearner(_) => "remove_learner",
-            Action::RemoveVoter(_) => "remove_voter",
-            Action::AddLearner(..) => "add_learner",
-            Action::Promote(_) => "promote",
+            Action::FinishJoint(_) => ChangeAction::FinishJoint,
+            Action::RemoveLearner(_) => ChangeAction::RemoveLearner,
+            Action::RemoveVoter(_) => ChangeAction::RemoveVoter,
+            Action::AddLearner(..) => ChangeAction::AddLearner,
+            Action::Promote(_) => ChangeAction::Promote,
         };
         let raft = &self.raft;
         let change = async {
@@ -190,15 +193,15 @@ impl Controller {
         let result = match tokio::time::timeout(self.change_timeout, change).await {
             Ok(Ok(resp)) => {
                 info!(action = ?action, log = %resp.log_id, "Raft membership change committed");
-                "ok"
+                ChangeOutcome::Ok
             }
             Ok(Err(e)) => {
                 warn!(action = ?action, error = %e, "Raft membership change failed");
-                "failed"
+                ChangeOutcome::Failed
             }
             Err(_) => {
                 warn!(action = ?action, "Raft membership change did not commit in time; will look again");
-                "timeout"
+                ChangeOutcome::Timeout
             }
         };
         self.metrics.membership_change(name, result);

@@ -170,10 +170,7 @@ impl HealthChecker {
                 info!(service = %service, instance = %key.1, healthy, "persistent instance health changed");
                 let cmd = Command::SetHealth { service, instance: key.1, healthy };
                 match self.raft.client_write(cmd).await {
-                    Ok(_) => RaftMetricSet::count(
-                        &self.metrics.health_verdicts,
-                        if healthy { "healthy" } else { "unhealthy" },
-                    ),
+                    Ok(_) => self.metrics.health_verdict(healthy),
                     Err(e) => debug!(error = %e, "health verdict not committed (no longer leader?)"),
                 }
             }

@@ -1,9 +1,10 @@
 //! Raft (CP): persistent instances, service settings, durable on disk and
-//! replicated to every member (DESIGN §6).
+//! replicated to every member (`docs/ARCHITECTURE.md`, "One persistent write").
 //!
 //! Roster uses `openraft` (pinned exactly, 0.9 stable line) behind this module
 //! and keeps the three planes of its examples apart: Raft RPCs on the peer
-//! port ([`network`]), group administration ([`controller`], [`reconfigure`])
+//! plane ([`network`], through [`crate::peer`]), group administration
+//! ([`controller`], [`reconfigure`])
 //! and the application API ([`RaftNode::write`], used by the client handlers).
 //!
 //! # How a write travels
@@ -29,7 +30,7 @@
 //! - [`controller`]: the task that executes them.
 //! - [`health`]: server-side health checks of persistent instances.
 //! - [`metrics`]: Prometheus metrics of writes, forwards, changes and indexes.
-//! - [`status`]: the `raft` section of `/roster/v1/status`.
+//! - [`summary`]: the `raft` section of `/roster/v1/status`.
 //!
 //! # Files
 //! `<data-dir>/raft/node-id` (the id), `log.redb` (log, vote, committed),
@@ -44,7 +45,7 @@ pub mod network;
 pub mod node_id;
 pub mod reconfigure;
 pub mod state_machine;
-pub mod status;
+pub mod summary;
 pub mod types;
 
 use std::path::PathBuf;
@@ -60,15 +61,17 @@ use tracing::{info, warn};
 
 pub use self::command::{ApplyError, ApplyResult, Command, PersistentData};
 pub use self::log_store::LogStore;
-use self::metrics::RaftMetricSet;
+use self::metrics::{ForwardOutcome, RaftMetricSet, WriteOutcome};
 pub use self::network::RaftRpc;
 use self::network::{CallError, ForwardReply, ForwardRequest};
 pub use self::state_machine::{SmState, StateMachine};
-pub use self::status::RaftStatus;
+pub use self::summary::RaftStatus;
 use self::types::{NodeId, Raft};
-use crate::cluster::{Membership, PeerChannels};
+use crate::cluster::Membership;
+use crate::duration;
 use crate::error::{Error, Result};
 use crate::naming::NamingStore;
+use crate::peer::{Faults, PeerTransport};
 
 /// Largest snapshot chunk sent in one `RaftSnapshot` message.
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -77,26 +80,54 @@ const MAX_PAYLOAD_ENTRIES: u64 = 64;
 /// How far behind the leader's log a learner may be and be promoted.
 const CATCH_UP_LAG: u64 = 8;
 
-/// Raft timing and log compaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Raft timing, log compaction and health checks of persistent instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Raft (persistent instances)")]
 pub struct RaftSettings {
-    /// Shortest election timeout: a follower that hears no leader for a
-    /// random time between the bounds starts an election.
+    /// Shortest Raft election timeout.
+    // A follower that hears no leader for a random time between the bounds
+    // starts an election.
+    #[arg(long = "raft-election-timeout-min", id = "raft_election_timeout_min", value_name = "RAFT_ELECTION_TIMEOUT_MIN", env = "ROSTER_RAFT_ELECTION_TIMEOUT_MIN", default_value = "1000ms", value_parser = duration::parse)]
     pub election_timeout_min: Duration,
-    /// Longest election timeout.
+
+    /// Longest Raft election timeout: a leader lost is replaced within about this.
+    #[arg(long = "raft-election-timeout-max", id = "raft_election_timeout_max", value_name = "RAFT_ELECTION_TIMEOUT_MAX", env = "ROSTER_RAFT_ELECTION_TIMEOUT_MAX", default_value = "2000ms", value_parser = duration::parse)]
     pub election_timeout_max: Duration,
-    /// How often the leader sends heartbeats.
+
+    /// How often the Raft leader sends heartbeats.
+    #[arg(long = "raft-heartbeat-interval", id = "raft_heartbeat_interval", value_name = "RAFT_HEARTBEAT_INTERVAL", env = "ROSTER_RAFT_HEARTBEAT_INTERVAL", default_value = "250ms", value_parser = duration::parse)]
     pub heartbeat_interval: Duration,
-    /// Build a snapshot (and compact the log) after this many applied entries.
+
+    /// Build a Raft snapshot (and compact the log) after this many entries.
+    #[arg(
+        long = "raft-snapshot-logs",
+        id = "raft_snapshot_logs",
+        value_name = "RAFT_SNAPSHOT_LOGS",
+        env = "ROSTER_RAFT_SNAPSHOT_LOGS",
+        default_value_t = 10_000
+    )]
     pub snapshot_logs: u64,
-    /// Entries kept in the log behind a snapshot, so that a briefly lagging
-    /// member catches up from the log rather than a snapshot.
+
+    /// Raft log entries kept behind a snapshot for members that lag briefly.
+    #[arg(
+        long = "raft-logs-to-keep",
+        id = "raft_logs_to_keep",
+        value_name = "RAFT_LOGS_TO_KEEP",
+        env = "ROSTER_RAFT_LOGS_TO_KEEP",
+        default_value_t = 1_000
+    )]
     pub logs_to_keep: u64,
-    /// How long a client write may wait for a leader and its commit.
+
+    /// How long a persistent write may wait for a Raft leader and its commit.
+    #[arg(long = "raft-write-timeout", id = "raft_write_timeout", value_name = "RAFT_WRITE_TIMEOUT", env = "ROSTER_RAFT_WRITE_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
     pub write_timeout: Duration,
-    /// Time between health-check rounds of persistent instances; zero turns them off.
+
+    /// Time between health checks of persistent instances (by the Raft leader); 0 turns them off.
+    #[arg(long = "health-check-interval", env = "ROSTER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = duration::parse)]
     pub health_check_interval: Duration,
-    /// Timeout of one health check.
+
+    /// Timeout of one health check of a persistent instance.
+    #[arg(long = "health-check-timeout", env = "ROSTER_HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = duration::parse)]
     pub health_check_timeout: Duration,
 }
 
@@ -181,8 +212,10 @@ pub struct RaftContext {
     pub store: Arc<NamingStore>,
     /// Members, their states and reported Raft ids.
     pub membership: Arc<Membership>,
-    /// One channel per peer.
-    pub channels: Arc<PeerChannels>,
+    /// The peer plane's transport.
+    pub transport: Arc<dyn PeerTransport>,
+    /// The fault switch (`drop_applies`).
+    pub faults: Arc<Faults>,
     /// The lookup list: the members the group should have.
     pub list: watch::Receiver<Vec<String>>,
     /// Where to count.
@@ -194,7 +227,7 @@ pub struct RaftNode {
     id: NodeId,
     raft: Raft,
     settings: RaftSettings,
-    channels: Arc<PeerChannels>,
+    transport: Arc<dyn PeerTransport>,
     log: LogStore,
     state: Arc<RwLock<SmState>>,
     rpc: RaftRpc,
@@ -220,10 +253,9 @@ impl RaftNode {
         let id = node_id::load_or_create(&dir)?;
         let log = LogStore::open(&dir.join("log.redb"))
             .map_err(|e| Error::Config(format!("cannot open the Raft log in {}: {e}", dir.display())))?;
-        let sm =
-            StateMachine::open(&dir.join("state.redb"), ctx.store.clone())?.with_faults(ctx.channels.faults().clone());
+        let sm = StateMachine::open(&dir.join("state.redb"), ctx.store.clone())?.with_faults(ctx.faults.clone());
         let state = sm.shared();
-        let network = network::Network { id, channels: ctx.channels.clone() };
+        let network = network::Network { id, transport: ctx.transport.clone() };
         let config = Arc::new(ctx.settings.openraft_config()?);
         let raft = Raft::new(id, config, network, log.clone(), sm)
             .await
@@ -238,7 +270,7 @@ impl RaftNode {
             standalone: ctx.standalone,
             membership: ctx.membership.clone(),
             list: ctx.list.clone(),
-            channels: ctx.channels.clone(),
+            transport: ctx.transport.clone(),
             interval: ctx.settings.heartbeat_interval.max(Duration::from_millis(100)),
             change_timeout: ctx.settings.election_timeout_max.saturating_mul(4).max(Duration::from_secs(5)),
             catch_up_lag: CATCH_UP_LAG,
@@ -264,7 +296,7 @@ impl RaftNode {
             id,
             raft,
             settings: ctx.settings,
-            channels: ctx.channels,
+            transport: ctx.transport,
             log,
             state,
             rpc,
@@ -280,8 +312,8 @@ impl RaftNode {
     }
 
     /// The inbound RPC handler, for the peer service.
-    pub fn rpc(&self) -> RaftRpc {
-        self.rpc.clone()
+    pub fn rpc(&self) -> Arc<RaftRpc> {
+        Arc::new(self.rpc.clone())
     }
 
     /// The openraft handle (tests and administration).
@@ -311,11 +343,11 @@ impl RaftNode {
     pub async fn write(&self, command: Command) -> Result<()> {
         let result = self.propose(command).await;
         let outcome = match &result {
-            Ok(()) => "ok",
-            Err(Error::NotFound(_) | Error::Conflict(_)) => "refused",
-            Err(_) => "unavailable",
+            Ok(()) => WriteOutcome::Ok,
+            Err(Error::NotFound(_) | Error::Conflict(_)) => WriteOutcome::Refused,
+            Err(_) => WriteOutcome::Unavailable,
         };
-        RaftMetricSet::count(&self.metrics.writes, outcome);
+        self.metrics.write(outcome);
         result
     }
 
@@ -330,14 +362,15 @@ impl RaftNode {
                         if leader != self.id {
                             let left = deadline.saturating_duration_since(Instant::now());
                             let request = ForwardRequest::Write(command.clone());
-                            let forwarded = network::forward(&self.channels, leader, &node.addr, request, left).await;
+                            let forwarded =
+                                network::forward(self.transport.as_ref(), leader, &node.addr, request, left).await;
                             let outcome = match &forwarded {
-                                Ok(ForwardReply::Applied(_)) => "ok",
-                                Ok(ForwardReply::NotLeader) => "not_leader",
-                                Err(CallError::Unreachable(_)) => "unreachable",
-                                _ => "failed",
+                                Ok(ForwardReply::Applied(_)) => ForwardOutcome::Ok,
+                                Ok(ForwardReply::NotLeader) => ForwardOutcome::NotLeader,
+                                Err(CallError::Unreachable(_)) => ForwardOutcome::Unreachable,
+                                _ => ForwardOutcome::Failed,
                             };
-                            RaftMetricSet::count(&self.metrics.forwards, outcome);
+                            self.metrics.forward(outcome);
                             match forwarded {
                                 Ok(ForwardReply::Applied(result)) => return result.map_err(ApplyError::into_error),
                                 Ok(ForwardReply::NotLeader) | Err(CallError::Unreachable(_)) => {}

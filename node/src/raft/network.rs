@@ -9,9 +9,9 @@
 //! a new id. Snapshot chunks carry their bytes raw after the JSON header
 //! (JSON would turn every byte into up to four).
 //!
-//! Outbound, one [`PeerLink`] per target reuses the member's channel from
-//! [`PeerChannels`]; inbound, [`RaftRpc`] hands each message to the local
-//! [`Raft`] handle.
+//! Outbound, one [`PeerLink`] per target sends through the peer plane's
+//! [`PeerTransport`]; inbound, [`RaftRpc`] (the peer plane's
+//! [`RaftHandler`]) hands each message to the local [`Raft`] handle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,6 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::AnyError;
-use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::RaftMessage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -34,10 +33,7 @@ use tonic::{Code, Status};
 
 use super::command::{ApplyResult, Command};
 use super::types::{Node, NodeId, Raft, TypeConfig};
-use crate::cluster::PeerChannels;
-
-/// Largest Raft message accepted or sent on the peer port.
-pub const MAX_RAFT_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+use crate::peer::{PeerError, PeerTransport, RaftCall, RaftHandler};
 
 /// A message for the Raft id `target`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,30 +187,33 @@ impl RaftRpc {
     }
 }
 
+#[tonic::async_trait]
+impl RaftHandler for RaftRpc {
+    async fn handle(&self, call: RaftCall, message: RaftMessage) -> Result<RaftMessage, Status> {
+        match call {
+            RaftCall::Append => self.append(message).await,
+            RaftCall::Vote => self.vote(message).await,
+            RaftCall::Snapshot => self.snapshot(message).await,
+            RaftCall::Forward => self.forward(message).await,
+        }
+    }
+}
+
 /// Creates a [`PeerLink`] per target for openraft.
 #[derive(Debug, Clone)]
 pub struct Network {
     /// This member's Raft id (for timeout errors).
     pub id: NodeId,
-    /// The member channels.
-    pub channels: Arc<PeerChannels>,
+    /// The peer plane's transport.
+    pub transport: Arc<dyn PeerTransport>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        PeerLink { id: self.id, target, address: node.addr.clone(), channels: self.channels.clone() }
+        PeerLink { id: self.id, target, address: node.addr.clone(), transport: self.transport.clone() }
     }
-}
-
-/// Which peer RPC a call uses.
-#[derive(Debug, Clone, Copy)]
-enum Rpc {
-    Append,
-    Vote,
-    Snapshot,
-    Forward,
 }
 
 /// How a call failed before a Raft-level answer came back.
@@ -243,30 +242,17 @@ impl std::error::Error for CallError {}
 
 /// Sends one opaque Raft message to `address` and returns the answer's bytes.
 async fn call(
-    channels: &PeerChannels,
+    transport: &dyn PeerTransport,
     address: &str,
-    rpc: Rpc,
+    rpc: RaftCall,
     payload: Vec<u8>,
     ttl: Duration,
 ) -> Result<Vec<u8>, CallError> {
-    let channel =
-        channels.channel(address).ok_or_else(|| CallError::Unreachable(format!("{address} has no peer endpoint")))?;
-    let mut client = PeerClient::new(channel)
-        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-    let msg = RaftMessage { payload };
-    let fut = async {
-        match rpc {
-            Rpc::Append => client.raft_append(msg).await,
-            Rpc::Vote => client.raft_vote(msg).await,
-            Rpc::Snapshot => client.raft_snapshot(msg).await,
-            Rpc::Forward => client.raft_forward(msg).await,
-        }
-    };
-    match tokio::time::timeout(ttl, fut).await {
-        Err(_) => Err(CallError::Timeout(ttl)),
-        Ok(Ok(resp)) => Ok(resp.into_inner().payload),
-        Ok(Err(status)) => match status.code() {
+    match transport.raft(address, rpc, RaftMessage { payload }, ttl).await {
+        Ok(answer) => Ok(answer.payload),
+        Err(PeerError::Timeout) => Err(CallError::Timeout(ttl)),
+        Err(PeerError::Unreachable(_)) => Err(CallError::Unreachable(format!("{address} has no peer endpoint"))),
+        Err(PeerError::Status(status)) => match status.code() {
             Code::Unavailable | Code::FailedPrecondition | Code::Unimplemented => {
                 Err(CallError::Unreachable(format!("{address}: {}", status.message())))
             }
@@ -277,14 +263,14 @@ async fn call(
 
 /// Sends `body` addressed to `target` through `RaftForward`.
 pub async fn forward(
-    channels: &PeerChannels,
+    transport: &dyn PeerTransport,
     target: NodeId,
     address: &str,
     body: ForwardRequest,
     ttl: Duration,
 ) -> Result<ForwardReply, CallError> {
     let payload = serde_json::to_vec(&Addressed { target, body }).map_err(|e| CallError::Other(e.to_string()))?;
-    let bytes = call(channels, address, Rpc::Forward, payload, ttl).await?;
+    let bytes = call(transport, address, RaftCall::Forward, payload, ttl).await?;
     serde_json::from_slice(&bytes).map_err(|e| CallError::Other(format!("malformed forward reply: {e}")))
 }
 
@@ -294,18 +280,24 @@ pub struct PeerLink {
     id: NodeId,
     target: NodeId,
     address: String,
-    channels: Arc<PeerChannels>,
+    transport: Arc<dyn PeerTransport>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
 
 impl PeerLink {
-    async fn send<Resp, E>(&self, rpc: Rpc, action: RPCTypes, payload: Vec<u8>, ttl: Duration) -> RpcResult<Resp, E>
+    async fn send<Resp, E>(
+        &self,
+        rpc: RaftCall,
+        action: RPCTypes,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> RpcResult<Resp, E>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let bytes = match call(&self.channels, &self.address, rpc, payload, ttl).await {
+        let bytes = match call(self.transport.as_ref(), &self.address, rpc, payload, ttl).await {
             Ok(b) => b,
             Err(CallError::Timeout(timeout)) => {
                 return Err(RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout }))
@@ -330,7 +322,7 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let payload = self.addressed(&rpc)?;
-        self.send(Rpc::Append, RPCTypes::AppendEntries, payload, option.hard_ttl()).await
+        self.send(RaftCall::Append, RPCTypes::AppendEntries, payload, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -342,12 +334,12 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         let header = self.addressed(&rpc)?;
         let payload =
             frame(&header, &data).map_err(|s| RPCError::Network(NetworkError::new(&AnyError::error(s.message()))))?;
-        self.send(Rpc::Snapshot, RPCTypes::InstallSnapshot, payload, option.hard_ttl()).await
+        self.send(RaftCall::Snapshot, RPCTypes::InstallSnapshot, payload, option.hard_ttl()).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
         let payload = self.addressed(&rpc)?;
-        self.send(Rpc::Vote, RPCTypes::Vote, payload, option.hard_ttl()).await
+        self.send(RaftCall::Vote, RPCTypes::Vote, payload, option.hard_ttl()).await
     }
 }
 

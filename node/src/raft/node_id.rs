@@ -54,11 +54,21 @@ fn new_id() -> u64 {
     }
 }
 
-fn parse(text: &str) -> std::result::Result<u64, String> {
-    match text.trim().parse::<u64>() {
-        Ok(0) => Err("the Raft id must not be 0".into()),
-        Ok(id) => Ok(id),
-        Err(e) => Err(format!("not a Raft id: {e}")),
+/// Why a stored Raft id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// 0 means "no id" in member reports.
+    #[error("the Raft id must not be 0")]
+    Zero,
+    /// Not a number.
+    #[error("not a Raft id: {0}")]
+    NotANumber(#[from] std::num::ParseIntError),
+}
+
+fn parse(text: &str) -> std::result::Result<u64, IdError> {
+    match text.trim().parse::<u64>()? {
+        0 => Err(IdError::Zero),
+        id => Ok(id),
     }
 }
 

@@ -25,8 +25,8 @@ use tracing::info;
 
 use super::command::{ApplyResult, PersistentData, ServiceEntry};
 use super::types::{Entry, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::cluster::Faults;
 use crate::naming::{NamingStore, ServiceKey};
+use crate::peer::Faults;
 
 /// Services by key (JSON of the key → JSON of [`ServiceEntry`]).
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
@@ -327,8 +327,8 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
     use super::*;
-    use crate::cluster::FaultSettings;
     use crate::naming::model::{BeatTimeouts, Instance};
+    use crate::peer::FaultSettings;
     use crate::raft::command::Command;
 
     fn register(index: u64, ip: &str) -> Entry {

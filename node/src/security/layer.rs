@@ -1,7 +1,7 @@
 //! Where signatures are added and checked on the peer port.
 //!
 //! Outbound, every peer call goes through a [`SignedChannel`]: the tonic
-//! channel of [`crate::cluster::PeerChannels`] with the signature headers
+//! channel of [`crate::peer::PeerChannels`] with the signature headers
 //! added to each request, whatever the RPC (reports, Distro, Raft), so no
 //! caller can forget them. Inbound, the whole peer service is wrapped in
 //! [`Authenticated`], which checks the signature before any RPC handler
@@ -23,7 +23,7 @@ use tonic::Status;
 use tracing::warn;
 
 use super::signature::{AuthFailure, PeerAuth};
-use crate::cluster::ClusterMetrics;
+use super::SecurityMetrics;
 
 /// The member that signed an inbound peer request (a request extension set
 /// by [`Authenticated`]).
@@ -70,12 +70,12 @@ impl Service<http::Request<tonic::body::Body>> for SignedChannel {
 pub struct Authenticated<S> {
     inner: S,
     auth: Option<Arc<PeerAuth>>,
-    metrics: Arc<ClusterMetrics>,
+    metrics: Arc<SecurityMetrics>,
 }
 
 impl<S> Authenticated<S> {
     /// Wraps `inner`; with `auth` = `None` (no secret) every call is refused.
-    pub fn new(inner: S, auth: Option<Arc<PeerAuth>>, metrics: Arc<ClusterMetrics>) -> Authenticated<S> {
+    pub fn new(inner: S, auth: Option<Arc<PeerAuth>>, metrics: Arc<SecurityMetrics>) -> Authenticated<S> {
         Authenticated { inner, auth, metrics }
     }
 }
@@ -124,7 +124,7 @@ where
                     reason = failure.label(),
                     "peer request refused"
                 );
-                self.metrics.peer_auth_failure(failure.label());
+                self.metrics.peer_auth_failure(failure);
                 Either::Right(futures::future::ready(Ok(Status::unauthenticated(failure.message()).into_http())))
             }
         }

@@ -28,8 +28,8 @@
 //! - [`signature`]: signing and checking requests (pure, clock passed in).
 //! - [`layer`]: the signing peer channel and the checking service wrapper.
 //! - [`tls`]: certificates, TLS configurations and the HTTPS listener.
-//! - this module: the flags ([`SecurityConfig`]) and what a node loads from
-//!   them ([`PeerSecurity`]).
+//! - this module: the flags ([`SecuritySettings`]), what a node loads from
+//!   them ([`PeerSecurity`]) and the refusal counter ([`SecurityMetrics`]).
 
 pub mod layer;
 pub mod secret;
@@ -40,7 +40,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::LookupMode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::cluster::lookup::LookupMode;
 use crate::error::{Error, Result};
 
 pub use self::layer::{Authenticated, PeerIdentity, SignedChannel};
@@ -48,9 +53,10 @@ pub use self::secret::{ClusterSecret, MIN_SECRET_BYTES};
 pub use self::signature::{AuthFailure, PeerAuth};
 pub use self::tls::{ClientPortsTls, KeyPair, PeerTls, TlsListener};
 
-/// Security flags (part of [`crate::Config`]).
+/// Security flags (part of the node's configuration).
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct SecurityConfig {
+#[command(next_help_heading = "Peer identity and TLS")]
+pub struct SecuritySettings {
     /// File holding the shared cluster secret (at least 32 bytes) members
     /// sign peer requests with. Required unless --lookup standalone.
     #[arg(long, env = "ROSTER_CLUSTER_SECRET_FILE")]
@@ -96,7 +102,7 @@ fn pair_of<'a>(
     }
 }
 
-impl SecurityConfig {
+impl SecuritySettings {
     /// Checks the combination of flags (files are read by [`PeerSecurity::load`]).
     pub fn validate(&self, lookup: LookupMode) -> Result<()> {
         if self.cluster_secret_file.is_some() && self.cluster_secret.is_some() {
@@ -134,7 +140,7 @@ impl SecurityConfig {
     }
 }
 
-/// What a node loaded from its [`SecurityConfig`]: the signer and the TLS
+/// What a node loaded from its [`SecuritySettings`]: the signer and the TLS
 /// configurations. The default is a node with neither (in-process tests of
 /// one module).
 #[derive(Debug, Default)]
@@ -147,7 +153,7 @@ pub struct PeerSecurity {
 impl PeerSecurity {
     /// Reads the secret and certificates named by `config` for the member
     /// `member`; a missing or unreadable file is a configuration error.
-    pub fn load(config: &SecurityConfig, member: &str) -> Result<PeerSecurity> {
+    pub fn load(config: &SecuritySettings, member: &str) -> Result<PeerSecurity> {
         let secret = match (&config.cluster_secret_file, &config.cluster_secret) {
             (Some(path), _) => Some(ClusterSecret::from_file(path)?),
             (None, Some(value)) => Some(ClusterSecret::new(value.as_bytes())?),
@@ -223,13 +229,55 @@ impl PeerSecurity {
     }
 }
 
+/// Labels of a refused peer request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why it was refused.
+    pub reason: AuthFailure,
+}
+
+/// Peer requests refused by the identity check: on the peer port
+/// ([`Authenticated`], a report or Distro call naming another sender) and
+/// forwarded HTTP writes whose signature fails.
+#[derive(Debug, Default)]
+pub struct SecurityMetrics {
+    refusals: Family<RefusalLabels, Counter>,
+}
+
+impl SecurityMetrics {
+    /// Registers `roster_peer_auth_failures_total{reason}`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "peer_auth_failures",
+            "Peer requests refused by the peer identity check, by reason",
+            self.refusals.clone(),
+        );
+    }
+
+    /// Counts one peer request refused for `reason`.
+    pub fn peer_auth_failure(&self, reason: AuthFailure) {
+        self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// How many peer requests were refused for `reason`.
+    pub fn peer_auth_failure_count(&self, reason: AuthFailure) -> u64 {
+        self.refusals.get_or_create(&RefusalLabels { reason }).get()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> crate::Config {
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        security: SecuritySettings,
+    }
+
+    fn config(args: &[&str]) -> Flags {
         use clap::Parser;
-        crate::Config::parse_from(std::iter::once("roster-node").chain(args.iter().copied()))
+        Flags::parse_from(std::iter::once("roster-node").chain(args.iter().copied()))
     }
 
     #[test]
@@ -262,5 +310,16 @@ mod tests {
         let loaded = PeerSecurity::load(&c.security, "a:8848").expect("loads");
         assert_eq!(loaded.auth().map(|a| a.member()), Some("a:8848"));
         assert_eq!(loaded.http_scheme(), "http");
+    }
+
+    #[test]
+    fn refusals_render_with_their_labels() {
+        let metrics = SecurityMetrics::default();
+        let mut registry = Registry::with_prefix("roster");
+        metrics.register(&mut registry);
+        metrics.peer_auth_failure(AuthFailure::BadSignature);
+        let mut out = String::new();
+        assert!(prometheus_client::encoding::text::encode(&mut out, &registry).is_ok());
+        assert!(out.contains("roster_peer_auth_failures_total{reason=\"bad_signature\"} 1"), "{out}");
     }
 }

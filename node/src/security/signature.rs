@@ -39,37 +39,26 @@ pub const SIGNATURE_HEADER: &str = "x-roster-peer-signature";
 /// How far a signing time may be from the receiver's clock, either way.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-/// Why a peer request was refused; the label is the metric's `reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// This node has no cluster secret, so it accepts no peer at all.
-    NoSecret,
-    /// A signature header is absent.
-    Missing,
-    /// A header is not what a member sends (not ASCII, not a number, not hex).
-    Malformed,
-    /// The signing time is outside the skew window.
-    Stale,
-    /// The signature does not match: another secret, or altered headers.
-    BadSignature,
-    /// The signature is valid but the request names another member as its
-    /// sender than the one that signed it.
-    WrongSender,
+label_set! {
+    /// Why a peer request was refused; the label is the metric's `reason`.
+    pub enum AuthFailure {
+        /// This node has no cluster secret, so it accepts no peer at all.
+        NoSecret => "no_secret",
+        /// A signature header is absent.
+        Missing => "missing",
+        /// A header is not what a member sends (not ASCII, not a number, not hex).
+        Malformed => "malformed",
+        /// The signing time is outside the skew window.
+        Stale => "stale",
+        /// The signature does not match: another secret, or altered headers.
+        BadSignature => "bad_signature",
+        /// The signature is valid but the request names another member as its
+        /// sender than the one that signed it.
+        WrongSender => "wrong_sender",
+    }
 }
 
 impl AuthFailure {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthFailure::NoSecret => "no_secret",
-            AuthFailure::Missing => "missing",
-            AuthFailure::Malformed => "malformed",
-            AuthFailure::Stale => "stale",
-            AuthFailure::BadSignature => "bad_signature",
-            AuthFailure::WrongSender => "wrong_sender",
-        }
-    }
-
     /// What the refused sender is told.
     pub fn message(self) -> &'static str {
         match self {

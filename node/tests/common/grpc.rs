@@ -41,7 +41,7 @@ pub fn register(service: &str, ip: &str, port: i64) -> Value {
 
 /// How many instances `node` holds for `service` (public, default group).
 pub fn hosts(node: &RunningNode, service: &str) -> usize {
-    node.state.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
+    node.store().query(&ServiceKey::new("public", "DEFAULT_GROUP", service), &Selection::default()).hosts.len()
 }
 
 /// A hand-made client: a channel, its connection id and its stream.

@@ -33,19 +33,15 @@ pub fn cluster_secret() -> String {
 /// persistent instances (tests register them at addresses that must never
 /// be contacted).
 pub fn test_config() -> Config {
-    let mut config = Config {
-        bind: "127.0.0.1".parse().expect("loopback"),
-        port: 0,
-        push_delay: Duration::from_millis(20),
-        push_retry_delay: Duration::from_millis(200),
-        beat_check_interval: Duration::from_millis(100),
-        data_dir: data_dir(),
-        raft_election_timeout_min: Duration::from_millis(150),
-        raft_election_timeout_max: Duration::from_millis(300),
-        raft_heartbeat_interval: Duration::from_millis(50),
-        health_check_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let mut config =
+        Config { bind: "127.0.0.1".parse().expect("loopback"), port: 0, data_dir: data_dir(), ..Config::default() };
+    config.push.delay = Duration::from_millis(20);
+    config.push.retry_delay = Duration::from_millis(200);
+    config.beats.check_interval = Duration::from_millis(100);
+    config.raft.election_timeout_min = Duration::from_millis(150);
+    config.raft.election_timeout_max = Duration::from_millis(300);
+    config.raft.heartbeat_interval = Duration::from_millis(50);
+    config.raft.health_check_interval = Duration::ZERO;
     config.security.cluster_secret = Some(cluster_secret());
     config
 }
@@ -105,7 +101,7 @@ pub async fn responsibility_split(nodes: &[RunningNode], members: &[String]) {
             let url = format!("{}/nacos/v1/console/health/readiness", http_base(node));
             let ready = reqwest::get(url).await.ok()?;
             (ready.status() == 200).then_some(())?;
-            (node.state.membership.responsibility().candidates() == members.as_slice()).then_some(())?;
+            (node.membership().responsibility().candidates() == members.as_slice()).then_some(())?;
         }
         Some(())
     })
@@ -177,8 +173,8 @@ pub fn member_config(ip: &str, conf: &std::path::Path) -> Config {
     config.bind = ip.parse().expect("ip");
     config.port = 8848;
     config.advertise = Some(format!("{ip}:8848"));
-    config.lookup = roster_node::config::LookupMode::File;
-    config.cluster_conf = conf.to_path_buf();
-    config.member_report_interval = Duration::from_millis(100);
+    config.cluster.lookup.mode = roster_node::cluster::LookupMode::File;
+    config.cluster.lookup.cluster_conf = conf.to_path_buf();
+    config.cluster.report_interval = Duration::from_millis(100);
     config
 }

@@ -10,18 +10,18 @@ use super::messages::{
     SubscribeServiceRequest,
 };
 use super::payload::{ok_response, Envelope};
+use crate::api::ClientState;
 use crate::auth::{Action, ACCESS_TOKEN};
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::{validate, ClientKind, InstanceKey, Selection};
 use crate::raft::Command;
-use crate::state::NodeState;
 
 /// Largest page a `ServiceListRequest` may ask for.
 const MAX_PAGE_SIZE: i64 = 10_000;
 
 /// Handles one unary request from a registered connection.
-pub async fn handle(state: &NodeState, conn: &Connection, env: &Envelope) -> Result<Payload> {
+pub async fn handle(state: &ClientState, conn: &Connection, env: &Envelope) -> Result<Payload> {
     let request_id = env.request_id();
     let rid = request_id.as_deref();
     check_token(state, env)?;
@@ -71,7 +71,7 @@ struct BodyHeaders {
 /// and `ConnectionSetupRequest` never get here: they open the connection.
 /// Pushes to a subscription go on after its token expires, as in Nacos: the
 /// right was checked when it subscribed.
-pub fn check_token(state: &NodeState, env: &Envelope) -> Result<()> {
+pub fn check_token(state: &ClientState, env: &Envelope) -> Result<()> {
     let Some(auth) = &state.auth else {
         return Ok(());
     };
@@ -92,7 +92,7 @@ pub fn check_token(state: &NodeState, env: &Envelope) -> Result<()> {
 
 /// If the connection closed while a write ran, undo what the write left:
 /// the close may have cleaned up before the write landed.
-fn undo_if_closed(state: &NodeState, conn: &Connection) {
+fn undo_if_closed(state: &ClientState, conn: &Connection) {
     if conn.is_closed() {
         state.store.remove_client(&conn.id);
         state.subscribers.remove_connection(&conn.id);
@@ -110,7 +110,7 @@ pub(crate) fn instance_key(wire: &crate::naming::InstanceWire) -> Result<Instanc
 /// `InstanceRequest` (ephemeral, owned by the connection) and
 /// `PersistentInstanceRequest` (persistent, owned by nobody).
 fn instance(
-    state: &NodeState,
+    state: &ClientState,
     conn: &Connection,
     req: InstanceRequest,
     rid: Option<&str>,
@@ -149,7 +149,7 @@ fn instance(
 /// `PersistentInstanceRequest`: persistent instances belong to no
 /// connection; they are written through Raft (forwarded to the leader when
 /// this node follows) and answered once committed.
-async fn persistent_instance(state: &NodeState, req: InstanceRequest, rid: Option<&str>) -> Result<Payload> {
+async fn persistent_instance(state: &ClientState, req: InstanceRequest, rid: Option<&str>) -> Result<Payload> {
     let service = req.base.service_key()?;
     let wire = req.instance.ok_or_else(|| Error::invalid("Param 'instance' is required."))?;
     let command = match req.kind.as_str() {
@@ -159,13 +159,13 @@ async fn persistent_instance(state: &NodeState, req: InstanceRequest, rid: Optio
         "deregisterInstance" => Command::DeregisterInstance { service, instance: instance_key(&wire)? },
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
     };
-    state.raft()?.write(command).await?;
+    state.raft.write(command).await?;
     Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
 }
 
 /// `BatchInstanceRequest`: replaces what the connection publishes in the service.
 fn batch_instance(
-    state: &NodeState,
+    state: &ClientState,
     conn: &Connection,
     req: BatchInstanceRequest,
     rid: Option<&str>,
@@ -203,7 +203,7 @@ fn batch_instance(
 }
 
 /// `ServiceQueryRequest`: the current view, filtered.
-fn service_query(state: &NodeState, req: ServiceQueryRequest, rid: Option<&str>) -> Result<Payload> {
+fn service_query(state: &ClientState, req: ServiceQueryRequest, rid: Option<&str>) -> Result<Payload> {
     let key = req.base.service_key()?;
     let selection = Selection {
         clusters: cluster_list(req.cluster.as_deref()),
@@ -215,7 +215,12 @@ fn service_query(state: &NodeState, req: ServiceQueryRequest, rid: Option<&str>)
 }
 
 /// `SubscribeServiceRequest`: (un)subscribes and answers with the current view.
-fn subscribe(state: &NodeState, conn: &Connection, req: SubscribeServiceRequest, rid: Option<&str>) -> Result<Payload> {
+fn subscribe(
+    state: &ClientState,
+    conn: &Connection,
+    req: SubscribeServiceRequest,
+    rid: Option<&str>,
+) -> Result<Payload> {
     let key = req.base.service_key()?;
     let clusters = cluster_list(req.clusters.as_deref());
     if req.subscribe {
@@ -229,7 +234,7 @@ fn subscribe(state: &NodeState, conn: &Connection, req: SubscribeServiceRequest,
 }
 
 /// `ServiceListRequest`: one page of service names of a group.
-fn service_list(state: &NodeState, req: ServiceListRequest, rid: Option<&str>) -> Result<Payload> {
+fn service_list(state: &ClientState, req: ServiceListRequest, rid: Option<&str>) -> Result<Payload> {
     let (namespace, group, page_no, page_size) = check_service_list(&req)?;
     let (count, names) = state.store.list_services(&namespace, group, page_no, page_size);
     Ok(ok_response("ServiceListResponse", rid, json!({ "count": count, "serviceNames": names })))

@@ -5,6 +5,7 @@
 //! - [`messages`]: request bodies.
 //! - [`connection`]: connection ids, registration, server requests.
 //! - [`handlers`]: one function per request type.
+//! - [`settings`]: connection and push flags, the port offset.
 //! - this module: the two tonic services, the stream lifecycle and the
 //!   ejector of silent connections.
 
@@ -12,6 +13,7 @@ pub mod connection;
 pub mod handlers;
 pub mod messages;
 pub mod payload;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,9 +31,12 @@ use tracing::{debug, info, warn, Instrument};
 use self::connection::{ClientInfo, Connection};
 use self::messages::{ConnectionSetupRequest, StreamResponse};
 use self::payload::{error_response, ok_response, Envelope};
+pub use self::settings::{ConnectionSettings, PushSettings, GRPC_PORT_OFFSET};
+use crate::api::ClientState;
 use crate::error::Error;
+use crate::limits::Limit;
+use crate::metrics::GrpcRequestType;
 use crate::naming::ClientKind;
-use crate::state::NodeState;
 
 /// How long a unary request waits for its connection's stream setup.
 const SETUP_WAIT: Duration = Duration::from_secs(3);
@@ -41,8 +46,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 const STREAM_BUFFER: usize = 256;
 
 /// Both tonic services, ready to add to a server.
-pub fn services(state: Arc<NodeState>) -> (RequestServer<UnaryService>, BiRequestStreamServer<StreamService>) {
-    let max = state.config.max_grpc_message_bytes;
+pub fn services(state: Arc<ClientState>) -> (RequestServer<UnaryService>, BiRequestStreamServer<StreamService>) {
+    let max = state.max_grpc_message_bytes;
     let unary = RequestServer::new(UnaryService { state: state.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -55,7 +60,7 @@ pub fn services(state: Arc<NodeState>) -> (RequestServer<UnaryService>, BiReques
 /// `/Request/request`: every unary request.
 #[derive(Debug, Clone)]
 pub struct UnaryService {
-    state: Arc<NodeState>,
+    state: Arc<ClientState>,
 }
 
 #[tonic::async_trait]
@@ -66,17 +71,18 @@ impl Request for UnaryService {
     }
 }
 
-async fn unary(state: &NodeState, remote: Option<SocketAddr>, payload: Payload) -> Payload {
+async fn unary(state: &ClientState, remote: Option<SocketAddr>, payload: Payload) -> Payload {
     let env = match Envelope::open(payload) {
         Ok(env) => env,
         Err(e) => {
-            state.metrics.grpc_request("unknown", e.label());
+            state.metrics.grpc_request(GrpcRequestType::Unknown, e.label());
             return error_response(&e, None);
         }
     };
     let request_id = env.request_id();
-    if let Some(Err(e)) = remote.map(|addr| crate::limits::rate::check_grpc(state, addr)) {
-        state.metrics.grpc_request(&env.type_name, e.label());
+    let request_type = GrpcRequestType::of(&env.type_name);
+    if let Some(Err(e)) = remote.map(|addr| crate::limits::rate::check_grpc(&state.client_limits, addr)) {
+        state.metrics.grpc_request(request_type, e.label());
         return error_response(&e, request_id.as_deref());
     }
     let result = match env.type_name.as_str() {
@@ -105,12 +111,12 @@ async fn unary(state: &NodeState, remote: Option<SocketAddr>, payload: Payload) 
     };
     match result {
         Ok(answer) => {
-            state.metrics.grpc_request(&env.type_name, "ok");
+            state.metrics.grpc_request(request_type, "ok");
             answer
         }
         Err(e) => {
             debug!(r#type = %env.type_name, error = %e, "request refused");
-            state.metrics.grpc_request(&env.type_name, e.label());
+            state.metrics.grpc_request(request_type, e.label());
             error_response(&e, request_id.as_deref())
         }
     }
@@ -119,7 +125,7 @@ async fn unary(state: &NodeState, remote: Option<SocketAddr>, payload: Payload) 
 /// `/BiRequestStream/requestBiStream`: the connection's stream.
 #[derive(Debug, Clone)]
 pub struct StreamService {
-    state: Arc<NodeState>,
+    state: Arc<ClientState>,
 }
 
 #[tonic::async_trait]
@@ -144,7 +150,7 @@ impl BiRequestStream for StreamService {
 /// Runs one connection: setup, then responses to server requests, until the
 /// client goes away or the server closes the connection.
 async fn serve_stream(
-    state: Arc<NodeState>,
+    state: Arc<ClientState>,
     remote: SocketAddr,
     mut inbound: Streaming<Payload>,
     tx: mpsc::Sender<Result<Payload, Status>>,
@@ -221,9 +227,9 @@ async fn serve_stream(
 /// A stream message over `--max-grpc-message-bytes` (tonic's decoder
 /// reports `OUT_OF_RANGE`): counted, and the stream ends with
 /// `RESOURCE_EXHAUSTED`, as unary calls answer (`limits::size`).
-async fn refuse_oversized(state: &NodeState, tx: &mpsc::Sender<Result<Payload, Status>>, status: &Status) {
+async fn refuse_oversized(state: &ClientState, tx: &mpsc::Sender<Result<Payload, Status>>, status: &Status) {
     if status.code() == tonic::Code::OutOfRange {
-        state.metrics.limit_rejected(crate::limits::Limit::GrpcMessageBytes);
+        state.client_limits.rejected(Limit::GrpcMessageBytes);
         let _ = tx.send(Err(Status::resource_exhausted(status.message().to_owned()))).await;
     }
 }
@@ -243,7 +249,7 @@ fn on_stream_message(conn: &Connection, payload: Payload) {
 
 /// Ends a connection and removes everything it owned: its ephemeral
 /// instances and its subscriptions.
-pub fn close_connection(state: &NodeState, id: &str) {
+pub fn close_connection(state: &ClientState, id: &str) {
     if let Some(conn) = state.connections.unregister(id) {
         conn.close();
     }
@@ -256,9 +262,10 @@ pub fn close_connection(state: &NodeState, id: &str) {
 
 /// Probes connections that have been silent too long and closes those that
 /// do not answer, as Nacos's connection ejector does.
-pub async fn run_ejector(state: Arc<NodeState>) {
-    let idle_ms = i64::try_from(state.config.connection_idle_timeout.as_millis()).unwrap_or(i64::MAX);
-    let mut tick = tokio::time::interval(state.config.connection_check_interval);
+pub async fn run_ejector(state: Arc<ClientState>) {
+    let settings = state.connection_settings;
+    let idle_ms = i64::try_from(settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(settings.check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -270,7 +277,7 @@ pub async fn run_ejector(state: Arc<NodeState>) {
             let state = state.clone();
             tokio::spawn(async move {
                 let probe = json!({ "headers": {}, "module": "internal" });
-                match conn.request("ClientDetectionRequest", &probe, state.config.client_detection_timeout).await {
+                match conn.request("ClientDetectionRequest", &probe, settings.detection_timeout).await {
                     Ok(_) => conn.touch(),
                     Err(e) => {
                         warn!(connection = %conn.id, error = %e, "silent connection ejected");
@@ -284,7 +291,7 @@ pub async fn run_ejector(state: Arc<NodeState>) {
 }
 
 /// Closes every connection (shutdown).
-pub fn close_all(state: &NodeState) {
+pub fn close_all(state: &ClientState) {
     for conn in state.connections.all() {
         close_connection(state, &conn.id);
     }

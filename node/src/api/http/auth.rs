@@ -33,16 +33,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::params::{is_form, Params};
+use crate::api::ClientState;
 use crate::auth::{Action, ACCESS_TOKEN};
 use crate::error::{Error, Result};
 use crate::naming::validate;
-use crate::state::NodeState;
 
 /// `POST /nacos/v1/auth/login` and `/nacos/v1/auth/users/login`:
 /// `username` and `password` as query or form parameters. Answers Nacos's
 /// `{accessToken, tokenTtl, globalAdmin, username}` and the same token in
 /// an `Authorization: Bearer` header; 403 for a wrong name or password.
-pub async fn login(State(state): State<Arc<NodeState>>, p: Params) -> Result<Response> {
+pub async fn login(State(state): State<Arc<ClientState>>, p: Params) -> Result<Response> {
     let Some(auth) = state.auth.clone() else {
         return Err(Error::NotFound("authentication is not enabled on this node (--auth-enabled)".into()));
     };
@@ -85,21 +85,21 @@ enum Scope {
 
 /// Route layer of the naming routes: a valid token with the right for
 /// the request's namespace.
-pub async fn require_namespace_right(state: State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+pub async fn require_namespace_right(state: State<Arc<ClientState>>, req: Request, next: Next) -> Response {
     check(state, req, next, Scope::Namespace).await
 }
 
 /// Route layer of routes that only need a logged-in caller.
-pub async fn require_login(state: State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+pub async fn require_login(state: State<Arc<ClientState>>, req: Request, next: Next) -> Response {
     check(state, req, next, Scope::LoggedIn).await
 }
 
 /// Route layer of the administrative routes: a logged-in admin.
-pub async fn require_admin(state: State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+pub async fn require_admin(state: State<Arc<ClientState>>, req: Request, next: Next) -> Response {
     check(state, req, next, Scope::Admin).await
 }
 
-async fn check(State(state): State<Arc<NodeState>>, req: Request, next: Next, scope: Scope) -> Response {
+async fn check(State(state): State<Arc<ClientState>>, req: Request, next: Next, scope: Scope) -> Response {
     let Some(auth) = state.auth.clone() else {
         return next.run(req).await;
     };
@@ -112,11 +112,8 @@ async fn check(State(state): State<Arc<NodeState>>, req: Request, next: Next, sc
     let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &state).await {
         Ok(bytes) => bytes,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Error::TooLarge(format!(
-                "Request body is larger than the limit of {} bytes.",
-                state.config.max_body_bytes
-            ))
-            .into_response()
+            return Error::TooLarge(format!("Request body is larger than the limit of {} bytes.", state.max_body_bytes))
+                .into_response()
         }
         Err(e) => return Error::invalid(format!("Cannot read the request body: {e}")).into_response(),
     };

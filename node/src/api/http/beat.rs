@@ -6,10 +6,14 @@
 //! Nacos: a *light* beat (no `beat` JSON) gets code 20404, which tells the
 //! Java client to register again; a full beat carries everything needed to
 //! register, so the server registers the instance itself and answers 10200.
+//!
+//! An instance that stops beating turns unhealthy after `--beat-timeout`
+//! and is removed after `--beat-delete-timeout` ([`BeatSettings`],
+//! [`run_expiry`]), judged by the member responsible for its client.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -20,12 +24,78 @@ use serde::{Deserialize, Serialize};
 
 use super::forward::{self, Inbound};
 use super::params::Params;
+use crate::api::ClientState;
+use crate::cluster::Membership;
+use crate::duration;
 use crate::error::{Error, Result};
+use crate::naming::model::BeatTimeouts;
 use crate::naming::validate::Limits;
 use crate::naming::{
-    ip_port_client_id, validate, BeatOutcome, ClientKind, Instance, InstanceKey, InstanceWire, ServiceKey,
+    ip_port_client_id, validate, BeatOutcome, ClientKind, Instance, InstanceKey, InstanceWire, NamingStore, ServiceKey,
 };
-use crate::state::NodeState;
+
+/// How long HTTP instances live without beats, and how often that is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Beats of HTTP instances")]
+pub struct BeatSettings {
+    /// HTTP instances without a beat for this long turn unhealthy.
+    #[arg(long = "beat-timeout", id = "beat_timeout", value_name = "BEAT_TIMEOUT", env = "ROSTER_BEAT_TIMEOUT", default_value = "15s", value_parser = duration::parse)]
+    pub timeout: Duration,
+
+    /// HTTP instances without a beat for this long are removed.
+    #[arg(long = "beat-delete-timeout", id = "beat_delete_timeout", value_name = "BEAT_DELETE_TIMEOUT", env = "ROSTER_BEAT_DELETE_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
+    pub delete_timeout: Duration,
+
+    /// How often beat expiry is checked.
+    #[arg(long = "beat-check-interval", id = "beat_check_interval", value_name = "BEAT_CHECK_INTERVAL", env = "ROSTER_BEAT_CHECK_INTERVAL", default_value = "1s", value_parser = duration::parse)]
+    pub check_interval: Duration,
+}
+
+impl Default for BeatSettings {
+    fn default() -> Self {
+        BeatSettings {
+            timeout: Duration::from_secs(15),
+            delete_timeout: Duration::from_secs(30),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl BeatSettings {
+    /// Refuses removal before unhealthiness and a check interval of zero.
+    pub fn validate(&self) -> Result<()> {
+        if self.delete_timeout < self.timeout {
+            return Err(Error::Config("--beat-delete-timeout must not be shorter than --beat-timeout".into()));
+        }
+        if self.check_interval.is_zero() {
+            return Err(Error::Config("--beat-check-interval must be greater than zero".into()));
+        }
+        Ok(())
+    }
+
+    /// The timeouts the store applies.
+    pub fn timeouts(&self) -> BeatTimeouts {
+        BeatTimeouts {
+            unhealthy_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            delete_ms: u64::try_from(self.delete_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Expires HTTP instances that stopped beating, every check interval, for
+/// the clients this member is responsible for.
+pub async fn run_expiry(store: Arc<NamingStore>, membership: Arc<Membership>, check_interval: Duration) {
+    let mut tick = tokio::time::interval(check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let responsibility = membership.responsibility();
+        let changed = store.expire_beats(Instant::now(), |tag| responsibility.is_local(tag));
+        if !changed.is_empty() {
+            tracing::debug!(services = changed.len(), "beat expiry changed services");
+        }
+    }
+}
 
 /// `code` of a beat that renewed (or registered) its instance.
 pub const CODE_OK: i32 = 10200;
@@ -107,7 +177,7 @@ fn beat_target(p: &Params, beat: Option<&BeatInfo>) -> Result<InstanceKey> {
 ///
 /// A beat that reaches a member not responsible for the instance's
 /// `ip:port` is forwarded to the responsible one ([`forward`]).
-pub async fn beat(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
+pub async fn beat(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let (key, ikey, info) = beat_params(&p)?;
     if let Some(answer) = forward::to_responsible(&state, &inbound, &p, &ikey.ip, ikey.port).await {
         return Ok(answer);
@@ -141,7 +211,12 @@ pub(crate) fn beat_instance(ikey: &InstanceKey, info: &BeatInfo, limits: &Limits
 }
 
 /// Applies a beat on this node.
-fn beat_here(state: &NodeState, key: &ServiceKey, ikey: &InstanceKey, info: Option<BeatInfo>) -> Result<BeatResponse> {
+fn beat_here(
+    state: &ClientState,
+    key: &ServiceKey,
+    ikey: &InstanceKey,
+    info: Option<BeatInfo>,
+) -> Result<BeatResponse> {
     let client = ip_port_client_id(&ikey.ip, ikey.port);
     if let BeatOutcome::Renewed { interval_ms } = state.store.beat(&client, key, ikey, Instant::now()) {
         return Ok(BeatResponse::new(CODE_OK, interval_ms));

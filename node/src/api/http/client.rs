@@ -40,9 +40,9 @@ use serde::Serialize;
 use super::params::Params;
 use super::v2::{success, V2Error, V2Result};
 use crate::api::grpc::connection::Connection;
+use crate::api::ClientState;
 use crate::error::Error;
 use crate::naming::{ip_port_address, validate, AddressFilter, Client, ClientKind, Instance, Origin, ServiceKey};
-use crate::state::NodeState;
 
 /// What a v2 handler answers.
 type Answer<T> = Result<Json<V2Result<T>>, V2Error>;
@@ -75,7 +75,7 @@ enum Held {
 }
 
 /// The client named by the `clientId` parameter, or Nacos's 404.
-fn held(state: &NodeState, p: &Params) -> Result<(String, Held), Error> {
+fn held(state: &ClientState, p: &Params) -> Result<(String, Held), Error> {
     let id = required(p, "clientId")?.to_owned();
     if let Some(client) = state.store.client(&id) {
         return Ok((id, Held::Client(client)));
@@ -91,7 +91,7 @@ fn held(state: &NodeState, p: &Params) -> Result<(String, Held), Error> {
 }
 
 /// The live connection `id` on this node, if it is one.
-fn live_connection(state: &NodeState, id: &str) -> Option<Arc<Connection>> {
+fn live_connection(state: &ClientState, id: &str) -> Option<Arc<Connection>> {
     state.connections.get(id).filter(|c| !c.is_closed())
 }
 
@@ -110,7 +110,7 @@ fn client_ip(conn: &Connection) -> String {
 /// (connections to any member, ip:port clients whether this node is
 /// responsible for them or holds a synced copy, and the persistent
 /// `ip:port#false` clients), sorted.
-pub async fn list(State(state): State<Arc<NodeState>>) -> Answer<Vec<String>> {
+pub async fn list(State(state): State<Arc<ClientState>>) -> Answer<Vec<String>> {
     let mut ids = state.store.client_ids();
     ids.extend(state.store.persistent_client_ids());
     ids.sort_unstable();
@@ -191,7 +191,7 @@ pub struct IpPortAddress {
 }
 
 /// `GET /nacos/v2/ns/client?clientId=`: one client ([`ClientDetail`]).
-pub async fn detail(State(state): State<Arc<NodeState>>, p: Result<Params, Error>) -> Answer<ClientDetail> {
+pub async fn detail(State(state): State<Arc<ClientState>>, p: Result<Params, Error>) -> Answer<ClientDetail> {
     let (id, held) = held(&state, &p?)?;
     let detail = match held {
         Held::Client(client) => {
@@ -285,7 +285,7 @@ fn published_instance(key: &ServiceKey, instance: &Instance) -> PublishedInstanc
 /// client publishes, one item each (a batch registration gives several
 /// in one service, as Nacos lists a batch), by service then instance.
 pub async fn published(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     p: Result<Params, Error>,
 ) -> Answer<Vec<PublishedInstance>> {
     let (_, held) = held(&state, &p?)?;
@@ -337,7 +337,7 @@ pub struct SubscriberInfo {
 /// members, ip:port clients (Roster has no v1 UDP subscribers) and
 /// persistent clients answer an empty list.
 pub async fn subscribed(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     p: Result<Params, Error>,
 ) -> Answer<Vec<SubscribedService>> {
     let (id, _) = held(&state, &p?)?;
@@ -411,7 +411,7 @@ pub struct ClientAtAddress {
 /// Nacos ignores the flag in this lookup, as a Nacos service holds only
 /// one kind of instance, but a Roster service may hold both.
 pub async fn service_publishers(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     p: Result<Params, Error>,
 ) -> Answer<Vec<ClientAtAddress>> {
     let filter = ServiceFilter::parse(&p?)?;
@@ -433,7 +433,7 @@ pub async fn service_publishers(
 /// Subscriptions are per service, so `ephemeral` is checked but selects
 /// nothing.
 pub async fn service_subscribers(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     p: Result<Params, Error>,
 ) -> Answer<Vec<ClientAtAddress>> {
     let filter = ServiceFilter::parse(&p?)?;

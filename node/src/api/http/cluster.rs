@@ -11,8 +11,8 @@ use axum::Json;
 use serde::Serialize;
 
 use super::params::Params;
+use crate::api::ClientState;
 use crate::cluster::Member;
-use crate::state::NodeState;
 
 /// One member, in Nacos's `Member` JSON shape.
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +79,7 @@ fn view(member: &Member) -> MemberView {
     }
 }
 
-fn this_member(state: &NodeState) -> MemberView {
+fn this_member(state: &ClientState) -> MemberView {
     match state.membership.member(&state.member) {
         Some(m) => view(&m),
         None => view(&Member::new(state.member.clone())),
@@ -88,14 +88,14 @@ fn this_member(state: &NodeState) -> MemberView {
 
 /// `GET /nacos/v1/core/cluster/nodes[?keyword=]`: members whose address
 /// contains `keyword` (all without one).
-pub async fn nodes(State(state): State<Arc<NodeState>>, p: Params) -> Json<RestResult<Vec<MemberView>>> {
+pub async fn nodes(State(state): State<Arc<ClientState>>, p: Params) -> Json<RestResult<Vec<MemberView>>> {
     let keyword = p.get("keyword").unwrap_or("");
     let members = state.membership.members().iter().filter(|m| m.address.contains(keyword)).map(view).collect();
     RestResult::ok(members)
 }
 
 /// `GET /nacos/v1/core/cluster/nodes/self`: this member.
-pub async fn node_self(State(state): State<Arc<NodeState>>) -> Json<RestResult<MemberView>> {
+pub async fn node_self(State(state): State<Arc<ClientState>>) -> Json<RestResult<MemberView>> {
     RestResult::ok(this_member(&state))
 }
 

@@ -31,8 +31,9 @@ use axum::http::{header, Method, Response, StatusCode};
 use tracing::{debug, warn};
 
 use super::params::Params;
+use crate::api::ClientState;
+use crate::distro::metrics::DistroEvent;
 use crate::security::AuthFailure;
-use crate::state::NodeState;
 
 /// Header naming the member that forwarded a request.
 pub const FORWARDED_BY: &str = "x-roster-forwarded-by";
@@ -54,7 +55,7 @@ pub struct Inbound {
 /// [`FORWARDED_BY`] header, `Ok(Some(member))` when that member signed the
 /// request with the cluster secret, and why not otherwise.
 pub fn signed_forwarder(
-    state: &NodeState,
+    state: &ClientState,
     method: &str,
     path: &str,
     headers: &http::HeaderMap,
@@ -70,10 +71,10 @@ pub fn signed_forwarder(
     Ok(Some(signer))
 }
 
-impl FromRequestParts<Arc<NodeState>> for Inbound {
+impl FromRequestParts<Arc<ClientState>> for Inbound {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<NodeState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ClientState>) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_owned();
         let forwarded = match signed_forwarder(state, parts.method.as_str(), &path, &parts.headers) {
             Ok(by) => by.is_some(),
@@ -84,7 +85,7 @@ impl FromRequestParts<Arc<NodeState>> for Inbound {
                     reason = failure.label(),
                     "forwarded-by header without a valid member signature; handled as a client request"
                 );
-                state.metrics.cluster.peer_auth_failure(failure.label());
+                state.security_metrics.peer_auth_failure(failure);
                 false
             }
         };
@@ -101,7 +102,7 @@ impl FromRequestParts<Arc<NodeState>> for Inbound {
 /// member, unless that is this node, the request was already forwarded, or
 /// the member is unreachable. `None` means "handle it here".
 pub async fn to_responsible(
-    state: &NodeState,
+    state: &ClientState,
     inbound: &Inbound,
     params: &Params,
     ip: &str,
@@ -118,7 +119,7 @@ pub async fn to_responsible(
     }
     if state.faults.is_blocked(&target) {
         debug!(tag, target, "responsible member cut by fault injection; handling the write here");
-        state.metrics.distro_event("http_forward_failed", 1);
+        state.distro_metrics.event(DistroEvent::HttpForwardFailed, 1);
         return None;
     }
     let url = format!("{}://{target}{}", state.security.http_scheme(), inbound.path);
@@ -141,7 +142,7 @@ pub async fn to_responsible(
         Ok(answer) => answer,
         Err(e) => {
             warn!(tag, target, error = %e, "cannot forward to the responsible member; handling the write here");
-            state.metrics.distro_event("http_forward_failed", 1);
+            state.distro_metrics.event(DistroEvent::HttpForwardFailed, 1);
             return None;
         }
     };
@@ -153,11 +154,11 @@ pub async fn to_responsible(
             // The target may have applied the write; applying it here too is
             // harmless (the same data, and the higher revision wins).
             warn!(tag, target, error = %e, "the responsible member's answer broke off; handling the write here");
-            state.metrics.distro_event("http_forward_failed", 1);
+            state.distro_metrics.event(DistroEvent::HttpForwardFailed, 1);
             return None;
         }
     };
-    state.metrics.distro_event("http_forwarded", 1);
+    state.distro_metrics.event(DistroEvent::HttpForwarded, 1);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     if let Some(ct) = content_type {

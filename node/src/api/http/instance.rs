@@ -19,11 +19,11 @@ use serde::Serialize;
 
 use super::forward::{self, Inbound};
 use super::params::{Params, CLUSTER_NAMES};
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::validate::Limits;
 use crate::naming::{ip_port_client_id, validate, ClientKind, Instance, InstanceWire, Selection, ServiceInfo};
 use crate::raft::Command;
-use crate::state::NodeState;
 
 /// Builds a new instance from register parameters, with Nacos's defaults
 /// (weight 1, healthy, enabled, ephemeral, cluster `DEFAULT`).
@@ -43,7 +43,7 @@ pub(crate) fn new_instance(p: &Params, limits: &Limits) -> Result<Instance> {
 }
 
 /// `POST /nacos/v1/ns/instance`: registers (or replaces) an instance.
-pub async fn register(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
+pub async fn register(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let instance = new_instance(&p, &state.limits)?;
     if instance.ephemeral {
@@ -53,14 +53,14 @@ pub async fn register(State(state): State<Arc<NodeState>>, inbound: Inbound, p: 
         let client = ip_port_client_id(&instance.ip, instance.port);
         state.store.register_ephemeral(&client, ClientKind::IpPort, &key, instance);
     } else {
-        state.raft()?.write(Command::RegisterInstance { service: key, instance }).await?;
+        state.raft.write(Command::RegisterInstance { service: key, instance }).await?;
     }
     Ok("ok".into_response())
 }
 
 /// `DELETE /nacos/v1/ns/instance`: removes an instance. Removing one that
 /// does not exist is not an error, as in Nacos.
-pub async fn deregister(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
+pub async fn deregister(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     if p.bool("ephemeral")?.unwrap_or(true) {
@@ -70,7 +70,7 @@ pub async fn deregister(State(state): State<Arc<NodeState>>, inbound: Inbound, p
         let client = ip_port_client_id(&ikey.ip, ikey.port);
         state.store.deregister_ephemeral(&client, &key, &ikey);
     } else {
-        state.raft()?.write(Command::DeregisterInstance { service: key, instance: ikey }).await?;
+        state.raft.write(Command::DeregisterInstance { service: key, instance: ikey }).await?;
     }
     Ok("ok".into_response())
 }
@@ -81,7 +81,7 @@ pub async fn deregister(State(state): State<Arc<NodeState>>, inbound: Inbound, p
 /// Parameters that are absent keep their current value (an empty `metadata`
 /// clears it). Nacos's PUT resets absent ones to defaults, but its clients
 /// always send all of them, so keeping is compatible and never loses data.
-pub async fn update(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
+pub async fn update(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     let weight = p.weight()?;
@@ -106,7 +106,7 @@ pub async fn update(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Pa
     if !current.ephemeral {
         // Persistent: only the given fields travel, merged when applied.
         let command = Command::UpdateInstance { service: key, instance: ikey, weight, healthy, enabled, metadata };
-        state.raft()?.write(command).await?;
+        state.raft.write(command).await?;
         return Ok("ok".into_response());
     }
     let updated = Instance {
@@ -143,7 +143,7 @@ pub struct InstanceDetail {
 }
 
 /// `GET /nacos/v1/ns/instance`: one instance, 404 if absent.
-pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<InstanceDetail>> {
+pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<InstanceDetail>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
     let instance = state
@@ -166,7 +166,7 @@ pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Js
 /// `group@@service` as v1 clients expect. A `udpPort` subscribes the caller
 /// to UDP pushes ([`crate::push_udp`]); `clientIP` is accepted and not used.
 pub async fn list(
-    State(state): State<Arc<NodeState>>,
+    State(state): State<Arc<ClientState>>,
     caller: super::udp_subscribe::ListCaller,
     p: Params,
 ) -> Result<Json<ServiceInfo>> {

@@ -16,6 +16,7 @@
 //! - [`instance`]: register, deregister, update, detail and list.
 //! - [`beat`]: heartbeats of HTTP-registered instances.
 //! - [`forward`]: ip:port client writes go to the responsible member.
+//! - [`guard`]: the per-IP rate limit in front of the client routes.
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
@@ -36,6 +37,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod instance;
 pub mod operator;
 pub mod params;
@@ -53,19 +55,20 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use crate::api::ClientState;
 use crate::error::Error;
-use crate::metrics::HttpLabels;
-use crate::state::NodeState;
+use crate::metrics::{HttpMethod, Metrics};
 
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// The v1 naming routes, the v2 naming routes and the v2 client routes.
 ///
-/// The router has its own fallback (a 404 in the v1 error shape); a router
-/// merged with it must not set another fallback. The server wraps the
-/// merged application in [`count_requests`].
-pub fn router(state: Arc<NodeState>) -> Router {
+/// The router has its own fallback (a 404 in the v1 error shape) and the
+/// client limits (the per-IP rate, [`guard::http_guard`]);
+/// a router merged with it must not set another fallback. The server wraps
+/// the merged main-port application in [`count_requests`].
+pub fn router(state: Arc<ClientState>) -> Router {
     // Every naming route checks the caller's token and namespace right when
     // authentication is on (a route layer: unmatched paths stay 404).
     let naming = Router::new()
@@ -101,7 +104,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
     let logins = Router::new()
         .route("/nacos/v1/auth/login", post(auth::login))
         .route("/nacos/v1/auth/users/login", post(auth::login))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::limits::login_guard));
+        .route_layer(middleware::from_fn_with_state(state.client_limits.clone(), crate::limits::login::login_guard));
     Router::new()
         .merge(naming)
         .merge(summary)
@@ -111,6 +114,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::http_guard))
         .with_state(state)
 }
 
@@ -119,27 +123,12 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Error {
     Error::NotFound(format!("no API at {method} {}", uri.path()))
 }
 
-/// The method as a metric label; unusual methods share one label so that
-/// clients cannot grow the label set without bound.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    }
-}
-
-/// Counts a request by route template, method and status once answered.
-pub async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+/// Counts a request by route template, method and status once answered
+/// (unusual methods share one label, so clients cannot grow the label set).
+pub async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_owned();
-    let method = method_label(req.method()).to_owned();
+    let method = HttpMethod::of(req.method());
     let response = next.run(req).await;
-    let labels = HttpLabels { route, method, status: response.status().as_u16() };
-    state.metrics.http_requests.get_or_create(&labels).inc();
+    metrics.http_request(&route, method, response.status().as_u16());
     response
 }

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use crate::config::LookupMode;
-use crate::state::NodeState;
+use crate::api::ClientState;
+use crate::cluster::LookupMode;
 
 /// The answer of `GET /nacos/v1/ns/operator/metrics`.
 #[derive(Debug, Clone, Serialize)]
@@ -41,9 +41,9 @@ pub struct OperatorMetrics {
 }
 
 /// `GET /nacos/v1/ns/operator/metrics`.
-pub async fn metrics(State(state): State<Arc<NodeState>>) -> Json<OperatorMetrics> {
+pub async fn metrics(State(state): State<Arc<ClientState>>) -> Json<OperatorMetrics> {
     let counts = state.store.counts();
-    let standalone = state.config.lookup == LookupMode::Standalone;
+    let standalone = state.lookup == LookupMode::Standalone;
     Json(OperatorMetrics {
         status: "UP",
         service_count: counts.services,

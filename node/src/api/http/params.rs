@@ -9,6 +9,7 @@
 //! [`Error::InvalidParam`] naming the parameter, so a client never sees a
 //! framework's rejection text.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -17,9 +18,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::{validate, InstanceKey, ServiceKey};
-use crate::state::NodeState;
 
 /// Names a client may use for an instance's cluster (`cluster` is the alias
 /// older SDKs send).
@@ -158,19 +159,16 @@ pub(crate) fn is_form(content_type: Option<&str>) -> bool {
     }
 }
 
-impl FromRequest<Arc<NodeState>> for Params {
+impl FromRequest<Arc<ClientState>> for Params {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &Arc<NodeState>) -> Result<Self> {
+    async fn from_request(req: Request, state: &Arc<ClientState>) -> Result<Self> {
         let query = req.uri().query().map(str::to_owned);
         let form = is_form(req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()));
         // Reading through `Bytes` applies the node's `DefaultBodyLimit`.
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge(format!(
-                    "Request body is larger than the limit of {} bytes.",
-                    state.config.max_body_bytes
-                ))
+                Error::TooLarge(format!("Request body is larger than the limit of {} bytes.", state.max_body_bytes))
             } else {
                 Error::invalid(format!("Cannot read the request body: {e}"))
             }
@@ -196,27 +194,28 @@ fn decode_into(raw: &[u8], place: &str, out: &mut Vec<(String, String)>) -> Resu
     Ok(())
 }
 
+/// Decodes one form-encoded name or value: `+` is a space, `%XX` a byte
+/// (decoded by `percent-encoding`). Stricter than that crate, which passes
+/// a malformed escape through as text: a `%` not followed by two hex digits
+/// is refused, as is a result that is not UTF-8.
 fn percent_decode(raw: &[u8], place: &str) -> Result<String> {
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => bytes.push(b' '),
-            b'%' => {
-                let hex = raw
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| Error::invalid(format!("The {place} has a malformed '%' escape.")))?;
-                bytes.push(hex);
-                i += 2;
-            }
-            b => bytes.push(b),
-        }
-        i += 1;
+    let malformed = raw
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'%' && !raw.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+    if malformed {
+        return Err(Error::invalid(format!("The {place} has a malformed '%' escape.")));
     }
-    String::from_utf8(bytes).map_err(|_| Error::invalid(format!("The {place} is not valid UTF-8.")))
+    // `+` is replaced before decoding, so an escaped `%2B` stays a plus.
+    let spaced: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        Cow::Owned(raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect())
+    } else {
+        Cow::Borrowed(raw)
+    };
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| Error::invalid(format!("The {place} is not valid UTF-8.")))
 }
 
 #[cfg(test)]
@@ -239,6 +238,18 @@ mod tests {
         assert_eq!(p.raw("a"), Some(""));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.raw("flag"), Some(""));
+    }
+
+    #[test]
+    fn escapes_decode_like_forms_do() {
+        let p = Params::parse(Some("a=%2B+b&c=%e2%82%ac&d=100%25&e=a%20b"), None).expect("parses");
+        assert_eq!(p.get("a"), Some("+ b"), "an escaped plus stays a plus");
+        assert_eq!(p.get("c"), Some("€"));
+        assert_eq!(p.get("d"), Some("100%"));
+        assert_eq!(p.get("e"), Some("a b"));
+        assert!(Params::parse(Some("a=%"), None).is_err());
+        assert!(Params::parse(Some("a=%%41"), None).is_err());
+        assert!(Params::parse(Some("%zz=1"), None).is_err(), "names are checked too");
     }
 
     #[test]

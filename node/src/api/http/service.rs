@@ -14,11 +14,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::params::Params;
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::{validate, ServiceMeta};
 use crate::raft::Command;
-use crate::state::NodeState;
 
 /// Largest page `GET /nacos/v1/ns/service/list` serves.
 pub const MAX_PAGE_SIZE: i64 = 10_000;
@@ -62,7 +62,7 @@ pub(crate) fn metadata(
 }
 
 /// `POST /nacos/v1/ns/service`: creates a service; 400 if it exists.
-pub async fn create(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn create(State(state): State<Arc<ClientState>>, p: Params) -> Result<&'static str> {
     let key = p.service_key()?;
     let defaults = ServiceMeta::default();
     let meta = ServiceMeta {
@@ -71,13 +71,13 @@ pub async fn create(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
         selector: selector(&p)?.unwrap_or(defaults.selector),
         explicit: true,
     };
-    state.raft()?.write(Command::CreateService { service: key, meta }).await?;
+    state.raft.write(Command::CreateService { service: key, meta }).await?;
     Ok("ok")
 }
 
 /// `PUT /nacos/v1/ns/service`: changes a service's settings; 404 if absent.
 /// Absent parameters keep their current value (an empty `metadata` clears it).
-pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn update(State(state): State<Arc<ClientState>>, p: Params) -> Result<&'static str> {
     let key = p.service_key()?;
     let threshold = protect_threshold(&p)?;
     let metadata = metadata(&p, &state.limits)?;
@@ -88,12 +88,12 @@ pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
         return Err(Error::NotFound(format!("service {} not found!", key.grouped_name())));
     }
     let command = Command::UpdateService { service: key, protect_threshold: threshold, metadata, selector };
-    state.raft()?.write(command).await?;
+    state.raft.write(command).await?;
     Ok("ok")
 }
 
 /// `DELETE /nacos/v1/ns/service`: 404 if absent, 400 while it has instances.
-pub async fn delete(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'static str> {
+pub async fn delete(State(state): State<Arc<ClientState>>, p: Params) -> Result<&'static str> {
     let key = p.service_key()?;
     // Ephemeral instances are Distro's, invisible to Raft: checked here;
     // persistent ones and existence are decided when applied.
@@ -103,7 +103,7 @@ pub async fn delete(State(state): State<Arc<NodeState>>, p: Params) -> Result<&'
             key.grouped_name()
         )));
     }
-    state.raft()?.write(Command::DeleteService { service: key }).await?;
+    state.raft.write(Command::DeleteService { service: key }).await?;
     Ok("ok")
 }
 
@@ -140,7 +140,7 @@ pub struct ServiceView {
 }
 
 /// `GET /nacos/v1/ns/service`: a service's settings; 404 if absent.
-pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceView>> {
+pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<ServiceView>> {
     let key = p.service_key()?;
     let detail = state
         .store
@@ -182,7 +182,7 @@ pub(crate) fn page_param(p: &Params, name: &str, max: i64) -> Result<usize> {
 }
 
 /// `GET /nacos/v1/ns/service/list`: one page of a group's service names.
-pub async fn list(State(state): State<Arc<NodeState>>, p: Params) -> Result<Json<ServiceList>> {
+pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<ServiceList>> {
     let page_no = page_param(&p, "pageNo", i64::from(i32::MAX))?;
     let page_size = page_param(&p, "pageSize", MAX_PAGE_SIZE)?;
     let group = p.get("groupName").unwrap_or(DEFAULT_GROUP);

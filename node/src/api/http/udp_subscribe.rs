@@ -10,10 +10,10 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
 use super::params::Params;
+use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::ServiceKey;
 use crate::push_udp::ListSubscription;
-use crate::state::NodeState;
 
 /// Nacos's fallback for the agent when `User-Agent` is absent.
 const CLIENT_VERSION: &str = "Client-Version";
@@ -28,10 +28,10 @@ pub struct ListCaller {
     agent: String,
 }
 
-impl FromRequestParts<Arc<NodeState>> for ListCaller {
+impl FromRequestParts<Arc<ClientState>> for ListCaller {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &Arc<NodeState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &Arc<ClientState>) -> Result<Self, Self::Rejection> {
         let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
         let agent = header(USER_AGENT.as_str()).or_else(|| header(CLIENT_VERSION)).unwrap_or_default().to_owned();
@@ -54,7 +54,7 @@ pub fn udp_port(p: &Params, param: &str) -> Result<u16> {
 /// for them (a `udp_port`) and its agent takes them. Called before the
 /// list is answered, so no change after the answer goes unpushed.
 pub fn subscribe(
-    state: &NodeState,
+    state: &ClientState,
     caller: &ListCaller,
     service: &ServiceKey,
     udp_port: u16,
@@ -70,7 +70,7 @@ pub fn subscribe(
         agent: &caller.agent,
         app: p.get("app"),
     };
-    if let Some(outcome) = state.udp_subscribers.from_list(list, &state.metrics.udp_push) {
+    if let Some(outcome) = state.udp_push.from_list(list) {
         tracing::debug!(%service, udp_port, %source, ?outcome, "UDP push subscription");
     }
 }

@@ -107,6 +107,8 @@ impl V2Error {
             | Error::ConnectionUnregistered
             | Error::NotReady(_)
             | Error::Config(_)
+            | Error::Bind(..)
+            | Error::Tls(_)
             | Error::Io(_)
             | Error::Internal(_) => ErrorCode::ServerError,
         };

@@ -18,14 +18,14 @@ use axum::extract::State;
 
 use super::super::params::Params;
 use super::answer::{answer, NamingCode, V2Answer, V2Failure};
+use crate::api::ClientState;
 use crate::error::Error;
 use crate::raft::health::{check_for, Check};
 use crate::raft::Command;
-use crate::state::NodeState;
 
 /// `PUT /nacos/v2/ns/health/instance`: `healthy`, `serviceName`, `ip` and
 /// `port` are required (`namespaceId`, `groupName`, `clusterName` default).
-pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn update(State(state): State<Arc<ClientState>>, p: Params) -> V2Answer {
     for (name, kind) in [("healthy", "Boolean"), ("serviceName", "String"), ("ip", "String"), ("port", "Integer")] {
         if p.get(name).is_none() {
             return Err(V2Failure::missing(name, kind));
@@ -52,6 +52,6 @@ pub async fn update(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer 
         enabled: None,
         metadata: None,
     };
-    state.raft()?.write(command).await?;
+    state.raft.write(command).await?;
     answer("ok")
 }

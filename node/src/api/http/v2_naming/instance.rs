@@ -19,11 +19,11 @@ use super::super::instance as v1;
 use super::super::params::Params;
 use super::super::udp_subscribe::{self, ListCaller};
 use super::answer::{answer, ok_from_v1, NamingCode, V2Answer, V2Failure};
+use crate::api::ClientState;
 use crate::error::Error;
 use crate::naming::model::DEFAULT_CLUSTER;
 use crate::naming::{validate, Instance, InstanceKey, Selection, ServiceKey};
 use crate::raft::Command;
-use crate::state::NodeState;
 
 /// `consistencyType` that picks persistent instances (Nacos's `PERSIST`).
 const PERSIST: &str = "persist";
@@ -56,14 +56,14 @@ fn metadata_param(p: &Params) -> Result<Option<BTreeMap<String, String>>, V2Fail
 }
 
 /// `POST /nacos/v2/ns/instance`: registers an instance.
-pub async fn register(state: State<Arc<NodeState>>, inbound: Inbound, p: Params) -> V2Answer {
+pub async fn register(state: State<Arc<ClientState>>, inbound: Inbound, p: Params) -> V2Answer {
     check_instance_form(&p)?;
     ok_from_v1(v1::register(state, inbound, p).await).await
 }
 
 /// `DELETE /nacos/v2/ns/instance`: removes an instance (absent is not an
 /// error).
-pub async fn deregister(state: State<Arc<NodeState>>, inbound: Inbound, p: Params) -> V2Answer {
+pub async fn deregister(state: State<Arc<ClientState>>, inbound: Inbound, p: Params) -> V2Answer {
     check_instance_form(&p)?;
     ok_from_v1(v1::deregister(state, inbound, p).await).await
 }
@@ -71,7 +71,7 @@ pub async fn deregister(state: State<Arc<NodeState>>, inbound: Inbound, p: Param
 /// `PUT /nacos/v2/ns/instance`: changes an instance's weight, enabled
 /// flag, health or metadata. A service that does not exist is Nacos's
 /// `INSTANCE_ERROR`; an absent instance of an existing service is 404.
-pub async fn update(State(state): State<Arc<NodeState>>, inbound: Inbound, p: Params) -> V2Answer {
+pub async fn update(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> V2Answer {
     check_instance_form(&p)?;
     let key = p.service_key()?;
     if state.store.service(&key).is_none() {
@@ -118,7 +118,7 @@ fn required_address(p: &Params) -> Result<(), V2Failure> {
 
 /// `GET /nacos/v2/ns/instance`: one instance (any state, disabled
 /// included), 404 if absent.
-pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> V2Answer {
     required_address(&p)?;
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
@@ -148,7 +148,7 @@ pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer 
 /// `clusterName` is a comma-separated filter; `ip` and `port` with a
 /// push-capable agent subscribe the caller to UDP pushes, as Nacos's v2
 /// list does ([`crate::push_udp`]).
-pub async fn list(State(state): State<Arc<NodeState>>, caller: ListCaller, p: Params) -> V2Answer {
+pub async fn list(State(state): State<Arc<ClientState>>, caller: ListCaller, p: Params) -> V2Answer {
     if p.get("serviceName").is_none() {
         return Err(V2Failure::missing("serviceName", "String"));
     }
@@ -198,13 +198,13 @@ enum BatchOp {
 /// `instances` (a JSON list of `{ip, port, clusterName}`), or to every
 /// instance of the `consistencyType` (`persist`, else ephemeral) when the
 /// list is empty.
-pub async fn batch_put_metadata(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn batch_put_metadata(state: State<Arc<ClientState>>, p: Params) -> V2Answer {
     batch_metadata(state, p, BatchOp::Put).await
 }
 
 /// `DELETE /nacos/v2/ns/instance/metadata/batch`: removes the keys of
 /// `metadata` from the same instances.
-pub async fn batch_delete_metadata(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn batch_delete_metadata(state: State<Arc<ClientState>>, p: Params) -> V2Answer {
     batch_metadata(state, p, BatchOp::Delete).await
 }
 
@@ -214,7 +214,7 @@ pub async fn batch_delete_metadata(state: State<Arc<NodeState>>, p: Params) -> V
 /// new metadata validated before anything is written, so bad input changes
 /// nothing. A malformed `instances` list is refused (Nacos ignores it and
 /// changes every instance of the service).
-async fn batch_metadata(State(state): State<Arc<NodeState>>, p: Params, op: BatchOp) -> V2Answer {
+async fn batch_metadata(State(state): State<Arc<ClientState>>, p: Params, op: BatchOp) -> V2Answer {
     if p.get("serviceName").is_none() {
         return Err(V2Failure::missing("serviceName", "String"));
     }
@@ -253,7 +253,7 @@ async fn batch_metadata(State(state): State<Arc<NodeState>>, p: Params, op: Batc
                 enabled: None,
                 metadata: Some(metadata),
             };
-            state.raft()?.write(command).await?;
+            state.raft.write(command).await?;
         }
     }
     answer(BatchUpdated { updated })
@@ -261,7 +261,7 @@ async fn batch_metadata(State(state): State<Arc<NodeState>>, p: Params, op: Batc
 
 /// The held instances named by an `instances` JSON list; unknown ones are
 /// skipped, as in Nacos.
-fn listed_instances(state: &NodeState, key: &ServiceKey, raw: &str) -> Result<Vec<Instance>, V2Failure> {
+fn listed_instances(state: &ClientState, key: &ServiceKey, raw: &str) -> Result<Vec<Instance>, V2Failure> {
     let listed: Vec<TargetInstance> = serde_json::from_str(raw).map_err(|e| {
         Error::invalid(format!("Param 'instances' must be a JSON list of {{ip, port, clusterName}}: {e}"))
     })?;
@@ -283,7 +283,7 @@ fn listed_instances(state: &NodeState, key: &ServiceKey, raw: &str) -> Result<Ve
 }
 
 /// Every instance of one kind in a service, disabled ones included.
-fn all_instances(state: &NodeState, key: &ServiceKey, ephemeral: bool) -> Vec<Instance> {
+fn all_instances(state: &ClientState, key: &ServiceKey, ephemeral: bool) -> Vec<Instance> {
     let publishers = state.store.publishers(key, ephemeral, &Default::default());
     let mut found: BTreeMap<InstanceKey, Instance> = BTreeMap::new();
     for publisher in publishers {

@@ -68,11 +68,11 @@ use axum::routing::{get, put};
 use axum::Router;
 
 use super::{auth, beat};
-use crate::state::NodeState;
+use crate::api::ClientState;
 
 /// The v2 naming routes, behind the same token and namespace checks as the
 /// v1 naming routes (the summary needs a login, as its v1 twin).
-pub fn routes(state: &Arc<NodeState>) -> Router<Arc<NodeState>> {
+pub fn routes(state: &Arc<ClientState>) -> Router<Arc<ClientState>> {
     let naming = Router::new()
         .route(
             "/nacos/v2/ns/instance",

@@ -16,10 +16,10 @@ use serde_json::json;
 use super::super::operator as v1;
 use super::super::params::Params;
 use super::answer::{answer, V2Answer};
-use crate::state::NodeState;
+use crate::api::ClientState;
 
 /// `GET /nacos/v2/ns/operator/metrics`.
-pub async fn metrics(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn metrics(State(state): State<Arc<ClientState>>, p: Params) -> V2Answer {
     if p.bool("onlyStatus")?.unwrap_or(true) {
         return answer(json!({"status": "UP"}));
     }

@@ -21,10 +21,10 @@ use serde_json::{json, Value};
 use super::super::params::Params;
 use super::super::service as v1;
 use super::answer::{answer, NamingCode, V2Answer, V2Failure};
+use crate::api::ClientState;
 use crate::error::Error;
 use crate::naming::model::DEFAULT_GROUP;
 use crate::naming::validate;
-use crate::state::NodeState;
 
 /// Largest page `GET /nacos/v2/ns/service/list` serves (Nacos caps it at 500).
 const MAX_PAGE_SIZE: usize = 500;
@@ -57,7 +57,7 @@ fn naming_code(e: Error, not_found: NamingCode) -> V2Failure {
 }
 
 /// `POST /nacos/v2/ns/service`: creates a service.
-pub async fn create(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn create(state: State<Arc<ClientState>>, p: Params) -> V2Answer {
     check_service_form(&p)?;
     match v1::create(state, p).await {
         Ok(ok) => answer(ok),
@@ -67,13 +67,13 @@ pub async fn create(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
 }
 
 /// `PUT /nacos/v2/ns/service`: changes a service's settings.
-pub async fn update(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn update(state: State<Arc<ClientState>>, p: Params) -> V2Answer {
     check_service_form(&p)?;
     v1::update(state, p).await.map_err(|e| naming_code(e, NamingCode::ServiceNotExist)).and_then(answer)
 }
 
 /// `DELETE /nacos/v2/ns/service`: deletes a service without instances.
-pub async fn delete(state: State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn delete(state: State<Arc<ClientState>>, p: Params) -> V2Answer {
     check_service_form(&p)?;
     match v1::delete(state, p).await {
         Ok(ok) => answer(ok),
@@ -120,7 +120,7 @@ pub struct ServiceDetail {
 }
 
 /// `GET /nacos/v2/ns/service`: a service's settings and clusters.
-pub async fn detail(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> V2Answer {
     if p.get("serviceName").is_none() {
         return Err(V2Failure::missing("serviceName", "String"));
     }
@@ -177,7 +177,7 @@ fn page(p: &Params, name: &str, default: i64) -> Result<usize, V2Failure> {
 /// `GET /nacos/v2/ns/service/list`: one page of a group's services, named
 /// `group@@service` as Nacos's v2 list names them. `pageNo` defaults to 1,
 /// `pageSize` to 20 and is capped at 500, as in Nacos.
-pub async fn list(State(state): State<Arc<NodeState>>, p: Params) -> V2Answer {
+pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> V2Answer {
     let page_no = page(&p, "pageNo", 1)?;
     let page_size = page(&p, "pageSize", DEFAULT_PAGE_SIZE)?.min(MAX_PAGE_SIZE);
     let group = p.get("groupName").unwrap_or(DEFAULT_GROUP);

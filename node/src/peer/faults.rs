@@ -2,7 +2,7 @@
 //! messages with real processes and real sockets.
 //!
 //! A node started with `--fault-injection` accepts
-//! `PUT /roster/v1/faults` (see [`crate::status`]), which can
+//! `PUT /roster/v1/faults` (see `crate::admin`), which can
 //! * **block members**: every peer call to them fails at once (member
 //!   reports, Distro, HTTP forwarding), and every peer call from them is
 //!   refused, so two nodes that block each other are partitioned;

@@ -1,25 +1,29 @@
-//! The store as Distro sees it: whole clients copied in and out, verified
-//! by revision, and copies that expire when their source stops confirming
-//! them.
+//! The store as Distro's sync sees it: whole clients copied out to the
+//! other members and their copies applied here.
 //!
-//! Rules (DESIGN §5), applied here so that every path agrees:
+//! Rules (Distro's, see "One ephemeral registration, to every member" in
+//! `docs/ARCHITECTURE.md`), applied here so that every path (sync, verify,
+//! snapshot) agrees:
 //! * **Higher revision wins.** A copy replaces what is held only when its
 //!   revision is higher (or nothing is held). Revisions are raised past the
 //!   wall clock on every local change ([`Client::touch_local`]), so after a
 //!   partition the later write wins everywhere.
+//! * **A removal outlives older copies.** A client removed at some revision
+//!   is not brought back by a copy of that revision or older (see
+//!   [`super::tombstone`]).
 //! * **A connection belongs to the node it is connected to.** A removal
 //!   from a peer never removes a local connection, and a newer copy of one
 //!   (an admin update made elsewhere) changes its instances but not its
 //!   origin.
-//! * **Copies expire.** A client held as a copy (a connection of another
-//!   node, or an ip:port client this node is not responsible for and did not
-//!   last change) is dropped when unconfirmed for the expiry.
+//!
+//! Copies that their source stops confirming expire: see [`super::verify`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::verify::confirm;
 use super::{Inner, NamingStore};
-use crate::naming::client::{distro_tag, Client, ClientKind, Origin, Published};
+use crate::naming::client::{Client, ClientKind, Origin, Published};
 use crate::naming::model::{Instance, InstanceKey, ServiceKey};
 
 /// One client as Distro replicates it.
@@ -46,16 +50,8 @@ pub enum Applied {
     Stale,
 }
 
-/// The receiver's answer to a verify round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyOutcome {
-    /// Clients not held, or held at a lower revision: the sender re-syncs them.
-    pub missing: Vec<String>,
-    /// Clients held at a higher revision: the receiver sends them back.
-    pub newer_here: Vec<String>,
-}
-
 impl Client {
+    /// This client as Distro sends it.
     fn to_copy(&self) -> ClientCopy {
         let instances = self
             .published
@@ -63,24 +59,6 @@ impl Client {
             .flat_map(|(service, set)| set.values().map(move |p| (service.clone(), p.instance.clone())))
             .collect();
         ClientCopy { id: self.id.clone(), kind: self.kind, revision: self.revision, instances }
-    }
-
-    /// Whether this client is a copy that only its source can keep alive.
-    fn is_copy(&self, responsible: &impl Fn(&str) -> bool) -> bool {
-        match (&self.origin, self.kind) {
-            (Origin::Local, _) => false,
-            (Origin::Synced { .. }, ClientKind::Connection) => true,
-            (Origin::Synced { .. }, ClientKind::IpPort) => !responsible(distro_tag(&self.id)),
-        }
-    }
-
-    /// Whether this node vouches for the client in verify rounds: its own
-    /// connections, ip:port clients it last changed or is responsible for.
-    fn is_verified_here(&self, responsible: &impl Fn(&str) -> bool) -> bool {
-        match self.kind {
-            ClientKind::Connection => self.origin == Origin::Local,
-            ClientKind::IpPort => self.origin == Origin::Local || responsible(distro_tag(&self.id)),
-        }
     }
 }
 
@@ -105,31 +83,16 @@ impl Inner {
         let left: Vec<ServiceKey> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
         changed.extend(added.iter().cloned());
         for key in left {
-            if let Some(entry) = self.services.get_mut(&key) {
-                entry.publishers.remove(client_id);
-            }
-            self.forget_if_empty(&key);
+            self.unpublish(client_id, &key);
         }
         for key in added {
             self.entry(&key).publishers.insert(client_id.to_owned());
         }
         changed
     }
-
-    /// Removes a client and returns the services it published in.
-    fn drop_client(&mut self, client_id: &str) -> Vec<ServiceKey> {
-        let Some(client) = self.clients.remove(client_id) else { return Vec::new() };
-        let keys: Vec<ServiceKey> = client.published.into_keys().collect();
-        for key in &keys {
-            if let Some(entry) = self.services.get_mut(key) {
-                entry.publishers.remove(client_id);
-            }
-            self.forget_if_empty(key);
-        }
-        keys
-    }
 }
 
+/// Whether two sets hold the same instances (beat times aside).
 fn same_instances(a: &BTreeMap<InstanceKey, Published>, b: &BTreeMap<InstanceKey, Published>) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|((ka, pa), (kb, pb))| ka == kb && pa.instance == pb.instance)
 }
@@ -160,7 +123,7 @@ impl NamingStore {
 
     /// Applies a copy received from the member `source` at `now`.
     pub fn apply_copy(&self, copy: ClientCopy, source: &str, now: Instant) -> Applied {
-        let (applied, changed) = {
+        let changed = {
             let mut inner = self.inner.write();
             if let Some(held) = inner.clients.get_mut(&copy.id) {
                 if held.revision > copy.revision {
@@ -198,12 +161,12 @@ impl NamingStore {
                 inner.clients.remove(&copy.id);
                 inner.bury(&copy.id, copy.revision);
             }
-            (Applied::Replaced, changed)
+            changed
         };
         for key in &changed {
             self.notify(key);
         }
-        applied
+        Applied::Replaced
     }
 
     /// Removes a client a peer says was removed at `revision` (0: unknown),
@@ -234,129 +197,33 @@ impl NamingStore {
         }
         true
     }
-
-    /// Answers a verify round from a peer: confirms the clients held at the
-    /// sent revision, and sorts the others into missing (the sender re-syncs
-    /// them) and newer here (the receiver sends them back). `responsible`
-    /// says which ip:port tags this node judges beats for: a peer's
-    /// confirmation never renews those beats (see [`confirm`]).
-    pub fn verify(&self, clients: &[(String, u64)], now: Instant, responsible: impl Fn(&str) -> bool) -> VerifyOutcome {
-        let mut outcome = VerifyOutcome::default();
-        let mut inner = self.inner.write();
-        for (id, revision) in clients {
-            let removed_at = inner.removed_at(id);
-            match inner.clients.get_mut(id) {
-                None if removed_at.is_some_and(|r| r >= *revision) => outcome.newer_here.push(id.clone()),
-                None => outcome.missing.push(id.clone()),
-                Some(held) if held.revision < *revision => outcome.missing.push(id.clone()),
-                Some(held) if held.revision > *revision => outcome.newer_here.push(id.clone()),
-                Some(held) => confirm(held, now, &responsible),
-            }
-        }
-        outcome
-    }
-
-    /// `(id, revision)` of every client this node vouches for in verify
-    /// rounds, given which ip:port tags it is `responsible` for.
-    pub fn verify_list(&self, responsible: impl Fn(&str) -> bool) -> Vec<(String, u64)> {
-        let inner = self.inner.read();
-        inner
-            .clients
-            .values()
-            .filter(|c| c.is_verified_here(&responsible))
-            .map(|c| (c.id.clone(), c.revision))
-            .collect()
-    }
-
-    /// Drops the copies not confirmed within `max_age` of `now`, and the
-    /// removal records older than `tombstone_ttl`; returns how many copies
-    /// were dropped. Nothing is announced to peers: each node expires its
-    /// own copies.
-    pub fn expire_copies(
-        &self,
-        now: Instant,
-        max_age: Duration,
-        tombstone_ttl: Duration,
-        responsible: impl Fn(&str) -> bool,
-    ) -> usize {
-        let expired: Vec<String> = {
-            let inner = self.inner.read();
-            inner
-                .clients
-                .values()
-                .filter(|c| c.is_copy(&responsible) && now.saturating_duration_since(c.refreshed) > max_age)
-                .map(|c| c.id.clone())
-                .collect()
-        };
-        {
-            let mut inner = self.inner.write();
-            inner.tombstones.retain(|_, t| now.saturating_duration_since(t.at) <= tombstone_ttl);
-        }
-        if expired.is_empty() {
-            return 0;
-        }
-        let mut touched = BTreeSet::new();
-        {
-            let mut inner = self.inner.write();
-            for id in &expired {
-                // Re-check: a sync may have confirmed it since the scan.
-                let still = inner
-                    .clients
-                    .get(id)
-                    .is_some_and(|c| c.is_copy(&responsible) && now.saturating_duration_since(c.refreshed) > max_age);
-                if still {
-                    touched.extend(inner.drop_client(id));
-                }
-            }
-        }
-        for key in &touched {
-            self.notify(key);
-        }
-        expired.len()
-    }
-
-    /// How many clients this node vouches for (status: `responsibleClients`).
-    pub fn verified_count(&self, responsible: impl Fn(&str) -> bool) -> usize {
-        self.inner.read().clients.values().filter(|c| c.is_verified_here(&responsible)).count()
-    }
-}
-
-/// A copy confirmed by its source: it lives on, and so do its instances'
-/// beats (so that a member taking over an ip:port client after its
-/// responsible member died does not expire it before the next beat).
-///
-/// Beats are renewed only on a copy this node does not vouch for itself:
-/// the member responsible for an ip:port client judges its beats from the
-/// beats it receives. If a peer's confirmation renewed them there (a peer
-/// that last changed the client while the responsible member was cut off
-/// vouches for it too), a client that stopped beating would never expire.
-fn confirm(held: &mut Client, now: Instant, responsible: &impl Fn(&str) -> bool) {
-    held.refreshed = now;
-    if !held.is_verified_here(responsible) {
-        for p in held.published.values_mut().flat_map(BTreeMap::values_mut) {
-            p.last_beat = now;
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::tests::{inst, svc};
+pub(super) mod tests {
+    use std::time::Duration;
+
+    use tokio::time::advance;
+
+    use super::super::tests::{hosts, inst, svc};
     use super::*;
+    use crate::naming::clock;
     use crate::naming::model::BeatTimeouts;
     use crate::naming::Selection;
 
-    fn copy(id: &str, kind: ClientKind, revision: u64, instances: &[(&str, &str, u16)]) -> ClientCopy {
+    /// A copy of client `id` publishing `(service, ip, port)` instances.
+    pub(in crate::naming::store) fn copy(
+        id: &str,
+        kind: ClientKind,
+        revision: u64,
+        instances: &[(&str, &str, u16)],
+    ) -> ClientCopy {
         ClientCopy {
             id: id.into(),
             kind,
             revision,
             instances: instances.iter().map(|(s, ip, port)| (svc(s), inst(ip, *port))).collect(),
         }
-    }
-
-    fn hosts(store: &NamingStore, service: &str) -> Vec<String> {
-        store.query(&svc(service), &Selection::default()).hosts.iter().map(|h| format!("{}:{}", h.ip, h.port)).collect()
     }
 
     #[test]
@@ -411,84 +278,10 @@ mod tests {
         assert_eq!(store.query(&svc("a"), &Selection::default()).hosts[0].weight, 3.0);
     }
 
-    #[test]
-    fn verify_sorts_missing_confirmed_and_newer() {
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_outlives_older_copies_and_yields_to_newer_ones() {
         let store = NamingStore::new(BeatTimeouts::default());
-        let t0 = Instant::now();
-        let c = ClientKind::Connection;
-        store.apply_copy(copy("same", c, 3, &[("a", "10.0.0.1", 80)]), "p:1", t0);
-        store.apply_copy(copy("older", c, 3, &[("a", "10.0.0.2", 80)]), "p:1", t0);
-        store.apply_copy(copy("newer", c, 9, &[("a", "10.0.0.3", 80)]), "p:1", t0);
-        let later = t0 + Duration::from_secs(10);
-        let outcome = store.verify(
-            &[("same".into(), 3), ("older".into(), 4), ("newer".into(), 8), ("absent".into(), 1)],
-            later,
-            |_| false,
-        );
-        assert_eq!(outcome.missing, ["older", "absent"]);
-        assert_eq!(outcome.newer_here, ["newer"]);
-        // Only the confirmed copy survives an expiry measured from before the round.
-        let dropped =
-            store.expire_copies(t0 + Duration::from_secs(12), Duration::from_secs(5), Duration::from_secs(30), |_| {
-                false
-            });
-        assert_eq!(dropped, 2);
-        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
-    }
-
-    #[test]
-    fn who_vouches_and_what_expires() {
-        let store = NamingStore::new(BeatTimeouts::default());
-        let t0 = Instant::now();
-        store.register_ephemeral("local-conn", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
-        store.apply_copy(copy("peer-conn", ClientKind::Connection, 1, &[("a", "10.0.0.2", 80)]), "p:1", t0);
-        store.apply_copy(copy("10.0.0.3:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.3", 80)]), "p:1", t0);
-        store.apply_copy(copy("10.0.0.4:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.4", 80)]), "p:1", t0);
-        let mine = |tag: &str| tag == "10.0.0.3:80";
-        let mut vouched: Vec<String> = store.verify_list(mine).into_iter().map(|(id, _)| id).collect();
-        vouched.sort();
-        assert_eq!(vouched, ["10.0.0.3:80#true", "local-conn"]);
-        assert_eq!(store.verified_count(mine), 2);
-        let dropped =
-            store.expire_copies(t0 + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30), mine);
-        assert_eq!(dropped, 2, "the peer's connection and the ip:port copy another member is responsible for");
-        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80", "10.0.0.3:80"]);
-    }
-
-    #[test]
-    fn a_peer_vouching_never_renews_beats_the_responsible_member_judges() {
-        // Found by the chaos suite: a peer that last changed an ip:port
-        // client (it took a write while the responsible member was cut off)
-        // keeps vouching for it; its confirmations must not keep the
-        // client's beats fresh on the responsible member, or a client that
-        // stopped beating never expires.
-        let store = NamingStore::new(BeatTimeouts { unhealthy_ms: 3_000, delete_ms: 6_000 });
-        let t0 = Instant::now();
-        let (id, tag) = ("10.0.0.5:80#true", "10.0.0.5:80");
-        let mine = |t: &str| t == tag;
-        store.apply_copy(copy(id, ClientKind::IpPort, 3, &[("a", "10.0.0.5", 80)]), "p:1", t0);
-        for s in 1..=10 {
-            let outcome = store.verify(&[(id.to_string(), 3)], t0 + Duration::from_secs(s), mine);
-            assert_eq!(outcome, VerifyOutcome::default(), "confirmed");
-        }
-        store.expire_beats(t0 + Duration::from_millis(10_500), mine);
-        assert!(hosts(&store, "a").is_empty(), "silent for 10.5 s, deleted after 6 s");
-
-        // A copy another member is responsible for lives on its confirmations
-        // (that member judges the beats), also past the delete timeout.
-        store.apply_copy(copy("10.0.0.6:80#true", ClientKind::IpPort, 3, &[("a", "10.0.0.6", 80)]), "p:1", t0);
-        for s in 1..=10 {
-            store.verify(&[("10.0.0.6:80#true".to_string(), 3)], t0 + Duration::from_secs(s), mine);
-        }
-        // Taken over: this node became responsible just now.
-        store.expire_beats(t0 + Duration::from_millis(10_500), |t| t == "10.0.0.6:80");
-        assert_eq!(hosts(&store, "a"), ["10.0.0.6:80"], "beats renewed until the takeover");
-    }
-
-    #[test]
-    fn a_removal_outlives_older_copies_and_yields_to_newer_ones() {
-        let store = NamingStore::new(BeatTimeouts::default());
-        let now = Instant::now();
+        let now = clock::now();
         let id = "10.0.0.1:80#true";
         let ip = ClientKind::IpPort;
         store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:1", now);
@@ -505,25 +298,16 @@ mod tests {
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
         // A removal this node has not seen the client for is remembered too.
         assert!(!store.remove_copy("other", 9));
-        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Stale);
-        // Removal records are forgotten after their own retention.
-        store.expire_copies(now + Duration::from_secs(20), Duration::from_secs(5), Duration::from_secs(30), |_| false);
-        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Stale);
-        store.expire_copies(now + Duration::from_secs(60), Duration::from_secs(5), Duration::from_secs(30), |_| false);
-        assert_eq!(store.apply_copy(copy("other", ip, 8, &[("a", "10.0.0.2", 80)]), "p:2", now), Applied::Replaced);
-    }
-
-    #[test]
-    fn a_local_client_created_again_continues_past_its_removal() {
-        let store = NamingStore::new(BeatTimeouts::default());
-        let id = "10.0.0.1:80#true";
-        store.register_ephemeral(id, ClientKind::IpPort, &svc("a"), inst("10.0.0.1", 80));
-        let first = store.client(id).map(|c| c.revision).expect("held");
-        store.deregister_ephemeral(id, &svc("a"), &inst("10.0.0.1", 80).key());
-        let removed = store.client_copies(&[id.to_string()]).1[0].1;
-        assert!(removed > first);
-        store.register_ephemeral(id, ClientKind::IpPort, &svc("a"), inst("10.0.0.1", 80));
-        assert!(store.client(id).map(|c| c.revision).expect("held") > removed);
+        let other = || copy("other", ip, 8, &[("a", "10.0.0.2", 80)]);
+        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Stale);
+        // Removal records are forgotten after their own retention, not before.
+        let (max_age, tombstone_ttl) = (Duration::from_secs(5), Duration::from_secs(30));
+        advance(tombstone_ttl).await;
+        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
+        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Stale, "kept for the retention exactly");
+        advance(Duration::from_millis(1)).await;
+        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
+        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Replaced);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `raft` section of `/roster/v1/status` (DESIGN §7), read from Raft's
+//! The `raft` section of `/roster/v1/status` (the status document in
+//! `docs/ARCHITECTURE.md`), read from Raft's
 //! metrics. Members are named by address, as everywhere in the status
 //! document; indexes are 0 before the first entry.
 
