@@ -38,6 +38,7 @@ use crate::distro::{Distro, DistroPeer};
 use crate::error::{Error, Result};
 use crate::limits::{self, ClientLimits, Limit, LimitMetrics};
 use crate::metrics::Metrics;
+use crate::naming::cleaner::{self, CleanerMetrics};
 use crate::naming::NamingStore;
 use crate::peer::{Faults, PeerAddressResolver, PeerChannels, PeerService, PeerTransport};
 use crate::push::{PushService, PushTimings, Subscribers};
@@ -68,6 +69,8 @@ pub struct NodeMetrics {
     pub security: Arc<SecurityMetrics>,
     /// UDP pushes to 1.x HTTP clients.
     pub udp_push: Arc<UdpPushMetrics>,
+    /// The empty-service cleaner.
+    pub cleaner: Arc<CleanerMetrics>,
 }
 
 impl NodeMetrics {
@@ -81,6 +84,7 @@ impl NodeMetrics {
         self.auth.register(registry);
         self.security.register(registry);
         self.udp_push.register(registry);
+        self.cleaner.register(registry);
     }
 }
 
@@ -161,7 +165,11 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         Cluster::start(member, &config.cluster, transport.clone(), http_client.clone(), metrics.cluster.clone())
             .await?;
     let membership = cluster.membership().clone();
-    let store = Arc::new(NamingStore::new(config.beats.timeouts()));
+    let mut store = NamingStore::new(config.beats.timeouts());
+    if config.empty_services.keeps_emptied() {
+        store = store.keeping_emptied_services();
+    }
+    let store = Arc::new(store);
     let input_limits = config.limits.input();
     let distro = Distro::new(
         store.clone(),
@@ -211,6 +219,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         tokio::spawn(push.run()),
         tokio::spawn(grpc::run_ejector(client.clone())),
         tokio::spawn(http::beat::run_expiry(store.clone(), membership.clone(), config.beats.check_interval)),
+        tokio::spawn(cleaner::run(store.clone(), config.empty_services, metrics.cleaner.clone())),
     ];
     background.extend(distro.start());
     background.extend(udp_push.start(config.bind, store.clone(), config.push.delay).await?);
@@ -278,6 +287,7 @@ async fn start_raft(
     };
     RaftNode::start(RaftContext {
         settings: config.raft,
+        overrides: config.overrides,
         data_dir: config.data_dir.clone(),
         local: membership.local().to_owned(),
         standalone: membership.is_standalone(),

@@ -10,13 +10,16 @@
 //!
 //! # Layout
 //! Each file adds the methods of one job to [`NamingStore`]:
-//! - `entry`: a service as stored, and the view of its instances;
+//! - `entry`: a service as stored, the view of its instances, and the
+//!   emptied services kept until the empty-service cleaner removes them;
 //! - `tombstone`: removal records, so an older copy cannot bring a
 //!   removed client back;
 //! - `ephemeral`: clients' instances (gRPC connections, ip:port clients);
 //! - `persistent`: the instances and settings Raft owns;
 //! - `beat`: beats of ip:port clients and their expiry;
 //! - `query`: the consumer view and the protect threshold;
+//! - `overlay`: the instance-metadata overrides Raft holds, laid over
+//!   ephemeral instances wherever they are shown;
 //! - `service`: services created, updated, deleted and listed;
 //! - `copies` and `verify`: the store as Distro sees it (whole clients
 //!   copied in and out; verify rounds and the expiry of copies);
@@ -28,13 +31,15 @@ use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use super::client::Client;
-use super::model::{BeatTimeouts, ServiceKey};
+use super::model::{BeatTimeouts, InstanceKey, ServiceKey};
+use super::overlay::InstanceOverride;
 
 mod beat;
 mod copies;
 mod entry;
 mod ephemeral;
 mod index;
+mod overlay;
 mod persistent;
 mod query;
 mod service;
@@ -67,6 +72,11 @@ struct Inner {
     services: BTreeMap<ServiceKey, ServiceEntry>,
     /// Removal records of clients, by id.
     tombstones: HashMap<String, Tombstone>,
+    /// Overrides of ephemeral instances, as Raft holds them.
+    overrides: HashMap<ServiceKey, BTreeMap<InstanceKey, InstanceOverride>>,
+    /// Whether implicit services that lose their last instance are kept
+    /// until the empty-service cleaner removes them.
+    keep_emptied: bool,
 }
 
 /// Counts shown in metrics and status.

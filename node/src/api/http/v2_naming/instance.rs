@@ -22,6 +22,7 @@ use super::answer::{answer, ok_from_v1, NamingCode, V2Answer, V2Failure};
 use crate::api::ClientState;
 use crate::error::Error;
 use crate::naming::model::DEFAULT_CLUSTER;
+use crate::naming::overlay::InstanceOverride;
 use crate::naming::{validate, Instance, InstanceKey, Selection, ServiceKey};
 use crate::raft::Command;
 
@@ -208,12 +209,13 @@ pub async fn batch_delete_metadata(state: State<Arc<ClientState>>, p: Params) ->
     batch_metadata(state, p, BatchOp::Delete).await
 }
 
-/// Nacos changes the metadata override it keeps beside each instance
-/// (`NamingMetadataOperateService`, through Raft); Roster changes the
-/// instance itself, as its v1 update does. Every target is checked and its
-/// new metadata validated before anything is written, so bad input changes
-/// nothing. A malformed `instances` list is refused (Nacos ignores it and
-/// changes every instance of the service).
+/// As in Nacos, an ephemeral instance's new metadata is its override
+/// ([`crate::naming::overlay`], through Raft), which outlives its client
+/// registering again; a persistent instance is changed itself (through
+/// Raft). Every target is checked and its new metadata validated before
+/// anything is written, so bad input changes nothing. A malformed
+/// `instances` list is refused (Nacos ignores it and changes every instance
+/// of the service).
 async fn batch_metadata(State(state): State<Arc<ClientState>>, p: Params, op: BatchOp) -> V2Answer {
     if p.get("serviceName").is_none() {
         return Err(V2Failure::missing("serviceName", "String"));
@@ -243,7 +245,12 @@ async fn batch_metadata(State(state): State<Arc<ClientState>>, p: Params, op: Ba
         let kind = if instance.ephemeral { "ephemeral" } else { PERSIST };
         updated.push(format!("{}:{}:unknown:{}:{kind}", instance.ip, instance.port, instance.cluster));
         if instance.ephemeral {
-            state.store.update_instance(&key, &Instance { metadata, ..instance })?;
+            let patch = match op {
+                BatchOp::Put => given.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
+                BatchOp::Delete => given.keys().map(|k| (k.clone(), None)).collect(),
+            };
+            let edit = InstanceOverride { metadata: patch, ..InstanceOverride::default() };
+            v1::override_instance(&state, &key, &instance.key(), edit).await?;
         } else {
             let command = Command::UpdateInstance {
                 service: key.clone(),
@@ -306,5 +313,9 @@ fn all_instances(state: &ClientState, key: &ServiceKey, ephemeral: bool) -> Vec<
             found.insert(instance.key(), instance);
         }
     }
-    found.into_values().collect()
+    if !ephemeral {
+        return found.into_values().collect();
+    }
+    // As shown, overrides laid over: the edit is made to what is seen.
+    found.into_iter().map(|(ikey, published)| state.store.instance(key, &ikey).unwrap_or(published)).collect()
 }
