@@ -12,6 +12,7 @@ mod client_api;
 mod cluster_membership;
 mod distro_harness;
 mod distro_readiness;
+mod empty_services;
 mod fuzz_seeds;
 mod grpc_protocol;
 mod grpc_sdk;
