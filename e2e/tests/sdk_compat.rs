@@ -177,23 +177,29 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array().expect("a list").iter().map(|s| s.as_str().expect("a string").to_owned()).collect()
 }
 
-#[tokio::test]
-async fn python_sdk_registers_lists_and_gets_pushes_over_grpc() {
+/// The Python SDK's driver connected to `node`, or `None` (skipped, said
+/// loudly) where the SDK is not installed outside CI.
+fn start_python(node: &NodeProcess, logs: &Path) -> Option<Driver> {
     let python = sdk_dir().join(".python");
     if !sdk_installed("nacos-sdk-python 2.x", &python.join("v2/nacos"), "python3") {
-        return;
+        return None;
     }
-    let node = start_node();
-    let logs = tempfile::tempdir().expect("log dir");
     let mut command = Command::new("python3");
     command
         .arg(sdk_dir().join("nacos_py_driver.py"))
         .arg(node.http.to_string())
         .arg(node.grpc.port().to_string())
-        .arg(logs.path())
+        .arg(logs)
         .env("PYTHONPATH", &python)
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    let mut py = Driver::start("python", command);
+    Some(Driver::start("python", command))
+}
+
+#[tokio::test]
+async fn python_sdk_registers_lists_and_gets_pushes_over_grpc() {
+    let node = start_node();
+    let logs = tempfile::tempdir().expect("log dir");
+    let Some(mut py) = start_python(&node, logs.path()) else { return };
 
     let batch = json!({"op": "batch_register", "service": "py-orders",
         "instances": [{"ip": "10.10.0.1", "port": 80}, {"ip": "10.10.0.2", "port": 80}]});
@@ -276,4 +282,64 @@ async fn node_sdk_subscriber_gets_a_change_over_udp_within_a_second() {
 
     assert_eq!(js.call(json!({"op": "deregister", "service": "js-orders", "ip": "10.20.0.1", "port": 80})), true);
     assert_eq!(hosts(&node, "js-orders").await, ["10.20.0.2:80"]);
+}
+
+/// Nacos's `EphemeralClientOperationServiceImpl.deregisterInstance`: a
+/// connection's deregister removes whatever it publishes for the service,
+/// whatever ip and port the request names.
+#[tokio::test]
+async fn python_sdk_deregister_removes_what_the_connection_published() {
+    let node = start_node();
+    let logs = tempfile::tempdir().expect("log dir");
+    let Some(mut py) = start_python(&node, logs.path()) else { return };
+    let batch = json!({"op": "batch_register", "service": "py-dereg",
+        "instances": [{"ip": "10.30.0.1", "port": 80}, {"ip": "10.30.0.2", "port": 80}]});
+    assert_eq!(py.call(batch), true);
+    assert_eq!(hosts(&node, "py-dereg").await.len(), 2);
+    assert_eq!(py.call(json!({"op": "deregister", "service": "py-dereg", "ip": "10.30.0.1", "port": 80})), true);
+    assert!(hosts(&node, "py-dereg").await.is_empty(), "the whole batch goes, as in Nacos");
+
+    assert_eq!(py.call(json!({"op": "register", "service": "py-dereg-2", "ip": "10.30.1.1", "port": 80})), true);
+    assert_eq!(py.call(json!({"op": "deregister", "service": "py-dereg-2", "ip": "10.30.9.9", "port": 1})), true);
+    assert!(hosts(&node, "py-dereg-2").await.is_empty(), "whatever ip and port the request names");
+}
+
+/// Nacos's `EmptyServiceAutoCleanerV2`: an emptied service stays listed
+/// (with no hosts) until it has been empty and unchanged for the retention,
+/// then goes at the next clean run. Shortened here to 1 s.
+#[tokio::test]
+async fn an_emptied_service_stays_listed_until_the_cleaner_removes_it() {
+    let node = NodeProcess::start(
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--empty-service-retention",
+            "1s",
+            "--empty-service-clean-interval",
+            "200ms",
+        ],
+        &[],
+    )
+    .expect("node starts");
+    let logs = tempfile::tempdir().expect("log dir");
+    let Some(mut py) = start_python(&node, logs.path()) else { return };
+    assert_eq!(py.call(json!({"op": "register", "service": "py-empty", "ip": "10.31.0.1", "port": 80})), true);
+    // Taken before the request: the node empties the service after it.
+    let emptied = Instant::now();
+    assert_eq!(py.call(json!({"op": "deregister", "service": "py-empty", "ip": "10.31.0.1", "port": 80})), true);
+    let listed = py.call(json!({"op": "list_services"}));
+    assert!(strings(&listed["services"]).contains(&"py-empty".to_owned()), "still listed: {listed}");
+    assert!(hosts(&node, "py-empty").await.is_empty());
+    let v1 = format!("http://{}/nacos/v1/ns/service/list?pageNo=1&pageSize=10", node.http);
+    let page: Value = reqwest::get(&v1).await.expect("list").json().await.expect("json");
+    assert_eq!(page["doms"], json!(["py-empty"]));
+    eventually("the cleaner removes the emptied service", Duration::from_secs(10), || {
+        let listed = py.call(json!({"op": "list_services"}));
+        let gone = !strings(&listed["services"]).contains(&"py-empty".to_owned());
+        async move { gone.then_some(()) }
+    })
+    .await;
+    assert!(emptied.elapsed() >= Duration::from_secs(1), "not before the retention");
 }
