@@ -7,7 +7,8 @@ Reads one JSON command per line on stdin and answers one JSON line on
 stdout: {"ok": true, "result": ...} or {"ok": false, "error": "..."}.
 The first line written is {"ready": true} once the SDK is connected.
 Commands: register, batch_register, deregister, list_instances,
-list_services, subscribe, pushes, quit. Logs go to LOG_DIR.
+list_details, list_services, subscribe, pushes, pushed_details, quit.
+Logs go to LOG_DIR.
 """
 
 import asyncio
@@ -28,6 +29,15 @@ from v2.nacos.naming.model.naming_param import (
 def hosts(instances):
     """The instances as sorted "ip:port" strings."""
     return sorted(f"{i.ip}:{i.port}" for i in instances)
+
+
+def details(instances):
+    """The instances as sorted {ip, port, weight, enabled, metadata}."""
+    shown = [
+        {"ip": i.ip, "port": i.port, "weight": i.weight, "enabled": i.enabled, "metadata": dict(i.metadata or {})}
+        for i in instances
+    ]
+    return sorted(shown, key=lambda d: (d["ip"], d["port"]))
 
 
 def instance_param(service, spec):
@@ -57,6 +67,7 @@ async def main():
     )
     naming = await NacosNamingService.create_naming_service(config)
     pushes = {}
+    pushed_details = {}
 
     def reply(**answer):
         sys.stdout.write(json.dumps(answer) + "\n")
@@ -87,20 +98,27 @@ async def main():
             elif op == "list_instances":
                 param = ListInstanceParam(service_name=service, subscribe=False, healthy_only=None)
                 result = hosts(await naming.list_instances(param))
+            elif op == "list_details":
+                param = ListInstanceParam(service_name=service, subscribe=False, healthy_only=None)
+                result = details(await naming.list_instances(param))
             elif op == "list_services":
                 param = ListServiceParam(group_name=cmd.get("group", "DEFAULT_GROUP"), page_no=1, page_size=100)
                 listed = await naming.list_services(param)
                 result = {"count": listed.count, "services": sorted(listed.services)}
             elif op == "subscribe":
                 seen = pushes.setdefault(service, [])
+                seen_details = pushed_details.setdefault(service, [])
 
-                async def on_change(instances, seen=seen):
+                async def on_change(instances, seen=seen, seen_details=seen_details):
                     seen.append(hosts(instances))
+                    seen_details.append(details(instances))
 
                 await naming.subscribe(SubscribeServiceParam(service_name=service, subscribe_callback=on_change))
                 result = True
             elif op == "pushes":
                 result = pushes.get(service, [])
+            elif op == "pushed_details":
+                result = pushed_details.get(service, [])
             elif op == "quit":
                 await naming.shutdown()
                 reply(ok=True, result=True)

@@ -151,6 +151,13 @@ async fn hosts(node: &NodeProcess, service: &str) -> Vec<String> {
     hosts
 }
 
+/// The hosts of a service as the v2 list shows them, whole.
+async fn http_details(node: &NodeProcess, service: &str) -> Vec<Value> {
+    let url = format!("http://{}/nacos/v2/ns/instance/list?serviceName={service}", node.http);
+    let v: Value = reqwest::get(url).await.expect("list").json().await.expect("json");
+    v["data"]["hosts"].as_array().cloned().unwrap_or_default()
+}
+
 async fn register(node: &NodeProcess, service: &str, ip: &str, port: &str) {
     let answer = reqwest::Client::new()
         .post(format!("http://{}/nacos/v1/ns/instance", node.http))
@@ -342,4 +349,62 @@ async fn an_emptied_service_stays_listed_until_the_cleaner_removes_it() {
     })
     .await;
     assert!(emptied.elapsed() >= Duration::from_secs(1), "not before the retention");
+}
+
+/// `PUT /nacos/v1/ns/instance` (what a console sends) with `edit` on
+/// `ip`:80 of `service`.
+async fn edit_instance(node: &NodeProcess, service: &str, ip: &str, edit: &[(&str, &str)]) {
+    let mut form = vec![("serviceName", service), ("ip", ip), ("port", "80")];
+    form.extend_from_slice(edit);
+    let answer = reqwest::Client::new()
+        .put(format!("http://{}/nacos/v1/ns/instance", node.http))
+        .form(&form)
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+}
+
+/// Nacos 2's `NamingMetadataOperateService.updateInstanceMetadata`: an
+/// edit of an instance the SDK publishes is laid over what it publishes,
+/// shown in its queries and pushes, and kept when it registers again.
+#[tokio::test]
+async fn python_sdk_sees_an_edit_of_its_instance_which_outlives_its_registering_again() {
+    let node = start_node();
+    let logs = tempfile::tempdir().expect("log dir");
+    let Some(mut py) = start_python(&node, logs.path()) else { return };
+    let own = json!({"op": "register", "service": "py-edit", "ip": "10.32.0.1", "port": 80, "metadata": {"zone": "a"}});
+    assert_eq!(py.call(own.clone()), true);
+    let edited = json!([{"ip": "10.32.0.1", "port": 80, "weight": 6.0, "enabled": true, "metadata": {"owner": "ops"}}]);
+    let pushed_last = |py: &mut Driver, want: &Value| {
+        let pushed = py.call(json!({"op": "pushed_details", "service": "py-edit"}));
+        pushed.as_array().and_then(|p| p.last()) == Some(want)
+    };
+
+    edit_instance(&node, "py-edit", "10.32.0.1", &[("weight", "6"), ("metadata", "owner=ops")]).await;
+    // Not subscribed yet, so the SDK asks the server.
+    assert_eq!(py.call(json!({"op": "list_details", "service": "py-edit"})), edited, "queried");
+    assert_eq!(py.call(json!({"op": "subscribe", "service": "py-edit"})), true);
+    assert_eq!(py.call(own), true, "the SDK registers its instance again");
+    // A change by another client: the push it brings still carries the
+    // edit (the SDK calls back on changes only, so the registration itself,
+    // changing nothing shown, brings none).
+    register(&node, "py-edit", "10.32.0.2", "80").await;
+    let other = json!({"ip": "10.32.0.2", "port": 80, "weight": 1.0, "enabled": true, "metadata": {}});
+    let both = json!([edited[0], other]);
+    eventually("the subscriber is pushed the other instance", Duration::from_secs(10), || {
+        let seen = pushed_last(&mut py, &both);
+        async move { seen.then_some(()) }
+    })
+    .await;
+    assert_eq!(py.call(json!({"op": "list_details", "service": "py-edit"})), both, "the edit is kept");
+
+    edit_instance(&node, "py-edit", "10.32.0.1", &[("enabled", "false")]).await;
+    eventually("the subscriber is pushed the disabling", Duration::from_secs(10), || {
+        let seen = pushed_last(&mut py, &json!([other]));
+        async move { seen.then_some(()) }
+    })
+    .await;
+    let listed: Vec<Value> = http_details(&node, "py-edit").await.iter().map(|h| h["ip"].clone()).collect();
+    assert_eq!(listed, [json!("10.32.0.2")], "disabled: not served");
 }

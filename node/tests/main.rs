@@ -21,6 +21,7 @@ mod http_api;
 mod http_bad_input;
 mod http_beat;
 mod http_v2_naming;
+mod instance_overrides;
 mod limits;
 mod peer_security;
 mod raft_cluster;
