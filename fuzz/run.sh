@@ -18,7 +18,7 @@ seconds="${1:-30}"
 profile=(--dev)
 if [ "${FUZZ_PROFILE:-dev}" = "release" ]; then profile=(-O); fi
 target_dir="${FUZZ_TARGET_DIR:-target}"
-targets=(grpc_payload http_params peer_message)
+targets=(grpc_payload http_params peer_message peer_signature)
 
 cargo fuzz build -s none "${profile[@]}" --target-dir "$target_dir"
 

@@ -4,8 +4,8 @@
 //! Kubernetes: `spec` says how many members, which image, what storage and
 //! how to place the pods; `status` is the operator's report of what the
 //! members themselves say (Distro snapshot, Raft role, leader) plus standard
-//! conditions, so that `kubectl get rc`, `kubectl scale rc/demo --replicas=5`
-//! and `kubectl wait --for=condition=Available rc/demo` all work.
+//! conditions, so that `kubectl get rgc`, `kubectl scale rgc/demo --replicas=5`
+//! and `kubectl wait --for=condition=Available rgc/demo` all work.
 //!
 //! The Rust types are the single source of truth: the CRD manifest
 //! `crds/registrycluster.yaml` is generated from them by the `crdgen` binary
@@ -16,7 +16,7 @@
 //! * [`spec`]: [`RegistryClusterSpec`] and its parts (storage, Distro and Raft
 //!   timing knobs, auth), the `#[kube(...)]` derive that makes the
 //!   [`RegistryCluster`] resource (status and scale subresources, printer
-//!   columns, short name `rc`), the validation patterns and the defaults.
+//!   columns, short name `rgc`), the validation patterns and the defaults.
 //! * [`status`]: [`RegistryClusterStatus`] and [`MemberStatus`].
 //! * [`conditions`]: the condition types and [`set_condition`], a pure
 //!   upsert that keeps `lastTransitionTime` unless the status flips.
@@ -26,7 +26,8 @@
 //! # Validation
 //!
 //! The generated OpenAPI schema refuses what it can express: `replicas >= 1`,
-//! a non-empty `image`, an `imagePullPolicy` enum, a storage size that must
+//! an `image` that must match [`IMAGE_PATTERN`] (a plausible image
+//! reference without whitespace), an `imagePullPolicy` enum, a storage size that must
 //! match [`QUANTITY_PATTERN`], minimums on every timing knob, a DNS-subdomain
 //! Secret name, and a few cross-field CEL rules (`x-kubernetes-validations`)
 //! such as `electionTimeoutMinMs < electionTimeoutMaxMs`.
@@ -76,7 +77,7 @@ pub use spec::{
     StorageSpec, TlsSpec, DEFAULT_DISTRO_CLIENT_EXPIRY_MS, DEFAULT_DISTRO_LOAD_RETRY_DELAY_MS,
     DEFAULT_DISTRO_SYNC_DELAY_MS, DEFAULT_DISTRO_VERIFY_INTERVAL_MS, DEFAULT_RAFT_ELECTION_TIMEOUT_MAX_MS,
     DEFAULT_RAFT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_RAFT_HEARTBEAT_INTERVAL_MS, DEFAULT_RAFT_SNAPSHOT_LOGS,
-    DNS_SUBDOMAIN_PATTERN, QUANTITY_PATTERN,
+    DNS_SUBDOMAIN_PATTERN, IMAGE_MAX_LENGTH, IMAGE_PATTERN, QUANTITY_PATTERN,
 };
 pub use status::{MemberStatus, RegistryClusterStatus};
 

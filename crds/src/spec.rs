@@ -38,6 +38,32 @@ use crate::status::RegistryClusterStatus;
 pub const QUANTITY_PATTERN: &str =
     r"^([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)([KMGTPE]i|[kMGTPE]|[eE][+-]?[0-9]+)?$";
 
+/// The pattern `spec.image` must match: a container image reference as the
+/// container runtimes parse it, `[registry[:port]/]path[:tag][@digest]`.
+///
+/// * the optional registry is a DNS name (letters, digits, dots, dashes)
+///   with an optional port, followed by `/`;
+/// * the path is one or more lowercase components separated by `/`, each
+///   made of lowercase letters and digits joined by `.`, `_`, `__` or dashes;
+/// * the tag is up to 128 letters, digits, `_`, `.` and `-`, not starting
+///   with `.` or `-`;
+/// * the digest is `algorithm:hex` with at least 32 hex digits.
+///
+/// Whitespace anywhere (a trailing space from a copied value) is refused:
+/// the StatefulSet would accept such a template but every pod creation
+/// would fail, and only an Event on the StatefulSet would tell. The
+/// expression uses only syntax RE2 and Rust's `regex` read the same way.
+pub const IMAGE_PATTERN: &str = concat!(
+    r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]+)?/)?",
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*",
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?",
+    r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+);
+
+/// The longest `spec.image` accepted (a reference is at most a few hundred
+/// characters; the bound also keeps the pattern check cheap).
+pub const IMAGE_MAX_LENGTH: u32 = 512;
+
 /// The pattern a Secret name must match: an RFC 1123 DNS subdomain, as
 /// Kubernetes requires for object names. Refusing a bad name here turns a
 /// pod that never starts into an immediate, explained `kubectl apply` error.
@@ -85,7 +111,7 @@ pub const DEFAULT_RAFT_SNAPSHOT_LOGS: i64 = 5_000;
     kind = "RegistryCluster",
     plural = "registryclusters",
     singular = "registrycluster",
-    shortname = "rc",
+    shortname = "rgc",
     category = "roster",
     namespaced,
     status = "RegistryClusterStatus",
@@ -125,9 +151,11 @@ pub struct RegistryClusterSpec {
     #[schemars(range(min = 1))]
     pub replicas: i32,
 
-    /// Container image of `roster-node`, e.g. `roster-node:0.1.0`. Changing it
-    /// rolls the pods one at a time, the Raft leader last.
-    #[schemars(length(min = 1))]
+    /// Container image of `roster-node`, e.g. `roster-node:0.1.0` or
+    /// `registry.example.com:5000/roster/roster-node:0.1.0@sha256:<digest>`.
+    /// Validated by a pattern: a plausible image reference, no whitespace.
+    /// Changing it rolls the pods one at a time, the Raft leader last.
+    #[schemars(length(min = 1, max = IMAGE_MAX_LENGTH), regex(pattern = IMAGE_PATTERN))]
     pub image: String,
 
     /// Pull policy for `image`. Absent: Kubernetes' own default (`Always` for

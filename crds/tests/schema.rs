@@ -5,7 +5,10 @@
 //! `crd_fresh` test ties the two together).
 
 use regex::Regex;
-use roster_crds::{DistroSpec, DistroTiming, ImagePullPolicy, RaftSpec, RaftTiming, RegistryCluster, QUANTITY_PATTERN};
+use roster_crds::{
+    DistroSpec, DistroTiming, ImagePullPolicy, RaftSpec, RaftTiming, RegistryCluster, IMAGE_MAX_LENGTH, IMAGE_PATTERN,
+    QUANTITY_PATTERN,
+};
 use serde_json::Value;
 
 const EXAMPLE: &str = include_str!("../examples/registrycluster.yaml");
@@ -59,7 +62,7 @@ fn crd_names_group_and_scope() {
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert_eq!(crd["spec"]["names"]["kind"], "RegistryCluster");
     assert_eq!(crd["spec"]["names"]["plural"], "registryclusters");
-    assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["rc"]));
+    assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["rgc"]));
     let v = version(&crd);
     assert_eq!(v["name"], roster_crds::VERSION);
     assert_eq!(v["served"], true);
@@ -78,9 +81,65 @@ fn replicas_has_minimum_one_and_is_required() {
 }
 
 #[test]
-fn image_has_min_length_one() {
+fn image_has_min_and_max_length() {
     let crd = crd();
     assert_eq!(spec_prop(&crd, &["image"])["minLength"], 1);
+    assert_eq!(spec_prop(&crd, &["image"])["maxLength"], IMAGE_MAX_LENGTH);
+}
+
+fn image_regex() -> Regex {
+    let crd = crd();
+    let pattern = spec_prop(&crd, &["image"])["pattern"].as_str().expect("image has a pattern");
+    assert_eq!(pattern, IMAGE_PATTERN);
+    Regex::new(pattern).expect("the CRD pattern compiles")
+}
+
+#[test]
+fn image_pattern_accepts_image_references() {
+    let re = image_regex();
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    for ok in [
+        "roster-node".to_owned(),
+        "roster-node:0.1.0".to_owned(),
+        "roster-node:latest".to_owned(),
+        "roster/roster-node:0.1.0".to_owned(),
+        "registry.example.com/roster/roster-node:0.1.0-rc.1".to_owned(),
+        "registry.example.com:5000/roster-node:v1_2".to_owned(),
+        "localhost:5000/roster__node".to_owned(),
+        "ghcr.io/acme/roster.node-x:0.1.0".to_owned(),
+        format!("roster-node@{digest}"),
+        format!("registry.example.com/roster-node:0.1.0@{digest}"),
+    ] {
+        assert!(re.is_match(&ok), "{ok:?} should be accepted");
+    }
+}
+
+#[test]
+fn image_pattern_refuses_whitespace_and_malformed_references() {
+    let re = image_regex();
+    for bad in [
+        "roster-node:0.1.0 ",
+        " roster-node:0.1.0",
+        "roster node:0.1.0",
+        "roster-node:0.1.0\n",
+        "roster-node:\t0.1.0",
+        "Roster-Node:0.1.0",
+        "roster-node:",
+        "roster-node:.1",
+        "roster-node:-1",
+        "roster-node::1",
+        ":0.1.0",
+        "/roster-node",
+        "roster-node/",
+        "roster--node:1@sha256:abc",
+        "roster-node@sha256:0123",
+        "-roster-node",
+        "roster-node_",
+    ] {
+        assert!(!re.is_match(bad), "{bad:?} should be refused");
+    }
+    let long_tag = format!("roster-node:{}", "a".repeat(129));
+    assert!(!re.is_match(&long_tag), "a tag is at most 128 characters");
 }
 
 #[test]

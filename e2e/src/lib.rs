@@ -12,6 +12,7 @@
 //!   member files, and a killable SDK client, for tests of several nodes.
 //! - [`bench`]: the load generator and scenarios behind `roster-bench`.
 //! - [`chaos`]: the chaos suite: a seeded workload, faults and a checker.
+//! - [`kubernetes`]: the Kubernetes e2e suite on a real control plane.
 //! - `src/bin/sdk-client.rs`: a client process using the official Rust
 //!   Nacos client, so tests can kill a client the way a crash would.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod cluster;
+pub mod kubernetes;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -5,6 +5,8 @@ Seeds are valid messages of every kind each target decodes, so that
 libFuzzer starts from inputs that pass the first checks and mutates them
 into the corners. Run from anywhere: python3 fuzz/seeds/make_seeds.py
 """
+import hashlib
+import hmac
 import json
 import os
 
@@ -112,3 +114,32 @@ header = js({"target": 1, "body": {"vote": {"leader_id": {"term": 1, "node_id": 
 write("peer_message", "snapshot_frame", bytes([5]) + len(header).to_bytes(4, "big") + header + b"[]")
 write("peer_message", "snapshot_entries", bytes([6]) + js([{"service": service, "meta": None, "instances": [dict(stored, ephemeral=False)]}]))
 write("peer_message", "member_report", bytes([7]) + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, "0.1.0") + field_varint(3, 1) + field_varint(4, 99))
+
+# --- peer_signature: mode byte (bit 0: accept the v1 scheme), "name: value" lines, an empty line, the body.
+# Signed with the target's FUZZ_SECRET at its FUZZ_NOW_MS (node/src/fuzzing.rs), so the seeds pass.
+FUZZ_SECRET = b"roster-fuzz-secret-7Kq2Wm9Xz4Lp8Vn3"
+FUZZ_NOW_MS = 1_700_000_000_000
+FUZZ_PATH = "/roster.peer.v1.Peer/DistroSync"
+SIGNER = "127.0.0.2:8848"
+
+
+def signed(body, time, nonce, legacy=False, v2=True):
+    digest = hashlib.sha256(body).hexdigest()
+    lines = [("x-roster-peer", SIGNER), ("x-roster-peer-time", str(time))]
+    if v2:
+        message = f"roster-peer-v2\n{SIGNER}\n{time}\n{nonce.hex()}\nPOST\n{FUZZ_PATH}\n{digest}"
+        tag = hmac.new(FUZZ_SECRET, message.encode(), hashlib.sha256).hexdigest()
+        lines += [("x-roster-peer-nonce", nonce.hex()), ("x-roster-peer-digest", digest),
+                  ("x-roster-peer-signature-v2", tag)]
+    if legacy:
+        message = f"roster-peer-v1\n{SIGNER}\n{time}\nPOST\n{FUZZ_PATH}"
+        lines.append(("x-roster-peer-signature", hmac.new(FUZZ_SECRET, message.encode(), hashlib.sha256).hexdigest()))
+    head = "".join(f"{k}: {v}\n" for k, v in lines).encode()
+    return bytes([1 if legacy else 0]) + head + b"\n" + body
+
+
+sync_body = b"\x00\x00\x00\x00\x10" + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, client)[:4]
+write("peer_signature", "signed", signed(sync_body, FUZZ_NOW_MS - 1500, bytes(range(16))))
+write("peer_signature", "signed_empty_body", signed(b"", FUZZ_NOW_MS + 59_000, bytes(range(16, 32))))
+write("peer_signature", "signed_both_schemes", signed(sync_body, FUZZ_NOW_MS, bytes(range(32, 48)), legacy=True))
+write("peer_signature", "signed_v1_only", signed(sync_body, FUZZ_NOW_MS, b"", legacy=True, v2=False))

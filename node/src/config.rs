@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::admin::AdminSettings;
 use crate::api::grpc::{ConnectionSettings, PushSettings, GRPC_PORT_OFFSET};
 use crate::api::http::beat::BeatSettings;
 use crate::auth::AuthSettings;
@@ -116,6 +117,10 @@ pub struct Config {
     /// UDP push to 1.x HTTP clients ([`crate::push_udp`]).
     #[command(flatten)]
     pub udp_push: UdpPushSettings,
+
+    /// The admin plane's own listener ([`crate::admin`]).
+    #[command(flatten)]
+    pub admin: AdminSettings,
 }
 
 impl Default for Config {

@@ -11,6 +11,9 @@
 //! - [`peer_message`]: the peer protocol: Distro client data (applied to a
 //!   real store), Raft commands (applied to the replicated data), Raft RPC
 //!   messages and member reports.
+//! - [`peer_signature`]: the signature headers of a peer request (parsed and
+//!   verified against a fixed secret and clock, with the body digest and
+//!   the replay cache).
 //!
 //! Nothing here is used by the node itself.
 
@@ -113,7 +116,15 @@ pub fn grpc_payload(data: &[u8]) {
             }
         }
         "ConnectionSetupRequest" => {
-            let _ = env.parse::<ConnectionSetupRequest>();
+            if let Ok(setup) = env.parse::<ConnectionSetupRequest>() {
+                let info = crate::api::grpc::connection::ClientInfo {
+                    version: setup.client_version.unwrap_or_default(),
+                    tenant: setup.tenant.unwrap_or_default(),
+                    labels: setup.labels,
+                    client_ip: env.client_ip.clone(),
+                };
+                let _ = info.check();
+            }
         }
         _ => {
             let _ = env.parse::<StreamResponse>();
@@ -212,4 +223,67 @@ pub fn peer_message(data: &[u8]) {
             let _ = membership.members();
         }
     }
+}
+
+/// The cluster secret the `peer_signature` target verifies with.
+pub const FUZZ_SECRET: &[u8] = b"roster-fuzz-secret-7Kq2Wm9Xz4Lp8Vn3";
+/// The receiver's clock of the `peer_signature` target (Unix ms).
+pub const FUZZ_NOW_MS: u64 = 1_700_000_000_000;
+/// The path the `peer_signature` target's requests are for.
+pub const FUZZ_PATH: &str = "/roster.peer.v1.Peer/DistroSync";
+
+/// A `peer_signature` input: the mode byte (bit 0: accept the v1 scheme, as
+/// `--peer-signature-compat` does), `name: value` header lines, an empty
+/// line, the body.
+pub fn peer_signature_input(legacy: bool, headers: &http::HeaderMap, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(legacy)];
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
+/// What a receiver holding [`FUZZ_SECRET`] at [`FUZZ_NOW_MS`] makes of a
+/// `peer_signature` input: the signer, or the refusal's label. A request
+/// that passes is checked a second time and must then be refused as a
+/// replay (a panic otherwise: that is a finding).
+pub fn peer_signature_check(data: &[u8]) -> Result<String, &'static str> {
+    use crate::security::signature::{parse_headers, AuthFailure, PeerAuth};
+    let Some((&mode, rest)) = data.split_first() else { return Err("empty") };
+    let legacy = mode & 1 == 1;
+    let split = rest.windows(2).position(|w| w == b"\n\n");
+    let (head, body) = match split {
+        Some(i) => (&rest[..i], &rest[i + 2..]),
+        None => (rest, &rest[rest.len()..]),
+    };
+    let mut headers = http::HeaderMap::new();
+    for line in head.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let value = line[colon + 1..].trim_ascii();
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(&line[..colon]), http::HeaderValue::from_bytes(value))
+        {
+            headers.append(name, value);
+        }
+    }
+    let _ = parse_headers(&headers, legacy);
+    let Ok(secret) = crate::security::ClusterSecret::new(FUZZ_SECRET) else { return Err("secret") };
+    let auth = PeerAuth::new(&secret, "127.0.0.1:8848").with_legacy(legacy);
+    let verified = auth.verify_headers_at(&headers, "POST", FUZZ_PATH, FUZZ_NOW_MS).map_err(AuthFailure::label)?;
+    verified.check_body(body).map_err(AuthFailure::label)?;
+    let again = auth.verify_headers_at(&headers, "POST", FUZZ_PATH, FUZZ_NOW_MS);
+    if !verified.is_legacy() {
+        assert_eq!(again, Err(AuthFailure::Replayed), "an accepted signature must not be accepted twice");
+    }
+    Ok(verified.member)
+}
+
+/// Peer signature checking (see [`peer_signature_check`]).
+pub fn peer_signature(data: &[u8]) {
+    let _ = peer_signature_check(data);
 }

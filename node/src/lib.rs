@@ -31,7 +31,8 @@
 //! - [`config`]: the whole configuration, flattened from each subsystem's
 //!   settings; [`duration`]: how duration flags read.
 //! - [`metrics`]: the client plane's metrics (each subsystem owns its own).
-//! - [`server`]: start-up and shutdown of a node; [`telemetry`]: logs.
+//! - [`server`]: start-up and shutdown of a node; [`listeners`]: how each
+//!   port admits and serves its connections; [`telemetry`]: logs.
 //! - [`fuzzing`]: the decoders the fuzz targets in `fuzz/` drive.
 //! - [`error`]: the node's error type and its Nacos codes.
 #![deny(missing_docs)]
@@ -50,6 +51,7 @@ pub mod duration;
 pub mod error;
 pub mod fuzzing;
 pub mod limits;
+pub mod listeners;
 pub mod metrics;
 pub mod naming;
 pub mod peer;

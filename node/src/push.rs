@@ -105,6 +105,12 @@ impl Subscribers {
         keys
     }
 
+    /// How many services `connection_id` subscribes to, and whether `key`
+    /// is one of them (a cheap check for the per-connection limit).
+    pub fn subscribed(&self, connection_id: &str, key: &ServiceKey) -> (usize, bool) {
+        self.by_connection.read().get(connection_id).map_or((0, false), |keys| (keys.len(), keys.contains(key)))
+    }
+
     /// The cluster filter of one subscription, if it exists.
     pub fn clusters(&self, connection_id: &str, key: &ServiceKey) -> Option<Vec<String>> {
         self.by_service.read().get(key)?.get(connection_id).cloned()

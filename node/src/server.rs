@@ -8,7 +8,11 @@
 //!   Distro and Raft through their handlers.
 //! * **Admin plane** ([`crate::admin`]): status, probes, metrics and faults
 //!   on the main port, merged into the same HTTP application after the
-//!   client limits, so that they never apply to it.
+//!   client limits, so that they never apply to it; with `--admin-port`
+//!   also on a listener of its own.
+//!
+//! How each listener admits and serves its connections (the connection
+//! limits, deadlines and HTTP/2 settings) is [`crate::listeners`]'.
 //!
 //! This module and the binary are the only users of the whole
 //! [`Config`]; each subsystem is handed its own settings.
@@ -17,17 +21,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::{Connected, TcpIncoming};
-use tower_layer::{Identity, Stack};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::admin::{self, AdminParts, AdminState};
+use crate::admin::{AdminParts, AdminState};
 use crate::api::grpc::connection::Connections;
 use crate::api::{grpc, http, ClientState};
 use crate::auth::{Auth, AuthMetrics};
@@ -36,7 +36,8 @@ use crate::config::Config;
 use crate::distro::metrics::DistroMetrics;
 use crate::distro::{Distro, DistroPeer};
 use crate::error::{Error, Result};
-use crate::limits::{self, ClientLimits, Limit, LimitMetrics};
+use crate::limits::{ClientLimits, LimitMetrics};
+use crate::listeners;
 use crate::metrics::Metrics;
 use crate::naming::cleaner::{self, CleanerMetrics};
 use crate::naming::NamingStore;
@@ -45,7 +46,7 @@ use crate::push::{PushService, PushTimings, Subscribers};
 use crate::push_udp::{UdpPush, UdpPushMetrics};
 use crate::raft::metrics::RaftMetricSet;
 use crate::raft::{RaftContext, RaftNode};
-use crate::security::{Authenticated, PeerSecurity, SecurityMetrics, TlsListener};
+use crate::security::{PeerSecurity, SecurityMetrics};
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -97,6 +98,8 @@ pub struct RunningNode {
     pub grpc_addr: SocketAddr,
     /// Bound peer gRPC address.
     pub peer_addr: SocketAddr,
+    /// Bound admin address (`--admin-port`), if any.
+    pub admin_addr: Option<SocketAddr>,
     client: Arc<ClientState>,
     admin: Arc<AdminState>,
     distro: Arc<Distro>,
@@ -138,12 +141,19 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     // Auth files are read before any port is bound: a node told to protect
     // its clients never serves unprotected, not even briefly.
     let auth = Auth::from_settings(&config.auth, metrics.auth.clone())?;
+    // So is the cluster secret: a weak one is refused before any port opens.
+    config.security.load_secret()?;
     let http_listener = bind(config.bind, config.port, "HTTP").await?;
     let http_addr = http_listener.local_addr()?;
     let grpc_listener = bind(config.bind, config.grpc_port(), "client gRPC").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let peer_listener = bind(config.bind, config.peer_port(), "peer gRPC").await?;
     let peer_addr = peer_listener.local_addr()?;
+    let admin_listener = match config.admin.admin_port {
+        Some(port) => Some(bind(config.bind, port, "admin").await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let member = advertised_member(&config, http_addr.port());
     let security = Arc::new(PeerSecurity::load(&config.security, &member)?);
     if security.auth().is_none() {
@@ -224,13 +234,15 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     background.extend(distro.start());
     background.extend(udp_push.start(config.bind, store.clone(), config.push.delay).await?);
 
-    let grpc_server = serve_client_grpc(&client, &security, grpc_listener, shutdown_rx.clone())?;
+    let grpc_server = listeners::serve_client_grpc(&client, &config, &security, grpc_listener, shutdown_rx.clone())?;
     let peer_service = PeerService::new(membership.clone())
         .with_faults(faults.clone())
         .with_metrics(metrics.security.clone())
         .with_distro(Arc::new(DistroPeer(distro.clone())))
         .with_raft(raft.rpc());
-    let peer_server = serve_peer(peer_service, &config, &security, &metrics, peer_listener, shutdown_rx.clone())?;
+    let peer_metrics = (&metrics.limits, &metrics.security);
+    let peer_server =
+        listeners::serve_peer(peer_service, &config, &security, peer_metrics, peer_listener, shutdown_rx.clone())?;
 
     let admin = AdminState::new(AdminParts {
         member: client.member.clone(),
@@ -242,9 +254,14 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         connections,
         subscribers,
         faults,
+        auth: client.auth.clone(),
         registry,
     });
-    let http_server = serve_http(&client, &admin, &security, &metrics, http_listener, shutdown_rx)?;
+    let mut servers = vec![grpc_server, peer_server];
+    if let Some(listener) = admin_listener {
+        servers.push(listeners::serve_admin(&admin, &client, &security, listener, shutdown_rx.clone())?);
+    }
+    servers.push(listeners::serve_http(&client, &admin, &security, http_listener, shutdown_rx)?);
 
     info!(
         member = %client.member,
@@ -252,6 +269,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         http = %http_addr,
         grpc = %grpc_addr,
         peer = %peer_addr,
+        admin = ?admin_addr,
         client_tls = security.client_tls().is_some(),
         peer_tls = security.peer_tls().is_some(),
         "roster node serving"
@@ -260,13 +278,14 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         http_addr,
         grpc_addr,
         peer_addr,
+        admin_addr,
         client,
         admin,
         distro,
         metrics,
         cluster,
         shutdown,
-        servers: vec![grpc_server, http_server, peer_server],
+        servers,
         background,
     })
 }
@@ -299,120 +318,6 @@ async fn start_raft(
         metrics: metrics.raft.clone(),
     })
     .await
-}
-
-/// The client gRPC port: the two Nacos services behind the message-size
-/// layer, on connections admitted by the connection gate.
-fn serve_client_grpc(
-    client: &Arc<ClientState>,
-    security: &PeerSecurity,
-    listener: TcpListener,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>> {
-    let (unary, stream) = grpc::services(client.clone());
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = security.client_tls() {
-        server = server.tls_config(tls.grpc.clone()).map_err(|e| Error::Tls(format!("client gRPC: {e}")))?;
-    }
-    let router = server
-        .layer(limits::MessageLimitLayer::new(Limit::GrpcMessageBytes, client.client_limits.metrics().clone()))
-        .add_service(unary)
-        .add_service(stream);
-    let incoming = limits::grpc_incoming(
-        listener,
-        client.client_limits.grpc_connections.clone(),
-        client.client_limits.grpc_rate.clone(),
-    );
-    Ok(spawn_grpc(router, incoming, shutdown, "client gRPC"))
-}
-
-/// The peer port: every RPC passes the signature check first
-/// ([`crate::security`]), every message the one peer message limit.
-fn serve_peer(
-    service: PeerService,
-    config: &Config,
-    security: &PeerSecurity,
-    metrics: &NodeMetrics,
-    listener: TcpListener,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>> {
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = security.peer_tls() {
-        server = server.tls_config(tls.server.clone()).map_err(|e| Error::Tls(format!("peer port: {e}")))?;
-    }
-    let router = server
-        .layer(limits::MessageLimitLayer::new(Limit::PeerMessageBytes, metrics.limits.clone()))
-        .add_service(Authenticated::new(
-            service.into_limited_server(config.peer.max_message_bytes),
-            security.auth().cloned(),
-            metrics.security.clone(),
-        ));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Ok(spawn_grpc(router, incoming, shutdown, "peer gRPC"))
-}
-
-/// The main HTTP port: the client API behind the client limits, with the
-/// admin plane merged in after them (a console would be merged the same
-/// way), every request counted.
-fn serve_http(
-    client: &Arc<ClientState>,
-    admin: &Arc<AdminState>,
-    security: &PeerSecurity,
-    metrics: &NodeMetrics,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>> {
-    let admin_router = admin::router(admin.clone());
-    let app = http::router(client.clone())
-        .layer(DefaultBodyLimit::max(client.max_body_bytes))
-        .merge(admin_router.clone())
-        .layer(axum::middleware::from_fn_with_state(metrics.api.clone(), http::count_requests));
-    let listener = limits::LimitedListener::new(listener, client.client_limits.http_connections.clone(), admin_router)
-        .tap_io(|io| {
-            let _ = io.get_ref().set_nodelay(true);
-        });
-    let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    Ok(match security.client_tls() {
-        None => tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-                warn!(error = %e, "HTTP server stopped with an error");
-            }
-        }),
-        Some(tls) => {
-            // `tap_io` only lends the listener axum's connect-info support.
-            let listener = TlsListener::new(listener, tls.http.clone())?.tap_io(|_| {});
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-                    warn!(error = %e, "HTTPS server stopped with an error");
-                }
-            })
-        }
-    })
-}
-
-/// Serves a gRPC router on the connections of `incoming` until `shutdown`
-/// turns true.
-fn spawn_grpc<I, IO>(
-    router: tonic::transport::server::Router<Stack<limits::MessageLimitLayer, Identity>>,
-    incoming: I,
-    mut shutdown: watch::Receiver<bool>,
-    what: &'static str,
-) -> JoinHandle<()>
-where
-    I: futures::Stream<Item = std::io::Result<IO>> + Send + 'static,
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Connected + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
-            warn!(error = %e, server = what, "gRPC server stopped with an error");
-        }
-    })
 }
 
 impl RunningNode {

@@ -28,6 +28,8 @@ use roster_node::naming::model::BeatTimeouts;
 use roster_node::naming::validate::{self, Limits};
 use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
 use roster_node::raft::command::Command;
+use roster_node::security::signature::{NONCE_HEADER, PEER_HEADER, TIME_HEADER};
+use roster_node::security::{ClusterSecret, PeerAuth};
 use roster_proto::nacos::{Metadata, Payload};
 use roster_proto::peer::{DistroSyncRequest, MemberReport};
 use serde_json::{json, Value};
@@ -37,10 +39,11 @@ type Target = fn(&[u8]);
 
 /// Every fuzz target, by its directory name under `fuzz/seeds/` and
 /// `fuzz/regressions/`.
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 4] = [
     ("grpc_payload", fuzzing::grpc_payload),
     ("http_params", fuzzing::http_params),
     ("peer_message", fuzzing::peer_message),
+    ("peer_signature", fuzzing::peer_signature),
 ];
 
 /// The limits the fuzz entry points check with: a node's defaults
@@ -307,7 +310,46 @@ fn derived() -> Vec<Derived> {
         refused,
         "failed to decode",
     ));
+
+    // peer_signature: headers signed by the node's own signer with the
+    // target's secret and clock, then broken.
+    let secret = ClusterSecret::new(fuzzing::FUZZ_SECRET).expect("the fuzz secret");
+    let signer = PeerAuth::new(&secret, "127.0.0.2:8848");
+    let body = b"\0\0\0\0\x05hello";
+    let sign = |time: u64, nonce: u8| {
+        let mut headers = http::HeaderMap::new();
+        signer.sign_with(&mut headers, "POST", fuzzing::FUZZ_PATH, body, time, [nonce; 16]);
+        headers
+    };
+    let now = fuzzing::FUZZ_NOW_MS;
+    let with = |mut headers: http::HeaderMap, name: &'static str, value: &str| {
+        headers.insert(name, http::HeaderValue::from_str(value).expect("a header value"));
+        headers
+    };
+    let cases: [(&'static str, http::HeaderMap, &[u8], &'static str); 6] = [
+        ("signature_body_swapped", sign(now, 1), b"\0\0\0\0\x05other", "bad_digest"),
+        ("signature_stale", sign(now - 61_000, 2), body, "stale"),
+        ("signature_nonce_short", with(sign(now, 3), NONCE_HEADER, "abcd"), body, "malformed"),
+        ("signature_time_not_a_number", with(sign(now, 4), TIME_HEADER, "-1"), body, "malformed"),
+        ("signature_sender_forged", with(sign(now, 5), PEER_HEADER, "127.0.0.9:8848"), body, "bad_signature"),
+        ("signature_missing", http::HeaderMap::new(), body, "missing"),
+    ];
+    for (name, headers, body, because) in cases {
+        let bytes = fuzzing::peer_signature_input(false, &headers, body);
+        let refused = fuzzing::peer_signature_check(&bytes).map(drop).map_err(str::to_owned);
+        all.push(derived_input("peer_signature", name, bytes, refused, because));
+    }
     all
+}
+
+/// The seeds of `peer_signature` (written by `fuzz/seeds/make_seeds.py`,
+/// which signs in Python) pass the node's check: the two implementations of
+/// the signed message agree, and the fuzzer starts past the MAC.
+#[test]
+fn signature_seeds_are_accepted_by_the_node() {
+    for (name, data) in inputs(&fuzz_dir().join("seeds").join("peer_signature")) {
+        assert_eq!(fuzzing::peer_signature_check(&data), Ok("127.0.0.2:8848".to_owned()), "seed {name}");
+    }
 }
 
 #[test]

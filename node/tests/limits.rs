@@ -10,9 +10,8 @@ use crate::common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
 use roster_node::limits::Limit;
-use roster_node::security::{ClusterSecret, PeerAuth};
+use roster_node::security::{ClusterSecret, PeerAuth, SignedChannel};
 use roster_node::{Config, RunningNode};
 use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
 use roster_proto::nacos::request_client::RequestClient;
@@ -149,13 +148,11 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
     };
     let channel =
         Channel::from_shared(format!("http://{}", node.peer_addr)).expect("uri").connect().await.expect("connect");
-    // Signed as a member: the size limit, not the peer check, refuses it.
+    // Signed as a member (by the node's own signing channel): the size
+    // limit, not the peer check, refuses it.
     let secret = ClusterSecret::new(common::cluster_secret().as_bytes()).expect("test secret");
-    let mut headers = http::HeaderMap::new();
-    PeerAuth::new(&secret, sender).sign(&mut headers, "POST", "/roster.peer.v1.Peer/DistroSync");
-    let mut request = tonic::Request::new(sync);
-    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-    let status = PeerClient::new(channel).distro_sync(request).await.expect_err("too large");
+    let signed = SignedChannel::new(channel, Some(std::sync::Arc::new(PeerAuth::new(&secret, sender))));
+    let status = PeerClient::new(signed).distro_sync(sync).await.expect_err("too large");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert_eq!(rejections(&node, Limit::PeerMessageBytes), 1);
     assert_eq!(node.store().counts().instances, 0);
@@ -415,42 +412,35 @@ async fn only_writes_a_member_signed_and_forwarded_skip_the_http_rate_limit() {
     let path = "/nacos/v1/ns/instance";
     let url = format!("{}{path}", http_base(&node));
     let member = client_from(&ips[0]);
-    let forwarded = |by: &str, signer: Option<(&ClusterSecret, &str)>| {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-roster-forwarded-by", by.parse().expect("header"));
-        if let Some((secret, name)) = signer {
-            PeerAuth::new(secret, name).sign(&mut headers, "POST", path);
-        }
-        headers
-    };
     let mut port = 1000u16;
-    let mut write = async |headers: HeaderMap| {
+    let mut write = async |by: &str, signer: Option<(&ClusterSecret, &str)>| {
         port += 1;
         let params = [("serviceName", "fwd".to_owned()), ("ip", "10.9.0.1".to_owned()), ("port", port.to_string())];
-        member.post(&url).headers(headers).form(&params).send().await.expect("answered").status().as_u16()
+        let request = common::forwarded_request(&member, reqwest::Method::POST, &url, &params, by, signer);
+        member.execute(request).await.expect("answered").status().as_u16()
     };
     let secret = ClusterSecret::new(common::cluster_secret().as_bytes()).expect("secret");
-    let signed = || forwarded(&members[0], Some((&secret, &members[0])));
+    let signed = Some((&secret, members[0].as_str()));
 
     for _ in 0..2 * burst {
-        assert_eq!(write(signed()).await, 200, "signed forwards take no token");
+        assert_eq!(write(&members[0], signed).await, 200, "signed forwards take no token");
     }
     let list = format!("{}/nacos/v1/ns/instance/list?serviceName=fwd", http_base(&node));
     for _ in 0..burst {
         assert_eq!(member.get(&list).send().await.expect("answered").status().as_u16(), 200);
     }
     assert_eq!(member.get(&list).send().await.expect("answered").status().as_u16(), 429, "its own requests count");
-    assert_eq!(write(signed()).await, 200, "a signed forward still passes once the bucket is empty");
+    assert_eq!(write(&members[0], signed).await, 200, "a signed forward still passes once the bucket is empty");
 
     let stranger = "127.9.9.9:8848";
-    let other_secret = ClusterSecret::new(&[0x5a; 32]).expect("secret");
+    let other_secret = common::other_secret();
     let unproven = [
-        ("no signature", forwarded(&members[0], None)),
-        ("another secret", forwarded(&members[0], Some((&other_secret, &members[0])))),
-        ("not a member", forwarded(stranger, Some((&secret, stranger)))),
+        ("no signature", members[0].as_str(), None),
+        ("another secret", members[0].as_str(), Some((&other_secret, members[0].as_str()))),
+        ("not a member", stranger, Some((&secret, stranger))),
     ];
-    for (what, headers) in unproven {
-        assert_eq!(write(headers).await, 429, "{what}");
+    for (what, by, signer) in unproven {
+        assert_eq!(write(by, signer).await, 429, "{what}");
     }
     assert_eq!(rejections(&node, Limit::HttpRate), 4);
     assert_eq!(hosts(&node, "fwd"), 2 * burst as usize + 1, "the refused writes changed nothing");

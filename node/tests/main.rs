@@ -16,6 +16,8 @@ mod empty_services;
 mod fuzz_seeds;
 mod grpc_protocol;
 mod grpc_sdk;
+mod hardening;
+mod hardening_input;
 mod harness;
 mod http_api;
 mod http_bad_input;

@@ -1,11 +1,12 @@
 //! Peer identity on the peer port (issue #7): a caller that does not hold the
 //! cluster secret — no signature, a Nacos-style `User-Agent: Nacos-Server`,
-//! another secret, forged headers, a replayed old signature, or a member
-//! signing for another — cannot sync, verify, pull a snapshot, append Raft
+//! another secret, forged headers, an old signature, or a member signing
+//! for another — cannot sync, verify, pull a snapshot, append Raft
 //! entries, vote, install a snapshot or forward a write, and nothing
 //! changes; a correctly signed call does land (so the refusals are the
 //! check's doing). An unsigned `x-roster-forwarded-by` on the HTTP port
-//! gains nothing either: the write is treated as a client's.
+//! gains nothing either: the write is treated as a client's. Replays of a
+//! captured signature are `hardening.rs`'s.
 
 use crate::common;
 
@@ -18,8 +19,8 @@ use roster_node::distro::codec;
 use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
 use roster_node::raft::command::Command;
 use roster_node::raft::network::{Addressed, ForwardRequest};
-use roster_node::security::signature::{PEER_HEADER, SIGNATURE_HEADER, TIME_HEADER};
-use roster_node::security::{ClusterSecret, PeerAuth};
+use roster_node::security::signature::{DIGEST_HEADER, NONCE_HEADER, PEER_HEADER, SIGNATURE_HEADER, TIME_HEADER};
+use roster_node::security::{ClusterSecret, PeerAuth, SignedChannel};
 use roster_node::RunningNode;
 use roster_proto::peer::peer_client::PeerClient;
 use roster_proto::peer::{
@@ -43,7 +44,7 @@ enum Caller {
     WrongSecret,
     /// Signature headers made up (a member name, the current time, zeros).
     Forged,
-    /// The right secret, but signed five minutes ago (a replay).
+    /// The right secret, but signed five minutes ago (an old capture).
     Replayed,
     /// The right secret, signed as `b:8848`, while the body names `c:8848`.
     WrongSender,
@@ -62,7 +63,8 @@ fn right_secret() -> ClusterSecret {
     ClusterSecret::new(common::cluster_secret().as_bytes()).expect("test secret")
 }
 
-/// The metadata `caller` sends with a call of `method`.
+/// The metadata `caller` sends with a call of `method`; members sign
+/// through their channel instead ([`peer_client`]).
 fn metadata(caller: Caller, method: &str) -> MetadataMap {
     let path = format!("{SERVICE}{method}");
     let mut headers = HeaderMap::new();
@@ -72,20 +74,20 @@ fn metadata(caller: Caller, method: &str) -> MetadataMap {
             headers.insert("x-roster-forwarded-by", "b:8848".parse().expect("header"));
         }
         Caller::WrongSecret => {
-            let other = ClusterSecret::new(&[0x5a; 32]).expect("secret");
-            PeerAuth::new(&other, "b:8848").sign(&mut headers, "POST", &path);
+            PeerAuth::new(&common::other_secret(), "b:8848").sign(&mut headers, "POST", &path, b"");
         }
         Caller::Forged => {
             headers.insert(PEER_HEADER, "b:8848".parse().expect("header"));
             headers.insert(TIME_HEADER, now_ms().to_string().parse().expect("header"));
+            headers.insert(NONCE_HEADER, "0".repeat(32).parse().expect("header"));
+            headers.insert(DIGEST_HEADER, "0".repeat(64).parse().expect("header"));
             headers.insert(SIGNATURE_HEADER, "0".repeat(64).parse().expect("header"));
         }
         Caller::Replayed => {
-            PeerAuth::new(&right_secret(), "b:8848").sign_at(&mut headers, "POST", &path, now_ms() - 300_000);
+            let old = now_ms() - 300_000;
+            PeerAuth::new(&right_secret(), "b:8848").sign_with(&mut headers, "POST", &path, b"", old, [7; 16]);
         }
-        Caller::WrongSender | Caller::Member => {
-            PeerAuth::new(&right_secret(), "b:8848").sign(&mut headers, "POST", &path);
-        }
+        Caller::WrongSender | Caller::Member => {}
     }
     MetadataMap::from_headers(headers)
 }
@@ -113,15 +115,20 @@ fn client_copy(id: &str) -> ClientCopy {
     }
 }
 
-async fn peer_client(node: &RunningNode) -> PeerClient<Channel> {
-    let channel = Endpoint::from_shared(format!("http://{}", node.peer_addr))
+/// A peer client that signs as `b:8848` with the cluster secret when
+/// `caller` holds it (a member, or one signing for another), else sends
+/// what [`metadata`] makes.
+async fn peer_client(node: &RunningNode, caller: Caller) -> PeerClient<SignedChannel> {
+    let channel: Channel = Endpoint::from_shared(format!("http://{}", node.peer_addr))
         .expect("endpoint")
         .user_agent("Nacos-Server:v2.2.0")
         .expect("user agent")
         .connect()
         .await
         .expect("the peer port accepts TCP");
-    PeerClient::new(channel)
+    let signer = matches!(caller, Caller::Member | Caller::WrongSender)
+        .then(|| std::sync::Arc::new(PeerAuth::new(&right_secret(), "b:8848")));
+    PeerClient::new(SignedChannel::new(channel, signer))
 }
 
 fn raft_message<T: serde::Serialize>(target: u64, body: T) -> RaftMessage {
@@ -153,9 +160,9 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
     })
     .await;
     let before = raft_and_store(&node).await;
-    let mut peer = peer_client(&node).await;
 
     for caller in HOSTILE {
+        let mut peer = peer_client(&node, caller).await;
         let who = format!("{caller:?}");
         let unauthenticated = |result: Result<tonic::Status, String>, rpc: &str| match result {
             Ok(status) => assert_eq!(status.code(), tonic::Code::Unauthenticated, "{who} {rpc}: {status:?}"),
@@ -223,6 +230,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
     }
 
     // The control: the same sync, signed by a holder of the secret, lands.
+    let mut peer = peer_client(&node, Caller::Member).await;
     let id = "10.9.9.9:80#member";
     let sync = DistroSyncRequest {
         source: sender(Caller::Member),
@@ -240,7 +248,7 @@ async fn a_node_without_a_secret_accepts_no_peer_at_all() {
     let mut config = test_config();
     config.security.cluster_secret = None;
     let node = start(config).await;
-    let mut peer = peer_client(&node).await;
+    let mut peer = peer_client(&node, Caller::Member).await;
     let report = MemberReport { member: "b:8848".into(), version: "1".into(), distro_initialized: true, raft_id: 7 };
     let status = peer.report(request(Caller::Member, "Report", report)).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
@@ -283,7 +291,6 @@ async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
         .expect("some port belongs to the other member");
     let port = port.to_string();
     let url = format!("http://{}/nacos/v1/ns/instance", a.http_addr);
-    let params = [("serviceName", "fwd"), ("ip", "10.1.1.1"), ("port", port.as_str())];
     let forwarded = || async {
         let text = metrics(a).await;
         text.lines()
@@ -293,38 +300,29 @@ async fn an_unsigned_forwarded_by_header_is_a_plain_client_request() {
     };
 
     // Forged: the header alone, or with a signature under another secret.
-    let mut wrong = HeaderMap::new();
-    PeerAuth::new(&ClusterSecret::new(&[0x5a; 32]).expect("secret"), members[1].as_str()).sign(
-        &mut wrong,
-        "POST",
-        "/nacos/v1/ns/instance",
-    );
-    for extra in [HeaderMap::new(), wrong] {
+    let client = reqwest::Client::new();
+    let params = [("serviceName", "fwd".to_owned()), ("ip", "10.1.1.1".to_owned()), ("port", port.clone())];
+    let wrong = common::other_secret();
+    for signer in [None, Some((&wrong, members[1].as_str()))] {
         let before = forwarded().await;
-        let answer = reqwest::Client::new()
-            .post(&url)
-            .header("x-roster-forwarded-by", members[1].as_str())
-            .header("user-agent", "Nacos-Server:v2.2.0")
-            .headers(extra)
-            .form(&params)
-            .send()
-            .await
-            .expect("answered");
+        let mut request = common::forwarded_request(&client, reqwest::Method::POST, &url, &params, &members[1], signer);
+        request.headers_mut().insert("user-agent", "Nacos-Server:v2.2.0".parse().expect("header"));
+        let answer = client.execute(request).await.expect("answered");
         assert_eq!(answer.status(), 200);
         assert_eq!(forwarded().await, before + 1, "the write was forwarded like a client's");
     }
     // Signed by the member: handled here, not forwarded again.
-    let mut signed = HeaderMap::new();
-    PeerAuth::new(&right_secret(), members[1].as_str()).sign(&mut signed, "POST", "/nacos/v1/ns/instance");
     let before = forwarded().await;
-    let answer = reqwest::Client::new()
-        .post(&url)
-        .header("x-roster-forwarded-by", members[1].as_str())
-        .headers(signed)
-        .form(&params)
-        .send()
-        .await
-        .expect("answered");
+    let secret = right_secret();
+    let request = common::forwarded_request(
+        &client,
+        reqwest::Method::POST,
+        &url,
+        &params,
+        &members[1],
+        Some((&secret, &members[1])),
+    );
+    let answer = client.execute(request).await.expect("answered");
     assert_eq!(answer.status(), 200);
     assert_eq!(forwarded().await, before, "a signed forwarded write is not forwarded again");
     let text = metrics(a).await;

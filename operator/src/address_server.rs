@@ -1,5 +1,4 @@
-//! The address server: where members learn who the members are (DESIGN §4,
-//! §8).
+//! The address server: where members learn who the members are.
 //!
 //! A node started with `--lookup address-server` polls
 //! `GET /v1/clusters/{namespace}/{name}/serverlist` and gets the desired

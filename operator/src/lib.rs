@@ -5,7 +5,8 @@
 //! PodDisruptionBudget and ConfigMap around it, a member list served to the
 //! nodes by the address server, safe scaling of the Distro and Raft
 //! membership, and a status with standard conditions read from every
-//! member's `GET /roster/v1/status` (DESIGN §7, §8).
+//! member's `GET /roster/v1/status` and its pod (the README's "Run on
+//! Kubernetes" says what users see of it).
 //!
 //! # Layout
 //!
@@ -20,9 +21,16 @@
 //!   reads it from every member.
 //! * [`scaling`]: the sans-IO scale planner: observed state in, one next
 //!   step out (scale down only after Raft stopped counting the members).
-//! * [`status`]: pure aggregation of member observations into
+//! * [`upgrade`]: the sans-IO roll planner: which pod to restart next, the
+//!   Raft leader last.
+//! * [`status`]: pure aggregation of member observations and pods into
 //!   `status.members[]` and the six conditions.
-//! * [`controller`]: the kube-rs controller: reconcile, error policy, events.
+//! * [`controller`]: the kube-rs controller: reconcile (span, timer and
+//!   dispatch to one cluster's steps), error policy, what it watches.
+//! * [`events`]: which Events a reconcile records, and the recorder that
+//!   keeps one Event per step.
+//! * [`server_lists`]: publishing a cluster's member list and keeping every
+//!   replica's lists in step with the API server.
 //! * [`leader`]: Lease-based leader election, so two replicas are safe.
 //! * [`metrics`]: Prometheus metrics of the controller.
 //! * [`admin`]: `/metrics` and `/healthz` of the operator process.
@@ -32,11 +40,13 @@ pub mod address_server;
 pub mod admin;
 pub mod controller;
 pub mod desired;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod node_status;
 pub mod scaling;
+pub mod server_lists;
 pub mod status;
 pub mod upgrade;
 

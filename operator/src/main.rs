@@ -17,7 +17,7 @@ use roster_operator::desired::OperatorSettings;
 use roster_operator::leader::{LeaderElector, LeaseTiming};
 use roster_operator::metrics::Metrics;
 use roster_operator::node_status::{Endpoints, StatusClient};
-use roster_operator::{admin, AddressServer, ServerLists};
+use roster_operator::{admin, server_lists, AddressServer, ServerLists};
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -52,9 +52,11 @@ struct Args {
     #[arg(long, env = "ROSTER_OPERATOR_LEASE_NAME", default_value = "roster-operator")]
     lease_name: String,
 
-    /// Namespace of the leader Lease (the operator's own namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    lease_namespace: String,
+    /// Namespace of the leader Lease (the operator's own namespace); without
+    /// it, the namespace of the kubeconfig context or, in a pod, of its
+    /// service account.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
 
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
@@ -136,15 +138,18 @@ async fn main() -> Result<()> {
     info!(address_server = %addr, admin = %admin_addr, "roster operator serving");
 
     let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let sync = tokio::spawn(controller::sync_server_lists(Api::<RegistryCluster>::all(client.clone()), lists.clone()));
+    let sync =
+        tokio::spawn(server_lists::sync_server_lists(Api::<RegistryCluster>::all(client.clone()), lists.clone()));
 
     let identity = match args.identity.clone() {
         Some(id) => id,
         None => std::env::var("HOSTNAME").unwrap_or_else(|_| format!("roster-operator-{}", std::process::id())),
     };
+    let lease_namespace = args.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let mut elector = args.leader_election.then(|| {
+        info!(namespace = %lease_namespace, lease = %args.lease_name, "leader election");
         LeaderElector::new(
-            Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
+            Api::<Lease>::namespaced(client.clone(), &lease_namespace),
             &args.lease_name,
             &identity,
             LeaseTiming::default(),

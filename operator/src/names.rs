@@ -1,6 +1,6 @@
 //! Names, labels and addresses of everything the operator creates.
 //!
-//! A member is named by its pod's stable DNS name and main port (DESIGN §2):
+//! A member is named by its pod's stable DNS name and main port:
 //! `<cluster>-<ordinal>.<cluster>-headless.<namespace>.svc:8848`. Every other
 //! module asks this one, so the StatefulSet, the headless Service, the
 //! server list and the status all agree on the spelling.

@@ -1,5 +1,5 @@
 //! What a member says about itself: the `GET /roster/v1/status` document
-//! (DESIGN §7) and the client that reads it from every member.
+//! (the README's "Admin" row) and the client that reads it from every member.
 //!
 //! Everything here comes from the network, so nothing is trusted: a member
 //! that does not answer, answers with an error status, sends more than

@@ -1,5 +1,5 @@
 //! The scale planner: from what the operator observes to the one next step
-//! (DESIGN §8), without any I/O.
+//! (README, "Run on Kubernetes", "Scale"), without any I/O.
 //!
 //! The published server list always names the members `0..spec.replicas`:
 //! on scale-up the new members appear in it at once; on scale-down the

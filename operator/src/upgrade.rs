@@ -1,5 +1,6 @@
 //! The upgrade planner: rolls the member pods to a new template one at a
-//! time, the Raft leader last (DESIGN §8), without any I/O.
+//! time, the Raft leader last (README, "Run on Kubernetes", "Upgrade"),
+//! without any I/O.
 //!
 //! The StatefulSet uses the `OnDelete` update strategy, so Kubernetes never
 //! restarts a member by itself; after a change of image or pod settings the
@@ -16,8 +17,10 @@
 //! 4. A pod on the old revision is not ready: restart it now (highest
 //!    ordinal first). It serves nothing, so restarting it costs no
 //!    availability, and the new template may be its fix.
-//! 5. A member's status endpoint does not answer ready, or no leader is
-//!    known: wait; restarting a healthy member now could cost the quorum.
+//! 5. A member's status endpoint does not answer ready, no leader is
+//!    known, or the leader's Raft membership is not every member as a
+//!    voter (a learner still catching up, a voter missing): wait;
+//!    restarting a voter now could cost the quorum of a smaller group.
 //! 6. Restart the highest old-revision pod that is not the Raft leader;
 //!    when only the leader is left, restart the leader. A leader restarted
 //!    last means one election per upgrade instead of one per member.
@@ -39,6 +42,9 @@ pub struct PodView {
     pub ready: bool,
     /// The pod has a deletion timestamp.
     pub terminating: bool,
+    /// Why the member container is waiting instead of running, as the
+    /// kubelet says (`CrashLoopBackOff`, `ImagePullBackOff`, ...), if it is.
+    pub waiting: Option<String>,
 }
 
 /// What the planner needs to know.
@@ -72,6 +78,9 @@ pub enum UpgradeWait {
     MemberNotReady(String),
     /// No member names a Raft leader.
     LeaderUnknown,
+    /// The leader's voters are not exactly the members, or a learner is
+    /// pending: these are the members missing as voters (or the learners).
+    RaftMembershipPending(Vec<String>),
     /// The PodDisruptionBudget refused to evict the pod with this ordinal.
     EvictionRefused(i32),
 }
@@ -139,6 +148,22 @@ pub fn plan(input: UpgradeInput<'_>) -> UpgradeStep {
     else {
         return UpgradeStep::Wait(UpgradeWait::LeaderUnknown);
     };
+    // The leader's own view of the membership (the newest term's): every
+    // member a voter, no learner pending.
+    let leader_view = input
+        .observations
+        .values()
+        .filter_map(|o| o.status())
+        .filter_map(|s| s.raft.as_ref())
+        .filter(|r| r.role == "Leader")
+        .max_by_key(|r| r.term);
+    if let Some(view) = leader_view {
+        let mut pending: Vec<String> = (0..input.replicas).map(address).filter(|m| !view.voters.contains(m)).collect();
+        pending.extend(view.learners.iter().filter(|l| !pending.contains(l)).cloned().collect::<Vec<_>>());
+        if !pending.is_empty() {
+            return UpgradeStep::Wait(UpgradeWait::RaftMembershipPending(pending));
+        }
+    }
     let next = old.iter().find(|p| address(p.ordinal) != leader).unwrap_or(&old[0]);
     UpgradeStep::Restart { ordinal: next.ordinal, leader: address(next.ordinal) == leader, was_ready: true, remaining }
 }
@@ -166,6 +191,10 @@ impl UpgradeStep {
                     }
                     UpgradeWait::MemberNotReady(m) => format!("member {m} is not ready"),
                     UpgradeWait::LeaderUnknown => "no member names a Raft leader".to_owned(),
+                    UpgradeWait::RaftMembershipPending(members) => {
+                        let names: Vec<&str> = members.iter().map(|m| m.split('.').next().unwrap_or(m)).collect();
+                        format!("Raft does not count {} as voters yet", names.join(", "))
+                    }
                     UpgradeWait::EvictionRefused(o) => {
                         format!("the PodDisruptionBudget refused to evict {} for now", names::pod(cluster, *o))
                     }
@@ -192,6 +221,7 @@ mod tests {
                 revision: Some((*r).to_owned()),
                 ready: true,
                 terminating: false,
+                waiting: None,
             })
             .collect()
     }
@@ -210,6 +240,7 @@ mod tests {
                     raft: Some(RaftStatus {
                         role: if i == leader { "Leader" } else { "Follower" }.to_owned(),
                         leader: Some(names::member_address("demo", "ns", leader)),
+                        voters: names::member_addresses("demo", "ns", replicas),
                         ..RaftStatus::default()
                     }),
                 };
@@ -274,6 +305,35 @@ mod tests {
             }
         }
         assert_eq!(plan_for(&p, &obs), UpgradeStep::Wait(UpgradeWait::LeaderUnknown));
+    }
+
+    #[test]
+    fn a_member_raft_does_not_count_as_voter_holds_the_next_restart() {
+        // demo-1 restarted and is ready again, but the leader removed it
+        // from the voters and has it back as a learner only: restarting
+        // another voter of the two left would cost the quorum.
+        let p = pods(&["old", NEW, "old"]);
+        let mut obs = observations(3, 0);
+        for o in obs.values_mut() {
+            if let Observation::Reached(s) = o {
+                if let Some(r) = s.raft.as_mut() {
+                    r.voters.retain(|v| !v.starts_with("demo-1."));
+                    r.learners = vec![names::member_address("demo", "ns", 1)];
+                }
+            }
+        }
+        let step = plan_for(&p, &obs);
+        assert_eq!(
+            step,
+            UpgradeStep::Wait(UpgradeWait::RaftMembershipPending(vec![names::member_address("demo", "ns", 1)]))
+        );
+        assert_eq!(
+            step.describe("demo"),
+            "rolling update: waiting before the next restart, Raft does not count demo-1 as voters yet"
+        );
+        // Promoted again: the roll goes on.
+        let obs = observations(3, 0);
+        assert_eq!(plan_for(&p, &obs), restart(2, false, 2));
     }
 
     #[test]

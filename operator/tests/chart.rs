@@ -146,6 +146,8 @@ fn chart_lints_and_renders_valid_objects() {
         ("policy", "poddisruptionbudgets", "patch"),
         ("events.k8s.io", "events", "create"),
         ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("events.k8s.io", "events", "list"),
         ("", "pods/eviction", "create"),
         ("", "secrets", "create"),
     ] {

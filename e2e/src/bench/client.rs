@@ -50,12 +50,19 @@ pub struct NacosClient {
     /// The connection id the server assigned.
     pub connection_id: String,
     reader: tokio::task::JoinHandle<()>,
+    keepalive: tokio::task::JoinHandle<()>,
     next_id: AtomicU64,
 }
+
+/// How often an idle connection proves it is alive, as the Nacos SDKs do
+/// (`HealthCheckRequest` every 5 s): servers drop a connection that stays
+/// silent, and with it every instance it holds.
+const KEEPALIVE: Duration = Duration::from_secs(5);
 
 impl Drop for NacosClient {
     fn drop(&mut self) {
         self.reader.abort();
+        self.keepalive.abort();
     }
 }
 
@@ -144,7 +151,24 @@ impl NacosClient {
                 }
             }
         });
-        let client = NacosClient { unary, _to_server: tx, connection_id, reader, next_id: AtomicU64::new(1) };
+        let keepalive = {
+            let mut unary = unary.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(KEEPALIVE);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let check = payload(
+                        "HealthCheckRequest",
+                        &json!({"headers": {}, "module": "internal", "requestId": "keepalive"}),
+                    );
+                    // A failed check shows in the next real request; nothing to do here.
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, unary.request(check)).await;
+                }
+            })
+        };
+        let client =
+            NacosClient { unary, _to_server: tx, connection_id, reader, keepalive, next_id: AtomicU64::new(1) };
         // The server registers the connection when it reads the setup
         // message; a health check answered 200 proves it has.
         client.call("HealthCheckRequest", json!({"headers": {}, "module": "internal"})).await?;

@@ -1,11 +1,14 @@
-//! The cluster under test: `roster-node` processes this benchmark starts
-//! on loopback (distinct `127.x.y.z` addresses, standard ports, a
-//! `cluster.conf` lookup and otherwise the nodes' default settings), or an
-//! existing cluster named with `--target`.
+//! The Nacos-speaking cluster under test: `roster-node` processes this
+//! benchmark starts on loopback (distinct `127.x.y.z` addresses, standard
+//! ports, a `cluster.conf` lookup and otherwise the nodes' default
+//! settings), an existing Roster cluster named with `--target`, or an
+//! r-nacos cluster ([`super::rnacos`]). The scenarios see one
+//! [`BenchCluster`] and the same Nacos protocols either way; only the
+//! instance count and the formation check differ per [`Flavor`].
 //!
-//! Local nodes are [`NodeProcess`]es: each is killed when dropped, so an
-//! error, a panic or Ctrl-C (which drops the running scenario) stops every
-//! process this benchmark started.
+//! Local nodes are [`NodeProcess`]es or [`super::process::PeerProcess`]es:
+//! each is killed when dropped, so an error, a panic or Ctrl-C (which drops
+//! the running scenario) stops every process this benchmark started.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +17,28 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::rnacos;
 use crate::cluster::{status, write_member_file};
 use crate::{loopback_ips, NodeProcess};
+
+/// Which server a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Roster's `roster-node`.
+    Roster,
+    /// r-nacos 0.8.5.
+    Rnacos,
+}
+
+impl Flavor {
+    /// The name used in reports (`roster`, `rnacos`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Roster => "roster",
+            Flavor::Rnacos => "rnacos",
+        }
+    }
+}
 
 /// One node as the benchmark reaches it.
 #[derive(Debug, Clone)]
@@ -28,7 +51,7 @@ pub struct Endpoint {
     pub pid: Option<u32>,
 }
 
-/// Nodes started by the benchmark.
+/// Roster nodes started by the benchmark.
 #[derive(Debug)]
 struct Local {
     /// Holds the member file (and is removed with the cluster).
@@ -40,16 +63,29 @@ struct Local {
     node_args: Vec<String>,
 }
 
+/// The processes behind a cluster.
+#[derive(Debug)]
+enum Processes {
+    /// An existing Roster cluster (`--target`): nothing started here.
+    Target,
+    Roster(Local),
+    Rnacos(rnacos::Members),
+}
+
 /// The cluster a scenario runs against.
 #[derive(Debug)]
 pub struct BenchCluster {
+    /// What it runs.
+    pub flavor: Flavor,
     /// The nodes, in member order.
     pub nodes: Vec<Endpoint>,
-    local: Option<Local>,
+    local: Processes,
 }
 
 /// How long a cluster may take to form.
 const FORM_LIMIT: Duration = Duration::from_secs(120);
+/// How long r-nacos may take to replicate the probe (it takes about a second).
+const RNACOS_FORM_LIMIT: Duration = Duration::from_secs(30);
 
 impl BenchCluster {
     /// Starts `n` nodes (with room for `spare` more) and waits until every
@@ -66,9 +102,40 @@ impl BenchCluster {
         for i in 0..n {
             nodes.push(local.spawn(i).await?);
         }
-        let cluster = BenchCluster { nodes, local: Some(local) };
+        let cluster = BenchCluster { flavor: Flavor::Roster, nodes, local: Processes::Roster(local) };
         cluster.wait_formed(FORM_LIMIT).await?;
         Ok(cluster)
+    }
+
+    /// Starts an r-nacos cluster of `n` members (room for `spare` more),
+    /// the first initialising the Raft group, and waits until a probe
+    /// instance registered on the first is listed by every member.
+    ///
+    /// A cluster that does not form is started once more on other addresses:
+    /// r-nacos' first member sometimes fails at start-up (its console thread
+    /// panics binding its port, and its Raft mailbox closes), which is not
+    /// what the benchmark measures. The first failure is printed.
+    pub async fn start_rnacos(n: usize, spare: usize) -> Result<BenchCluster> {
+        match Self::try_start_rnacos(n, spare).await {
+            Ok(cluster) => Ok(cluster),
+            Err(e) => {
+                eprintln!("   r-nacos did not form ({e:#}); starting it again on other addresses");
+                Self::try_start_rnacos(n, spare).await
+            }
+        }
+    }
+
+    async fn try_start_rnacos(n: usize, spare: usize) -> Result<BenchCluster> {
+        let count = u8::try_from(n + spare).context("too many members")?;
+        let mut members = rnacos::Members::new(loopback_ips(count))?;
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(members.spawn().await?);
+        }
+        if let Err(e) = rnacos::wait_formed(&nodes, RNACOS_FORM_LIMIT).await {
+            bail!("{e:#}; the members' logs end with:\n{}", members.log_tails());
+        }
+        Ok(BenchCluster { flavor: Flavor::Rnacos, nodes, local: Processes::Rnacos(members) })
     }
 
     /// An existing cluster: `targets` are main HTTP addresses; the gRPC
@@ -86,20 +153,30 @@ impl BenchCluster {
                 bail!("{} does not answer /roster/v1/status", node.http);
             }
         }
-        Ok(BenchCluster { nodes, local: None })
+        Ok(BenchCluster { flavor: Flavor::Roster, nodes, local: Processes::Target })
     }
 
     /// Whether the nodes were started here (and can be added to, and
     /// their memory read).
     pub fn is_local(&self) -> bool {
-        self.local.is_some()
+        !matches!(self.local, Processes::Target)
     }
 
     /// Adds one node: lists it in the member file first (as an operator
     /// publishes a new member before its pod runs), then starts it. Returns
     /// its endpoint and the instant just before the process was spawned.
+    /// An r-nacos member joins the Raft group through the first member.
     pub async fn add_node(&mut self) -> Result<(Endpoint, Instant)> {
-        let Some(local) = self.local.as_mut() else { bail!("nodes can only be added to a local cluster") };
+        let local = match &mut self.local {
+            Processes::Target => bail!("nodes can only be added to a local cluster"),
+            Processes::Rnacos(members) => {
+                let spawned = Instant::now();
+                let endpoint = members.spawn().await?;
+                self.nodes.push(endpoint.clone());
+                return Ok((endpoint, spawned));
+            }
+            Processes::Roster(local) => local,
+        };
         let index = local.processes.len();
         if index >= local.ips.len() {
             bail!("no address reserved for another node");
@@ -112,8 +189,12 @@ impl BenchCluster {
         Ok((endpoint, spawned))
     }
 
-    /// Waits until every node is ready and sees every member `UP`.
+    /// Waits until every node is ready and sees every member `UP` (r-nacos:
+    /// until its members replicate a probe instance).
     pub async fn wait_formed(&self, limit: Duration) -> Result<()> {
+        if self.flavor == Flavor::Rnacos {
+            return rnacos::wait_formed(&self.nodes, limit).await;
+        }
         let deadline = Instant::now() + limit;
         for node in &self.nodes {
             loop {
@@ -136,13 +217,22 @@ impl BenchCluster {
         Ok(())
     }
 
-    /// Each node's `store.instances` (`None` for a node that did not answer).
+    /// Each node's instance count (`None` for a node that did not answer).
     pub async fn instance_counts(&self) -> Vec<Option<u64>> {
         let mut out = Vec::new();
         for node in &self.nodes {
-            out.push(status(node.http).await.and_then(|s| s["store"]["instances"].as_u64()));
+            out.push(self.instance_count(node.http).await);
         }
         out
+    }
+
+    /// One node's instance count: Roster's `store.instances` status, r-nacos'
+    /// service catalogue.
+    pub async fn instance_count(&self, http: SocketAddr) -> Option<u64> {
+        match self.flavor {
+            Flavor::Roster => status(http).await.and_then(|s| s["store"]["instances"].as_u64()),
+            Flavor::Rnacos => rnacos::instance_count(http).await,
+        }
     }
 
     /// Waits until every node holds exactly `expected` instances; returns

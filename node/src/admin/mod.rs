@@ -2,14 +2,20 @@
 //! probes `/nacos/v1/console/health/{liveness,readiness}` ([`readiness`]),
 //! Prometheus `/metrics`, and, with `--fault-injection`,
 //! `GET`/`PUT /roster/v1/faults` (the peer plane's fault switch,
-//! [`crate::peer::faults`]; without the flag that path answers 404).
+//! [`crate::peer::faults`]; without the flag that path answers 404; with
+//! authentication on it needs an `admin` user's token, as a header
+//! `Authorization: Bearer` or the `accessToken` query parameter).
 //!
 //! It is served on the main port, by the same listener as the client HTTP
 //! API, but on its own [`router`], outside the client limits: the per-IP
 //! rate limit and the body limit never apply to it, and a connection
 //! refused by the connection limit is still answered by this router (every
 //! other path gets the refusal, see [`crate::limits::LimitedListener`]), so
-//! the probes answer while the client limits refuse everything. It needs no token: it shows no registry data.
+//! the probes answer while the client limits refuse everything. With
+//! `--admin-port` the same router is also served on a listener of its own
+//! ([`AdminSettings`]), for probes that must not share the client port's
+//! connection limits at all. Only the fault switch needs a token: the rest
+//! shows no registry data.
 //!
 //! The plane reads the rest of the node through [`AdminState`]: the
 //! membership, Distro and Raft status, store sizes and the metrics
@@ -22,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -32,6 +38,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::api::grpc::connection::Connections;
+use crate::auth::{bearer_token, Auth};
 use crate::cluster::{LookupMode, Membership};
 use crate::distro::Distro;
 use crate::error::Error;
@@ -79,6 +86,8 @@ pub struct AdminParts {
     pub subscribers: Arc<Subscribers>,
     /// The fault switch.
     pub faults: Arc<Faults>,
+    /// Client authentication: when on, the fault switch needs an admin's token.
+    pub auth: Option<Arc<Auth>>,
     /// Every subsystem's metrics, registered.
     pub registry: Registry,
 }
@@ -138,20 +147,55 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-async fn get_faults(State(s): State<Arc<AdminState>>) -> Result<Json<FaultSettings>, Error> {
+/// The admin plane's own flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Admin plane")]
+pub struct AdminSettings {
+    /// Also serve the admin routes (probes, status, metrics, faults) on
+    /// this port of --bind, a listener of their own that the client limits
+    /// never touch; point Kubernetes probes here when client traffic
+    /// could fill the main port. Unset: the main port only.
+    #[arg(long, env = "ROSTER_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+}
+
+/// The `accessToken` query parameter of an admin request.
+#[derive(Debug, Default, serde::Deserialize)]
+struct TokenParam {
+    #[serde(rename = "accessToken")]
+    access_token: Option<String>,
+}
+
+/// The fault switch, if it is on and the caller may use it: with
+/// authentication on, only an `admin` user.
+fn fault_switch(s: &AdminState, headers: &axum::http::HeaderMap, query: &TokenParam, what: &str) -> Result<(), Error> {
     if !s.node.faults.is_enabled() {
         return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
     }
+    if let Some(auth) = &s.node.auth {
+        let token = bearer_token(headers).or(query.access_token.as_deref());
+        let identity = auth.authenticate(token, what)?;
+        auth.authorize_admin(&identity, what)?;
+    }
+    Ok(())
+}
+
+async fn get_faults(
+    State(s): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<TokenParam>,
+) -> Result<Json<FaultSettings>, Error> {
+    fault_switch(&s, &headers, &query, "GET /roster/v1/faults")?;
     Ok(Json(s.node.faults.current()))
 }
 
 async fn put_faults(
     State(s): State<Arc<AdminState>>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<TokenParam>,
     body: Result<Json<FaultSettings>, JsonRejection>,
 ) -> Result<Json<FaultSettings>, Error> {
-    if !s.node.faults.is_enabled() {
-        return Err(Error::NotFound("fault injection is disabled (start with --fault-injection)".into()));
-    }
+    fault_switch(&s, &headers, &query, "PUT /roster/v1/faults")?;
     let Json(settings) = body.map_err(|e| Error::invalid(format!("invalid fault settings: {}", e.body_text())))?;
     tracing::warn!(?settings, "fault injection changed");
     s.node.faults.set(settings);

@@ -53,6 +53,16 @@ pub const USERS_FILE: &str = "users.json";
 /// Name of the token parameter (HTTP) and payload header (gRPC).
 pub const ACCESS_TOKEN: &str = "accessToken";
 
+/// The token of an `Authorization: Bearer <token>` header, if any.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 label_set! {
     /// Why a request or login was refused; each is a metric label.
     pub enum Refusal {
@@ -203,7 +213,8 @@ impl Auth {
         // Never the token or password: the user name (from a verified token
         // or a login attempt, cut short) and where the request went.
         let user: Option<String> = user.map(|u| u.chars().take(64).collect());
-        warn!(reason = refusal.label(), request = what, user = user.as_deref(), namespace, "authentication refused");
+        let what = crate::telemetry::clip(what);
+        warn!(reason = refusal.label(), request = %what, user = user.as_deref(), namespace, "authentication refused");
         Error::Forbidden(refusal.message().to_owned())
     }
 

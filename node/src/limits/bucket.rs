@@ -70,18 +70,32 @@ impl TokenBucket {
 
 /// Buckets are swept of full ones when the map grows past this.
 const SWEEP_AT: usize = 4096;
+/// Most buckets held. Past it (a flood from more addresses than that, each
+/// with a bucket still refilling), the least recently used are forgotten
+/// down to half of it: such a client starts with a full bucket again, which
+/// a flood from that many addresses gains little from, while memory and the
+/// cost of sweeping stay bounded.
+pub const MAX_KEYS: usize = 65_536;
 
 /// One bucket per key (a connection, a client IP), created on first use.
 #[derive(Debug)]
 pub struct KeyedBuckets<K> {
     settings: RateSettings,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+#[derive(Debug)]
+struct Buckets<K> {
+    map: HashMap<K, TokenBucket>,
+    /// The size at which the next sweep runs: twice what the last sweep
+    /// left, so sweeps cost O(1) per new key however many keys stay.
+    sweep_at: usize,
 }
 
 impl<K: Hash + Eq + Copy> KeyedBuckets<K> {
     /// No buckets yet.
     pub fn new(settings: RateSettings) -> Self {
-        KeyedBuckets { settings, buckets: Mutex::new(HashMap::new()) }
+        KeyedBuckets { settings, buckets: Mutex::new(Buckets { map: HashMap::new(), sweep_at: SWEEP_AT }) }
     }
 
     /// The rate every bucket follows.
@@ -95,28 +109,45 @@ impl<K: Hash + Eq + Copy> KeyedBuckets<K> {
             return Ok(());
         }
         let mut buckets = self.buckets.lock();
-        if buckets.len() >= SWEEP_AT && !buckets.contains_key(&key) {
-            // Full buckets are the same as absent ones: drop them, so the map
-            // holds only clients that sent requests recently.
-            let settings = self.settings;
-            buckets.retain(|_, b| !b.is_full(&settings, now));
+        if buckets.map.len() >= buckets.sweep_at && !buckets.map.contains_key(&key) {
+            buckets.sweep(&self.settings, now);
         }
-        buckets.entry(key).or_insert_with(|| TokenBucket::full(&self.settings, now)).try_take(&self.settings, now)
+        buckets.map.entry(key).or_insert_with(|| TokenBucket::full(&self.settings, now)).try_take(&self.settings, now)
     }
 
     /// Forgets `key`'s bucket (its connection closed).
     pub fn remove(&self, key: &K) {
-        self.buckets.lock().remove(key);
+        self.buckets.lock().map.remove(key);
     }
 
     /// Number of buckets held.
     pub fn len(&self) -> usize {
-        self.buckets.lock().len()
+        self.buckets.lock().map.len()
     }
 
     /// Whether no bucket is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<K: Hash + Eq + Copy> Buckets<K> {
+    /// Drops full buckets (the same as absent ones), then, past half of
+    /// [`MAX_KEYS`], the least recently used ones down to that half. The
+    /// next sweep runs once the map has doubled, so sweeps cost O(1) per
+    /// new key.
+    fn sweep(&mut self, settings: &RateSettings, now: Instant) {
+        self.map.retain(|_, b| !b.is_full(settings, now));
+        let keep = MAX_KEYS / 2;
+        if self.map.len() > keep {
+            let mut ages: Vec<Instant> = self.map.values().map(|b| b.last).collect();
+            let cut = ages.len() - keep;
+            let (_, oldest_kept, _) = ages.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            // Ties at the cut go too: never more than `keep` stay.
+            self.map.retain(|_, b| b.last > oldest_kept);
+        }
+        self.sweep_at = (self.map.len() * 2).clamp(SWEEP_AT, MAX_KEYS);
     }
 }
 
@@ -182,5 +213,26 @@ mod tests {
         // Two seconds later every bucket has refilled; a new key sweeps them.
         assert!(buckets.check(u32::MAX, now + Duration::from_secs(2)).is_ok());
         assert_eq!(buckets.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_keys_that_never_refill_stays_bounded() {
+        // A slow rate: no bucket refills during the test, so no sweep can
+        // drop a bucket for being full (what a flood of logins from many
+        // addresses looks like: one token taken from each).
+        let buckets = KeyedBuckets::new(RateSettings::new(0.001, 10));
+        let start = Instant::now();
+        for k in 0..(3 * MAX_KEYS as u32) {
+            let now = start + Duration::from_micros(u64::from(k));
+            assert!(buckets.check(k, now).is_ok(), "a new key starts with a full bucket");
+            assert!(buckets.len() <= MAX_KEYS, "{} buckets after {k} keys", buckets.len());
+        }
+        // The most recent keys are kept (their refusals still count).
+        let last = 3 * MAX_KEYS as u32 - 1;
+        let now = start + Duration::from_micros(u64::from(last));
+        for _ in 0..9 {
+            assert!(buckets.check(last, now).is_ok());
+        }
+        assert!(buckets.check(last, now).is_err(), "the latest key kept its spent bucket");
     }
 }

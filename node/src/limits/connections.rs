@@ -1,19 +1,26 @@
-//! Connection limits of the client ports.
+//! Connection limits of the client ports and the peer port.
 //!
 //! Each listener accepts every TCP connection and asks its
-//! [`ConnectionGate`] for a permit. An admitted connection carries its
-//! permit in [`Admitted`] and frees it when it closes. A connection over
-//! the limit never reaches the server: a small task answers it in its own
-//! protocol (gRPC: status `RESOURCE_EXHAUSTED` on every call; HTTP: 503 with
-//! a `caused: ...;` body) and closes it, so a client learns why instead of
-//! seeing a reset. Connections already open are not disturbed. On the HTTP
-//! port the refusing task still serves the admin plane's routes (status,
-//! probes, metrics): the connection limit is a client limit, and the
-//! operator and Kubernetes must reach a node that refuses its clients.
+//! [`ConnectionGate`] for a permit: within the port's limit of open
+//! connections, and within its limit per client IP, so that one address
+//! cannot take the slots every client shares. An admitted connection
+//! carries its permit in [`Admitted`] and frees it when it closes; on the
+//! gRPC ports it also carries its set-up deadline ([`super::setup`]). A
+//! connection over a limit never reaches the server: a small task answers
+//! it in its own protocol (gRPC: status `RESOURCE_EXHAUSTED` on every call;
+//! HTTP: 503 with a `caused: ...;` body) and closes it, so a client learns
+//! why instead of seeing a reset. Connections already open are not
+//! disturbed. On the HTTP port the refusing task still serves the admin
+//! plane's routes (status, probes, metrics): the connection limits are
+//! client limits, and the operator and Kubernetes must reach a node that
+//! refuses its clients.
 //!
-//! At most [`MAX_REFUSING`] refusals run at once; past that, connections
-//! over the limit are closed at once without an answer, so a connection
-//! flood cannot grow the refusal tasks without bound.
+//! At most [`MAX_REFUSING`] refusals run at once per port, and at most
+//! [`MAX_REFUSING_PER_IP`] for one client IP; past that, connections over
+//! the limit are closed at once without an answer, so a connection flood
+//! cannot grow the refusal tasks without bound, and one flooding address
+//! cannot take every refusal slot. A refused HTTP connection must send its
+//! request head within the refusal grace (2 s).
 
 use std::convert::Infallible;
 use std::io;
@@ -23,76 +30,135 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, warn};
 
-use super::{KeyedBuckets, Limit, LimitMetrics};
+use super::per_ip::{IpPermit, PerIp};
+use super::setup::{SetupTracker, SetupWatch};
+use super::{Limit, LimitMetrics};
 
 /// Most refusals answered at once (per port).
 pub const MAX_REFUSING: usize = 64;
+/// Most refusals answered at once to one client IP, so that one address
+/// cannot take every refusal slot (a probe from another address that the
+/// connection limit refuses is still answered on the admin routes).
+pub const MAX_REFUSING_PER_IP: usize = 4;
 /// How long a refused connection is kept open to answer its requests.
 const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
-/// Counts the open connections of one port against its limit.
+/// The limits of one port's gate.
+#[derive(Debug, Clone, Copy)]
+pub struct GateLimits {
+    /// Open connections on the port (0: any number).
+    pub total: usize,
+    /// Open connections from one client IP (0: any number).
+    pub per_ip: usize,
+    /// The label refusals by `total` are counted under.
+    pub which: Limit,
+    /// The label refusals by `per_ip` are counted under.
+    pub which_per_ip: Limit,
+}
+
+/// Counts the open connections of one port against its limits: all of
+/// them, and those of each client IP.
 #[derive(Debug)]
 pub struct ConnectionGate {
-    limit: usize,
+    limits: GateLimits,
     permits: Option<Arc<Semaphore>>,
+    per_ip: Arc<PerIp>,
     refusing: Arc<Semaphore>,
-    which: Limit,
+    refusing_per_ip: Arc<PerIp>,
     metrics: Arc<LimitMetrics>,
 }
 
-/// A permit to stay connected; `None` when the port has no limit.
-pub type ConnectionPermit = Option<OwnedSemaphorePermit>;
+/// A permit to stay connected, freed when the connection closes.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    _total: Option<OwnedSemaphorePermit>,
+    _ip: IpPermit,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The limit that refused it.
+    pub limit: Limit,
+    /// What the client is told.
+    pub reason: String,
+}
 
 impl ConnectionGate {
-    /// A gate admitting `limit` connections at once (0: any number).
-    pub fn new(limit: usize, which: Limit, metrics: Arc<LimitMetrics>) -> Self {
-        let permits = (limit > 0).then(|| Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))));
-        ConnectionGate { limit, permits, refusing: Arc::new(Semaphore::new(MAX_REFUSING)), which, metrics }
-    }
-
-    /// A permit for a new connection, or `None` when the port is full.
-    pub fn admit(&self) -> Option<ConnectionPermit> {
-        match &self.permits {
-            None => Some(None),
-            Some(sem) => sem.clone().try_acquire_owned().ok().map(Some),
+    /// A gate admitting `limits.total` connections at once, at most
+    /// `limits.per_ip` of them from one client IP.
+    pub fn new(limits: GateLimits, metrics: Arc<LimitMetrics>) -> Self {
+        let permits = (limits.total > 0).then(|| Arc::new(Semaphore::new(limits.total.min(Semaphore::MAX_PERMITS))));
+        ConnectionGate {
+            limits,
+            permits,
+            per_ip: PerIp::new(limits.per_ip),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            refusing_per_ip: PerIp::new(MAX_REFUSING_PER_IP),
+            metrics,
         }
     }
 
-    /// Connections open now (0 when there is no limit).
+    /// A permit for a new connection from `remote`, or why not.
+    pub fn admit(&self, remote: SocketAddr) -> Result<ConnectionPermit, Refused> {
+        let ip = remote.ip();
+        let Some(ip_permit) = self.per_ip.acquire(ip) else {
+            return Err(Refused {
+                limit: self.limits.which_per_ip,
+                reason: format!(
+                    "Too many connections from {ip}: this node accepts at most {} from one address on this port; \
+                     close some or try again later.",
+                    self.limits.per_ip
+                ),
+            });
+        };
+        let total = match &self.permits {
+            None => None,
+            Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| Refused {
+                limit: self.limits.which,
+                reason: format!(
+                    "Too many connections: this node accepts at most {} on this port; try again later or another node.",
+                    self.limits.total
+                ),
+            })?),
+        };
+        Ok(ConnectionPermit { _total: total, _ip: ip_permit })
+    }
+
+    /// Connections open now (0 when there is no total limit).
     pub fn open(&self) -> usize {
-        self.permits.as_ref().map_or(0, |sem| self.limit.saturating_sub(sem.available_permits()))
+        self.permits.as_ref().map_or(0, |sem| self.limits.total.saturating_sub(sem.available_permits()))
     }
 
-    /// The client-facing reason of a refusal.
-    pub fn reason(&self) -> String {
-        format!(
-            "Too many connections: this node accepts at most {} on this port; try again later or another node.",
-            self.limit
-        )
+    /// Connections open now from `ip` (0 when there is no per-IP limit).
+    pub fn open_from(&self, ip: std::net::IpAddr) -> usize {
+        self.per_ip.held(ip)
     }
 
-    /// Counts a refused connection and answers it with `refuse` if a
-    /// refusal slot is free, else closes it at once.
-    fn refuse<F, Fut>(&self, stream: TcpStream, remote: SocketAddr, refuse: F)
+    /// Counts a refused connection and answers it with `answer` if a
+    /// refusal slot is free (for the port and for the client's IP), else
+    /// closes it at once.
+    fn refuse<F, Fut>(&self, stream: TcpStream, remote: SocketAddr, refused: Refused, answer: F)
     where
         F: FnOnce(TcpStream, String) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.metrics.rejected(self.which);
-        debug!(%remote, limit = self.limit, which = self.which.label(), "connection refused: over the limit");
+        self.metrics.rejected(refused.limit);
+        debug!(%remote, limit = refused.limit.label(), "connection refused");
+        let Some(ip_slot) = self.refusing_per_ip.acquire(remote.ip()) else { return drop(stream) };
         match self.refusing.clone().try_acquire_owned() {
             Ok(slot) => {
-                let answer = refuse(stream, self.reason());
+                let answered = answer(stream, refused.reason);
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REFUSAL_GRACE, answer).await;
-                    drop(slot);
+                    let _ = tokio::time::timeout(REFUSAL_GRACE, answered).await;
+                    drop((slot, ip_slot));
                 });
             }
             Err(_) => drop(stream),
@@ -100,13 +166,23 @@ impl ConnectionGate {
     }
 }
 
-/// An admitted connection: the stream, its permit (freed on close) and,
-/// for gRPC, the rate bucket to forget on close.
-#[derive(Debug)]
+/// Called with a connection's remote address when it closes.
+pub type CloseHook = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+/// An admitted connection: the stream, its permit (freed on close), its
+/// set-up deadline if the port has one, and what to forget when it closes.
 pub struct Admitted<S> {
     io: S,
+    remote: SocketAddr,
     _permit: ConnectionPermit,
-    bucket: Option<(Arc<KeyedBuckets<SocketAddr>>, SocketAddr)>,
+    setup: Option<SetupWatch>,
+    on_close: Option<CloseHook>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Admitted<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted").field("io", &self.io).field("remote", &self.remote).finish_non_exhaustive()
+    }
 }
 
 impl<S> Admitted<S> {
@@ -118,14 +194,19 @@ impl<S> Admitted<S> {
 
 impl<S> Drop for Admitted<S> {
     fn drop(&mut self) {
-        if let Some((buckets, remote)) = self.bucket.take() {
-            buckets.remove(&remote);
+        if let Some(hook) = self.on_close.take() {
+            hook(self.remote);
         }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(watch) = &mut self.setup {
+            if watch.poll_expired(cx) {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection not set up in time")));
+            }
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -177,15 +258,32 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// The admitted connections of the client gRPC port, for tonic's
-/// `serve_with_incoming_shutdown`. Each carries its rate bucket's key, so
-/// the bucket goes when the connection does.
+/// How a gRPC port admits its connections: the gate, the set-up deadline
+/// (if the port has one) and what to forget when a connection closes.
+#[derive(Clone)]
+pub struct GrpcAdmission {
+    /// Open connections, in all and per client IP.
+    pub gate: Arc<ConnectionGate>,
+    /// Connections that must be set up within a deadline.
+    pub setup: Option<Arc<SetupTracker>>,
+    /// Called when a connection closes (rate buckets, connection ids).
+    pub on_close: Option<CloseHook>,
+}
+
+impl std::fmt::Debug for GrpcAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcAdmission").field("gate", &self.gate).field("setup", &self.setup).finish_non_exhaustive()
+    }
+}
+
+/// The admitted connections of a gRPC port, for tonic's
+/// `serve_with_incoming_shutdown`; connections over a limit are answered
+/// `RESOURCE_EXHAUSTED` and closed.
 pub fn grpc_incoming(
     listener: TcpListener,
-    gate: Arc<ConnectionGate>,
-    buckets: Arc<KeyedBuckets<SocketAddr>>,
+    admission: GrpcAdmission,
 ) -> impl futures::Stream<Item = io::Result<Admitted<TcpStream>>> + Send + 'static {
-    futures::stream::unfold((listener, gate, buckets), |(listener, gate, buckets)| async move {
+    futures::stream::unfold((listener, admission), |(listener, admission)| async move {
         loop {
             let (stream, remote) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -195,12 +293,18 @@ pub fn grpc_incoming(
                 }
             };
             let _ = stream.set_nodelay(true);
-            match gate.admit() {
-                Some(permit) => {
-                    let admitted = Admitted { io: stream, _permit: permit, bucket: Some((buckets.clone(), remote)) };
-                    return Some((Ok(admitted), (listener, gate, buckets)));
+            match admission.gate.admit(remote) {
+                Ok(permit) => {
+                    let admitted = Admitted {
+                        io: stream,
+                        remote,
+                        _permit: permit,
+                        setup: admission.setup.as_ref().map(|tracker| tracker.watch(remote)),
+                        on_close: admission.on_close.clone(),
+                    };
+                    return Some((Ok(admitted), (listener, admission)));
                 }
-                None => gate.refuse(stream, remote, refuse_grpc),
+                Err(refused) => admission.gate.refuse(stream, remote, refused, refuse_grpc),
             }
         }
     })
@@ -222,7 +326,7 @@ async fn refuse_grpc(stream: TcpStream, reason: String) {
 
 /// Answers one HTTP request on a refused connection and closes it: a route
 /// of `unlimited` (the admin plane) is served as usual, anything else gets
-/// 503 with the reason.
+/// 503 with the reason. The request head must arrive within the grace.
 async fn refuse_http(stream: TcpStream, reason: String, unlimited: axum::Router) {
     let refusal = move || {
         let body = format!("caused: {reason};");
@@ -235,16 +339,19 @@ async fn refuse_http(stream: TcpStream, reason: String, unlimited: axum::Router)
         }
     };
     let service = hyper_util::service::TowerToHyperService::new(unlimited.fallback(refusal));
-    let served =
-        hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_GRACE)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = served.await {
         debug!(error = %e, "refused HTTP connection ended");
     }
 }
 
-/// The main HTTP port's listener for `axum::serve`: admits connections
-/// through its gate and refuses the rest with 503, except on the routes of
-/// the router given to [`LimitedListener::new`] (the admin plane).
+/// The main HTTP port's listener: admits connections through its gate and
+/// refuses the rest with 503, except on the routes of the router given to
+/// [`LimitedListener::new`] (the admin plane).
 #[derive(Debug)]
 pub struct LimitedListener {
     inner: TcpListener,
@@ -274,11 +381,16 @@ impl axum::serve::Listener for LimitedListener {
                     continue;
                 }
             };
-            match self.gate.admit() {
-                Some(permit) => return (Admitted { io: stream, _permit: permit, bucket: None }, remote),
-                None => {
+            let _ = stream.set_nodelay(true);
+            match self.gate.admit(remote) {
+                Ok(permit) => {
+                    let admitted = Admitted { io: stream, remote, _permit: permit, setup: None, on_close: None };
+                    return (admitted, remote);
+                }
+                Err(refused) => {
                     let unlimited = self.unlimited.clone();
-                    self.gate.refuse(stream, remote, move |stream, reason| refuse_http(stream, reason, unlimited))
+                    self.gate
+                        .refuse(stream, remote, refused, move |stream, reason| refuse_http(stream, reason, unlimited))
                 }
             }
         }

@@ -6,8 +6,14 @@
 //!
 //! # Layout
 //! - [`bucket`]: the token bucket (sans-IO) and a map of buckets by key.
-//! - [`connections`]: the connection gates of the gRPC and HTTP listeners
-//!   and the refusal of connections over the limit.
+//! - [`connections`]: the connection gates of the listeners (open
+//!   connections in all and per client IP) and the refusal of connections
+//!   over a limit.
+//! - [`per_ip`]: what each client IP holds at once.
+//! - [`setup`]: the set-up deadline of gRPC connections (client port:
+//!   `ConnectionSetupRequest`; peer port: a signed request).
+//! - [`http_server`]: the HTTP/1.1 server loop with its header-read
+//!   deadline (slowloris).
 //! - [`rate`]: the request-rate checks of both client planes.
 //! - [`login`]: the login throttle (per-IP rate and concurrent hashes).
 //! - [`size`]: the gRPC status of messages over the size limit.
@@ -17,8 +23,11 @@
 
 pub mod bucket;
 pub mod connections;
+pub mod http_server;
 pub mod login;
+pub mod per_ip;
 pub mod rate;
+pub mod setup;
 pub mod size;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +45,11 @@ use crate::error::{Error, Result};
 use crate::naming::validate::Limits;
 
 pub use self::bucket::{KeyedBuckets, RateSettings, TokenBucket};
-pub use self::connections::{grpc_incoming, Admitted, ConnectionGate, LimitedListener};
+pub use self::connections::{
+    grpc_incoming, Admitted, CloseHook, ConnectionGate, GateLimits, GrpcAdmission, LimitedListener, Refused,
+};
+pub use self::http_server::HttpServing;
+pub use self::setup::SetupTracker;
 pub use self::size::MessageLimitLayer;
 
 label_set! {
@@ -52,6 +65,29 @@ label_set! {
         GrpcConnections => "grpc_connections",
         /// `--max-http-connections`: an HTTP connection refused (503).
         HttpConnections => "http_connections",
+        /// `--max-grpc-connections-per-ip`: a client gRPC connection refused
+        /// because its IP holds its share.
+        GrpcConnectionsPerIp => "grpc_connections_per_ip",
+        /// `--max-http-connections-per-ip`: an HTTP connection refused (503)
+        /// because its IP holds its share.
+        HttpConnectionsPerIp => "http_connections_per_ip",
+        /// `--grpc-setup-timeout`: a client gRPC connection closed because it
+        /// sent no `ConnectionSetupRequest` in time.
+        GrpcSetupTimeout => "grpc_setup_timeout",
+        /// `--http-header-read-timeout`: an HTTP connection closed before it
+        /// completed a request head.
+        HttpHeaderTimeout => "http_header_timeout",
+        /// `--max-peer-connections`: a peer-port connection refused.
+        PeerConnections => "peer_connections",
+        /// `--max-peer-connections-per-ip`: a peer-port connection refused
+        /// because its IP holds its share.
+        PeerConnectionsPerIp => "peer_connections_per_ip",
+        /// `--peer-auth-timeout`: a peer-port connection closed because it
+        /// carried no validly signed request in time.
+        PeerAuthTimeout => "peer_auth_timeout",
+        /// `--max-services-per-connection`: a registration or subscription
+        /// refused because its connection holds that many services already.
+        ServicesPerConnection => "services_per_connection",
         /// `--grpc-rate-limit`: a gRPC request over its connection's rate (error code 503).
         GrpcRate => "grpc_rate",
         /// `--http-rate-limit`: an HTTP request over its client IP's rate (429).
@@ -120,6 +156,49 @@ pub struct LimitSettings {
     #[arg(long, env = "ROSTER_MAX_HTTP_CONNECTIONS", default_value_t = 1_024)]
     pub max_http_connections: usize,
 
+    /// Most open TCP connections on the client gRPC port from one client
+    /// IP; more are answered RESOURCE_EXHAUSTED and closed. Clients behind
+    /// one NAT address share it. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_GRPC_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub max_grpc_connections_per_ip: usize,
+
+    /// Most open TCP connections on the main HTTP port from one client IP;
+    /// more are answered 503 and closed. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_http_connections_per_ip: usize,
+
+    /// A client gRPC connection that has not sent its ConnectionSetupRequest
+    /// within this time (or stays without a stream that long after its
+    /// stream ended) is closed.
+    #[arg(long, env = "ROSTER_GRPC_SETUP_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    pub grpc_setup_timeout: Duration,
+
+    /// Most concurrent HTTP/2 streams (calls) on one client gRPC
+    /// connection; clients queue further calls. 0: no limit.
+    #[arg(long, env = "ROSTER_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub grpc_max_concurrent_streams: u32,
+
+    /// How often the server pings an idle client gRPC connection (HTTP/2
+    /// keepalive); 0s: never.
+    #[arg(long, env = "ROSTER_GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = duration::parse)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// A client gRPC connection that does not answer a keepalive ping
+    /// within this time is closed.
+    #[arg(long, env = "ROSTER_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = duration::parse)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// Time a client has to send a complete HTTP request head, counted from
+    /// the moment its connection opens or its previous response was sent;
+    /// slower or idle connections are closed.
+    #[arg(long, env = "ROSTER_HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    pub http_header_read_timeout: Duration,
+
+    /// Most services one gRPC connection may register instances in, and
+    /// most it may subscribe to; more are refused. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_SERVICES_PER_CONNECTION", default_value_t = 10_000)]
+    pub max_services_per_connection: usize,
+
     /// Requests per second one gRPC connection may send (token bucket
     /// refill); more are answered with error code 503. 0: no limit.
     #[arg(long, env = "ROSTER_GRPC_RATE_LIMIT", default_value_t = 200.0)]
@@ -175,6 +254,14 @@ impl Default for LimitSettings {
             max_grpc_message_bytes: 10 * 1024 * 1024,
             max_grpc_connections: 10_000,
             max_http_connections: 1_024,
+            max_grpc_connections_per_ip: 512,
+            max_http_connections_per_ip: 256,
+            grpc_setup_timeout: Duration::from_secs(10),
+            grpc_max_concurrent_streams: 256,
+            grpc_keepalive_interval: Duration::from_secs(30),
+            grpc_keepalive_timeout: Duration::from_secs(20),
+            http_header_read_timeout: Duration::from_secs(10),
+            max_services_per_connection: 10_000,
             grpc_rate_limit: 200.0,
             grpc_rate_burst: 400,
             http_rate_limit: 500.0,
@@ -211,6 +298,15 @@ impl LimitSettings {
         if self.max_concurrent_logins == 0 {
             return Err(Error::Config("--max-concurrent-logins must be at least 1".into()));
         }
+        for (name, value) in [
+            ("--grpc-setup-timeout", self.grpc_setup_timeout),
+            ("--http-header-read-timeout", self.http_header_read_timeout),
+            ("--grpc-keepalive-timeout", self.grpc_keepalive_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+        }
         Ok(())
     }
 
@@ -224,10 +320,18 @@ impl LimitSettings {
 /// the listeners and the request handlers.
 #[derive(Debug)]
 pub struct ClientLimits {
-    /// Open TCP connections on the client gRPC port.
+    /// Open TCP connections on the client gRPC port, in all and per IP.
     pub grpc_connections: Arc<ConnectionGate>,
-    /// Open TCP connections on the main HTTP port.
+    /// Open TCP connections on the main HTTP port, in all and per IP.
     pub http_connections: Arc<ConnectionGate>,
+    /// The set-up deadline of client gRPC connections: the stream handler
+    /// marks a connection set up once it is registered.
+    pub grpc_setup: Arc<SetupTracker>,
+    /// How the HTTP port serves its connections (header-read deadline).
+    pub http_serving: HttpServing,
+    /// Most services one gRPC connection publishes in or subscribes to
+    /// (`--max-services-per-connection`, 0: no limit).
+    pub max_services_per_connection: usize,
     /// One bucket per gRPC TCP connection (its peer address), dropped with
     /// the connection.
     pub grpc_rate: Arc<KeyedBuckets<SocketAddr>>,
@@ -250,15 +354,29 @@ impl ClientLimits {
         let logins = config.max_concurrent_logins.max(1);
         ClientLimits {
             grpc_connections: Arc::new(ConnectionGate::new(
-                config.max_grpc_connections,
-                Limit::GrpcConnections,
+                GateLimits {
+                    total: config.max_grpc_connections,
+                    per_ip: config.max_grpc_connections_per_ip,
+                    which: Limit::GrpcConnections,
+                    which_per_ip: Limit::GrpcConnectionsPerIp,
+                },
                 metrics.clone(),
             )),
             http_connections: Arc::new(ConnectionGate::new(
-                config.max_http_connections,
-                Limit::HttpConnections,
+                GateLimits {
+                    total: config.max_http_connections,
+                    per_ip: config.max_http_connections_per_ip,
+                    which: Limit::HttpConnections,
+                    which_per_ip: Limit::HttpConnectionsPerIp,
+                },
                 metrics.clone(),
             )),
+            grpc_setup: SetupTracker::new(config.grpc_setup_timeout, Limit::GrpcSetupTimeout, metrics.clone()),
+            http_serving: HttpServing {
+                header_read_timeout: config.http_header_read_timeout,
+                metrics: metrics.clone(),
+            },
+            max_services_per_connection: config.max_services_per_connection,
             grpc_rate: Arc::new(KeyedBuckets::new(RateSettings::new(config.grpc_rate_limit, config.grpc_rate_burst))),
             http_rate: Arc::new(KeyedBuckets::new(RateSettings::new(config.http_rate_limit, config.http_rate_burst))),
             login_rate: Arc::new(KeyedBuckets::new(RateSettings::new(

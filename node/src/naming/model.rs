@@ -216,8 +216,9 @@ pub struct InstanceWire {
     /// `group@@service` in server answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
-    /// Metadata.
-    #[serde(default)]
+    /// Metadata: strings, with numbers and booleans taken as text and
+    /// nested values refused, as over HTTP ([`crate::naming::validate::metadata_from_json`]).
+    #[serde(default, deserialize_with = "metadata_values")]
     pub metadata: BTreeMap<String, String>,
     /// Derived: beat interval (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +232,15 @@ pub struct InstanceWire {
     /// Derived: id generator name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id_generator: Option<String>,
+}
+
+/// Reads metadata by the rule both APIs share; `null` is no metadata.
+fn metadata_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)?;
+    match map {
+        None => Ok(BTreeMap::new()),
+        Some(obj) => crate::naming::validate::metadata_from_json(&obj).map_err(serde::de::Error::custom),
+    }
 }
 
 fn default_weight() -> f64 {

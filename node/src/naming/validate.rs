@@ -31,6 +31,12 @@ impl Default for Limits {
 pub const MAX_NAME_LEN: usize = 256;
 /// Largest weight Nacos accepts.
 pub const MAX_WEIGHT: f64 = 10_000.0;
+/// Smallest positive weight: Nacos raises a weight between 0 and this to
+/// it (its `MIN_POSITIVE_WEIGHT_VALUE`), so that a subnormal weight such as
+/// `1e-320` never reaches a client's weighted choice.
+pub const MIN_POSITIVE_WEIGHT: f64 = 0.01;
+/// Longest host name (RFC 1123: 253 characters in text form).
+pub const MAX_HOST_LEN: usize = 253;
 
 fn check_name(kind: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
@@ -105,16 +111,41 @@ pub fn service_key(namespace_id: Option<&str>, group: Option<&str>, service_name
     Ok(ServiceKey::new(namespace, group, name))
 }
 
-/// Validates an IP address or host name.
+/// Validates an instance address: an IPv4 or IPv6 address, or a DNS host
+/// name (RFC 1123: dot-separated labels of 1 to 63 letters, digits and
+/// `-`, not starting or ending with `-`, at most 253 characters). A name of
+/// digits and dots only must be an IPv4 address (Nacos refuses
+/// `999.1.1.1` as "spelled incorrectly" too).
 pub fn ip(value: Option<&str>) -> Result<String> {
     let ip = value.map(str::trim).unwrap_or("");
     if ip.is_empty() {
         return Err(Error::invalid("Param 'ip' is required and must not be blank."));
     }
-    if ip.len() > 253 || ip.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '#' | ',' | '/')) {
-        return Err(Error::invalid(format!("Param 'ip' is illegal: '{ip}'.")));
+    if ip.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(ip.to_owned());
+    }
+    let shown = crate::telemetry::clip(ip);
+    if ip.bytes().all(|b| b.is_ascii_digit() || b == b'.') || ip.contains(':') {
+        return Err(Error::invalid(format!("Param 'ip' is not a valid IP address: '{shown}'.")));
+    }
+    if !is_host_name(ip) {
+        return Err(Error::invalid(format!(
+            "Param 'ip' is neither an IP address nor a host name (RFC 1123: labels of letters, digits and '-', \
+             separated by dots, at most {MAX_HOST_LEN} characters): '{shown}'."
+        )));
     }
     Ok(ip.to_owned())
+}
+
+/// Whether `name` is a host name as RFC 1123 defines it.
+pub fn is_host_name(name: &str) -> bool {
+    name.len() <= MAX_HOST_LEN
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Validates a port number (1..=65535).
@@ -125,13 +156,15 @@ pub fn port(value: i64) -> Result<u16> {
     }
 }
 
-/// Validates a weight (0..=10000, finite).
+/// Validates a weight: finite, 0 to 10000 as in Nacos; a positive weight
+/// below [`MIN_POSITIVE_WEIGHT`] becomes that, as Nacos does.
 pub fn weight(value: f64) -> Result<f64> {
-    if value.is_finite() && (0.0..=MAX_WEIGHT).contains(&value) {
-        Ok(value)
-    } else {
-        Err(Error::invalid(format!("Param 'weight' is out of range: {value} (must be 0..10000).")))
+    if !(value.is_finite() && (0.0..=MAX_WEIGHT).contains(&value)) {
+        return Err(Error::invalid(format!(
+            "Param 'weight' is out of range: {value} (the weights range from 0.0 to {MAX_WEIGHT:.1})."
+        )));
     }
+    Ok(if value > 0.0 && value < MIN_POSITIVE_WEIGHT { MIN_POSITIVE_WEIGHT } else { value })
 }
 
 /// Validates metadata size and the `preserved.*` timing keys.
@@ -189,17 +222,27 @@ pub fn instance(wire: &InstanceWire, ephemeral: Option<bool>, limits: &Limits) -
     })
 }
 
-/// Metadata from a JSON object: string values as they are, others as JSON text.
-pub fn metadata_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, String> {
-    obj.iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
+/// Metadata from a JSON object, by the one rule both APIs follow (Nacos
+/// reads metadata as a map of strings with Jackson): a string is taken as
+/// it is, a number or boolean as its text, `null` as an empty string, and
+/// a nested object or array is refused.
+pub fn metadata_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> Result<BTreeMap<String, String>> {
+    obj.iter().map(|(k, v)| Ok((k.clone(), metadata_value(k, v)?))).collect()
+}
+
+/// One metadata value by the rule of [`metadata_from_json`].
+pub fn metadata_value(key: &str, value: &serde_json::Value) -> Result<String> {
+    match value {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => Err(Error::invalid(format!(
+            "Metadata '{}' has a nested JSON value; metadata values must be strings (numbers and booleans are \
+             taken as text).",
+            crate::telemetry::clip(key)
+        ))),
+    }
 }
 
 /// Parses metadata given over HTTP: JSON object, or `k=v,k=v`.
@@ -212,7 +255,7 @@ pub fn parse_metadata_param(raw: &str) -> Result<BTreeMap<String, String>> {
         let value: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| Error::invalid(format!("Param 'metadata' is not valid JSON: {e}")))?;
         let obj = value.as_object().ok_or_else(|| Error::invalid("Param 'metadata' must be a JSON object."))?;
-        return Ok(metadata_from_json(obj));
+        return metadata_from_json(obj);
     }
     let mut out = BTreeMap::new();
     for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
@@ -258,7 +301,57 @@ mod tests {
         assert!(weight(-0.1).is_err());
         assert!(weight(10_000.1).is_err());
         assert!(weight(f64::NAN).is_err());
+        assert!(weight(f64::INFINITY).is_err());
         assert_eq!(weight(0.0).expect("valid"), 0.0);
+        assert_eq!(weight(10_000.0).expect("valid"), 10_000.0);
+        assert_eq!(weight(1e-320).expect("raised"), MIN_POSITIVE_WEIGHT, "as Nacos does");
+        assert_eq!(weight(0.005).expect("raised"), MIN_POSITIVE_WEIGHT);
+        assert_eq!(weight(0.5).expect("valid"), 0.5);
+        let err = weight(-0.0001).expect_err("negative").to_string();
+        assert!(err.contains("'weight'") && err.contains("0.0 to 10000.0"), "{err}");
+    }
+
+    #[test]
+    fn addresses_are_ips_or_host_names() {
+        for good in [
+            "10.0.0.1",
+            "::1",
+            "fe80::1",
+            "2001:db8::8a2e:370:7334",
+            "orders-0",
+            "orders-0.orders.ns.svc",
+            "a.b-c.d",
+            "x",
+            "1host.example",
+            &format!("{}.x", "a".repeat(63)),
+        ] {
+            assert_eq!(ip(Some(good)).expect(good), good);
+        }
+        assert_eq!(ip(Some(" 10.0.0.1 ")).expect("trimmed"), "10.0.0.1");
+        for bad in [
+            "not..an..ip",
+            "999.1.1.1",
+            "1.2.3",
+            "10.0.0.1.",
+            ".host",
+            "-host",
+            "host-",
+            "ho st",
+            "h_st",
+            "host/",
+            "a#b",
+            "a,b",
+            "fe80::1%eth0",
+            "::g",
+            "[::1]",
+            &"a".repeat(64),
+            &format!("{}.com", "a.".repeat(126)),
+        ] {
+            let err = ip(Some(bad)).expect_err(bad).to_string();
+            assert!(err.contains("'ip'"), "{bad}: {err}");
+        }
+        assert!(ip(None).is_err());
+        assert!(ip(Some("  ")).is_err());
     }
 
     #[test]
@@ -284,6 +377,12 @@ mod tests {
         assert_eq!(m.get("b").map(String::as_str), Some("2"));
         let m = parse_metadata_param("a=1, b=2").expect("pairs");
         assert_eq!(m.len(), 2);
+        let m = parse_metadata_param(r#"{"n":1.5,"t":true,"z":null}"#).expect("scalars");
+        assert_eq!((m["n"].as_str(), m["t"].as_str(), m["z"].as_str()), ("1.5", "true", ""));
+        for nested in [r#"{"a":{"b":"c"}}"#, r#"{"a":[1,2]}"#] {
+            let err = parse_metadata_param(nested).expect_err(nested).to_string();
+            assert!(err.contains("nested"), "{err}");
+        }
         assert!(parse_metadata_param("{not json").is_err());
         assert!(parse_metadata_param("novalue").is_err());
         assert!(parse_metadata_param("[1,2]").is_err());

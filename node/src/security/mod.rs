@@ -9,12 +9,18 @@
 //!   (reports, Distro sync / verify / snapshot, Raft append / vote /
 //!   snapshot / forward) and every HTTP write forwarded between members is
 //!   signed with HMAC-SHA256 under the secret, over the sender's name, a
-//!   timestamp, the method and the path. The peer port checks the signature
-//!   before any handler runs and answers `UNAUTHENTICATED` otherwise (logged
-//!   at warn with the remote address, counted in
-//!   `roster_peer_auth_failures_total{reason}`); a forwarded HTTP write whose
-//!   signature fails is handled as a plain client request. A node without a
-//!   secret (standalone) refuses every peer request.
+//!   timestamp, a nonce, the method, the path and a digest of the body.
+//!   The peer port checks the signature before any handler runs, refuses a
+//!   nonce it saw before and a body that is not the one signed, and answers
+//!   `UNAUTHENTICATED` otherwise (logged at warn with the remote address,
+//!   counted in `roster_peer_auth_failures_total{reason}`); a forwarded
+//!   HTTP write whose signature fails is handled as a plain client request.
+//!   A node without a secret (standalone) refuses every peer request.
+//! * **Who may hold a peer connection**: the peer port admits at most
+//!   `--max-peer-connections` (and `--max-peer-connections-per-ip` from
+//!   one address), and closes a connection that carried no validly signed
+//!   request within `--peer-auth-timeout`, so a caller without the secret
+//!   cannot hold the port's sockets.
 //! * **Who holds the secret is a member.** The signer's name must match the
 //!   sender named inside a Distro or report message, but it need not be in
 //!   the receiver's current member list: lists change asynchronously (a
@@ -24,7 +30,8 @@
 //!   (mutual) on the peer port.
 //!
 //! # Layout
-//! - [`secret`]: the cluster secret (file or environment, ≥ 32 bytes).
+//! - [`secret`]: the cluster secret (file or environment, ≥ 32 bytes, not
+//!   obviously weak).
 //! - [`signature`]: signing and checking requests (pure, clock passed in).
 //! - [`layer`]: the signing peer channel and the checking service wrapper.
 //! - [`tls`]: certificates, TLS configurations and the HTTPS listener.
@@ -54,7 +61,7 @@ pub use self::signature::{AuthFailure, PeerAuth};
 pub use self::tls::{ClientPortsTls, KeyPair, PeerTls, TlsListener};
 
 /// Security flags (part of the node's configuration).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Peer identity and TLS")]
 pub struct SecuritySettings {
     /// File holding the shared cluster secret (at least 32 bytes) members
@@ -88,6 +95,44 @@ pub struct SecuritySettings {
     /// PEM private key of --peer-tls-cert-file [default: --tls-key-file].
     #[arg(long, env = "ROSTER_PEER_TLS_KEY_FILE")]
     pub peer_tls_key_file: Option<PathBuf>,
+
+    /// During a rolling upgrade from a version whose peer signatures cover
+    /// no body digest and no nonce: also sign that way, and also accept such
+    /// signatures (which can be replayed within the clock skew window).
+    /// Turn it off once every member runs this version.
+    #[arg(long, env = "ROSTER_PEER_SIGNATURE_COMPAT", default_value_t = false)]
+    pub peer_signature_compat: bool,
+
+    /// Most open TCP connections on the peer port; more are refused. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_PEER_CONNECTIONS", default_value_t = 1_024)]
+    pub max_peer_connections: usize,
+
+    /// Most open TCP connections on the peer port from one IP. 0: no limit.
+    #[arg(long, env = "ROSTER_MAX_PEER_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_peer_connections_per_ip: usize,
+
+    /// A peer-port connection that has carried no validly signed request
+    /// within this time is closed.
+    #[arg(long, env = "ROSTER_PEER_AUTH_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse)]
+    pub peer_auth_timeout: Duration,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            cluster_secret_file: None,
+            cluster_secret: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            peer_tls_cert_file: None,
+            peer_tls_key_file: None,
+            peer_signature_compat: false,
+            max_peer_connections: 1_024,
+            max_peer_connections_per_ip: 64,
+            peer_auth_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 fn pair_of<'a>(
@@ -136,7 +181,21 @@ impl SecuritySettings {
                 "TLS on the client ports of a cluster needs --tls-ca-file: members forward HTTP writes to each other over https".into(),
             ));
         }
+        if self.peer_auth_timeout.is_zero() {
+            return Err(Error::Config("--peer-auth-timeout must be greater than zero".into()));
+        }
         Ok(())
+    }
+
+    /// The cluster secret these flags name, read and checked (long enough,
+    /// not obviously weak); `None` without one. The node calls this before
+    /// it binds any port, so a weak secret never serves, not even briefly.
+    pub fn load_secret(&self) -> Result<Option<ClusterSecret>> {
+        match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => Ok(Some(ClusterSecret::from_file(path)?)),
+            (None, Some(value)) => Ok(Some(ClusterSecret::new(value.as_bytes())?)),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -154,11 +213,7 @@ impl PeerSecurity {
     /// Reads the secret and certificates named by `config` for the member
     /// `member`; a missing or unreadable file is a configuration error.
     pub fn load(config: &SecuritySettings, member: &str) -> Result<PeerSecurity> {
-        let secret = match (&config.cluster_secret_file, &config.cluster_secret) {
-            (Some(path), _) => Some(ClusterSecret::from_file(path)?),
-            (None, Some(value)) => Some(ClusterSecret::new(value.as_bytes())?),
-            (None, None) => None,
-        };
+        let secret = config.load_secret()?;
         let client_pair = match (&config.tls_cert_file, &config.tls_key_file) {
             (Some(cert), Some(key)) => Some((KeyPair::load(cert, key)?, cert)),
             _ => None,
@@ -182,7 +237,8 @@ impl PeerSecurity {
                 Some(PeerTls::new(&pair, ca)?)
             }
         };
-        Ok(PeerSecurity { auth: secret.map(|s| Arc::new(PeerAuth::new(&s, member))), client_tls, peer_tls })
+        let auth = secret.map(|s| Arc::new(PeerAuth::new(&s, member).with_legacy(config.peer_signature_compat)));
+        Ok(PeerSecurity { auth, client_tls, peer_tls })
     }
 
     /// Signing with `secret` as `member`, no TLS.
@@ -306,7 +362,11 @@ mod tests {
         assert!(PeerSecurity::load(&c.security, "a:8848").is_err());
         let c = config(&["--cluster-secret", "short"]);
         assert!(PeerSecurity::load(&c.security, "a:8848").is_err());
-        let c = config(&["--cluster-secret", "0123456789abcdef0123456789abcdef"]);
+        let weak = "a".repeat(40);
+        let c = config(&["--cluster-secret", weak.as_str()]);
+        let err = PeerSecurity::load(&c.security, "a:8848").expect_err("weak");
+        assert!(err.to_string().contains("too weak"), "{err}");
+        let c = config(&["--cluster-secret", "9f86d081884c7d659a2feaa0c55ad015"]);
         let loaded = PeerSecurity::load(&c.security, "a:8848").expect("loads");
         assert_eq!(loaded.auth().map(|a| a.member()), Some("a:8848"));
         assert_eq!(loaded.http_scheme(), "http");

@@ -46,6 +46,53 @@ pub fn test_config() -> Config {
     config
 }
 
+/// A random cluster secret that no node of this test process holds.
+pub fn other_secret() -> roster_node::security::ClusterSecret {
+    let hex = roster_node::security::ClusterSecret::generate_hex().expect("random secret");
+    roster_node::security::ClusterSecret::new(hex.as_bytes()).expect("a random secret is strong")
+}
+
+/// A form request to `url` with `x-roster-forwarded-by: by`, signed over
+/// its method, path and body by `signer` (a secret and the member name it
+/// signs as), as a member forwarding a client's write sends it.
+pub fn forwarded_request(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    params: &[(&str, String)],
+    by: &str,
+    signer: Option<(&roster_node::security::ClusterSecret, &str)>,
+) -> reqwest::Request {
+    let mut request = client
+        .request(method.clone(), url)
+        .header("x-roster-forwarded-by", by)
+        .form(params)
+        .build()
+        .expect("a request");
+    if let Some((secret, name)) = signer {
+        let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default().to_vec();
+        let path = request.url().path().to_owned();
+        roster_node::security::PeerAuth::new(secret, name).sign(request.headers_mut(), method.as_str(), &path, &body);
+    }
+    request
+}
+
+/// The value of the Prometheus line that starts with `series` (the metric
+/// name and its labels) in `text`, 0 if absent.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TCP connection to `to` from the local (loopback) address `from`.
+pub async fn connect_from(from: std::net::IpAddr, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
 /// The token signing key [`auth_dir`] writes.
 pub const AUTH_KEY: &[u8] = b"test-signing-key-0123456789-abcdefghijklmnop";
 

@@ -3,9 +3,15 @@
 
 use super::*;
 use crate::desired::test_support::cluster;
+use crate::desired::{self, Target};
+use crate::events::planned_events;
 use crate::fixtures::{endpoints_for, test_context, ApiServerVerifier, FakeMember};
 use crate::node_status::Endpoints;
+use crate::scaling::ScaleStep;
+use crate::server_lists::ListSync;
+use crate::Result;
 use http::{Method, StatusCode};
+use roster_crds::{find_condition, RegistryClusterStatus, CONDITION_AVAILABLE, CONDITION_PROGRESSING};
 use roster_crds::{CONDITION_DEGRADED, CONDITION_MEMBERSHIP_CONVERGED, CONDITION_RAFT_QUORUM};
 use serde_json::{json, Value};
 
@@ -18,6 +24,8 @@ const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/demo";
 const SECRET: &str = "/api/v1/namespaces/ns/secrets/demo-cluster-secret";
 const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
 const STATUS: &str = "/apis/roster.dev/v1alpha1/namespaces/ns/registryclusters/demo/status";
+const PODS: &str = "/api/v1/namespaces/ns/pods";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
 fn addr(i: i32) -> String {
     names::member_address("demo", NS, i)
@@ -94,6 +102,34 @@ async fn expect_status_patch(api: &mut ApiServerVerifier, rc: &RegistryCluster) 
     status
 }
 
+/// `n` pods, all Ready on revision `r1` (the one [`existing_statefulset`] names).
+fn ready_pods(n: usize) -> Vec<(&'static str, bool)> {
+    vec![("r1", true); n]
+}
+
+/// Answers the member pod list with `pods` (revision, Ready) for ordinals `0..`.
+async fn expect_pods(api: &mut ApiServerVerifier, pods: &[(&str, bool)]) {
+    let list = api.expect_get(PODS).await;
+    assert!(list.query.contains("labelSelector="), "{}", list.query);
+    list.respond(StatusCode::OK, &pod_list(pods));
+}
+
+/// Answers the lookup of the StatefulSet's `FailedCreate` Events (made
+/// while a member pod is missing) with `items`.
+async fn expect_failed_create_lookup(api: &mut ApiServerVerifier, items: Vec<Value>) {
+    let call = api.expect_get(EVENTS).await;
+    assert!(
+        call.query.contains("reason%3DFailedCreate") || call.query.contains("reason=FailedCreate"),
+        "{}",
+        call.query
+    );
+    assert!(call.query.contains("regarding.kind%3DStatefulSet") || call.query.contains("regarding.kind=StatefulSet"));
+    call.respond(
+        StatusCode::OK,
+        &json!({"apiVersion": "events.k8s.io/v1", "kind": "EventList", "metadata": {}, "items": items}),
+    );
+}
+
 fn cond<'a>(s: &'a RegistryClusterStatus, t: &str) -> (&'a str, &'a str, &'a str) {
     let c = find_condition(&s.conditions, t).unwrap_or_else(|| panic!("{t} missing"));
     (c.status.as_str(), c.reason.as_str(), c.message.as_str())
@@ -131,6 +167,7 @@ async fn a_new_cluster_gets_owned_objects_a_status_and_an_event() {
     assert!(env.as_array().expect("env").iter().any(|e| e["name"] == "ROSTER_ADDRESS_SERVER_URL"
         && e["value"] == "http://roster-operator.roster-system.svc:8080/v1/clusters/ns/demo/serverlist"));
     assert_eq!(lists.get(NS, "demo"), Some((0..3).map(addr).collect()), "the list is published");
+    expect_failed_create_lookup(&mut api, vec![]).await;
 
     let status = expect_status_patch(&mut api, &rc).await;
     assert_eq!(status.observed_generation, Some(1));
@@ -166,6 +203,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
         "the departing members left the server list before the StatefulSet was read or changed"
     );
     get.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 5));
+    expect_pods(&mut api, &ready_pods(5)).await;
     let call = api.next().await;
     call.assert_apply(STS);
     assert_eq!(call.body["spec"]["replicas"], 5, "the StatefulSet keeps all pods while Raft counts them");
@@ -194,6 +232,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
     let reconciler = tokio::spawn(reconcile(Arc::new(rc2.clone()), ctx.clone()));
     expect_fixed_objects(&mut api).await;
     api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 5));
+    expect_pods(&mut api, &ready_pods(5)).await;
     let sts = api.expect_apply(STS).await;
     assert_eq!(sts["spec"]["replicas"], 4, "highest member first");
     let second = expect_status_patch(&mut api, &rc2).await;
@@ -210,6 +249,7 @@ async fn scale_down_shrinks_the_list_first_and_the_statefulset_only_after_raft_l
     let reconciler = tokio::spawn(reconcile(Arc::new(rc3.clone()), ctx.clone()));
     expect_fixed_objects(&mut api).await;
     api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 4));
+    expect_pods(&mut api, &ready_pods(4)).await;
     let sts = api.expect_apply(STS).await;
     assert_eq!(sts["spec"]["replicas"], 3);
     expect_status_patch(&mut api, &rc3).await;
@@ -227,6 +267,7 @@ async fn a_stable_cluster_reports_available_and_requeues_slowly() {
     let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
     expect_fixed_objects(&mut api).await;
     api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 3));
+    expect_pods(&mut api, &ready_pods(3)).await;
     let call = api.next().await;
     call.assert_apply(STS);
     assert_eq!(call.body["spec"]["replicas"], 3);
@@ -312,15 +353,13 @@ fn list_sync_follows_applies_deletes_and_relists() {
 fn leader_changes_are_announced_once() {
     let mut before = RegistryClusterStatus { leader: Some(addr(0)), ..RegistryClusterStatus::default() };
     let after = RegistryClusterStatus { leader: Some(addr(1)), ..RegistryClusterStatus::default() };
-    let events = planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 });
+    let events = planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 }, None);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].reason, "LeaderChanged");
     assert_eq!(events[0].note.as_deref(), Some("Raft leader changed from demo-0 to demo-1"));
     before.leader = Some(addr(1));
-    assert!(planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 }).is_empty());
+    assert!(planned_events(Some(&before), &after, &ScaleStep::Steady { replicas: 3 }, None).is_empty());
 }
-
-const PODS: &str = "/api/v1/namespaces/ns/pods";
 
 /// The StatefulSet after a template change: revision `r2`, `updated` pods on it.
 fn rolling_statefulset(rc: &RegistryCluster, ctx: &Context, updated: i32) -> Value {
@@ -345,7 +384,8 @@ fn pod_list(pods: &[(&str, bool)]) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": items})
 }
 
-/// One reconcile of a rolling cluster up to the pod list, answered with `pods`.
+/// One reconcile of a rolling cluster up to the StatefulSet apply, with the
+/// member pods answered as `pods`.
 async fn reconcile_rolling(
     api: &mut ApiServerVerifier,
     rc: &RegistryCluster,
@@ -356,13 +396,11 @@ async fn reconcile_rolling(
     let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
     expect_fixed_objects(api).await;
     api.expect_get(STS).await.respond(StatusCode::OK, &rolling_statefulset(rc, ctx, updated));
+    expect_pods(api, pods).await;
     let call = api.next().await;
     call.assert_apply(STS);
     assert_eq!(call.body["spec"]["updateStrategy"]["type"], "OnDelete", "the operator does the rolling");
     call.respond(StatusCode::OK, &rolling_statefulset(rc, ctx, updated));
-    let list = api.expect_get(PODS).await;
-    assert!(list.query.contains("labelSelector="), "{}", list.query);
-    list.respond(StatusCode::OK, &pod_list(pods));
     reconciler
 }
 
@@ -406,7 +444,7 @@ async fn a_template_change_rolls_one_member_at_a_time_and_the_leader_last() {
     assert_eq!((state, reason), ("True", "RollingUpdate"));
     assert_eq!(message, "rolling update: restarting demo-1 (2 of the members still on the old template)");
     let event = api.expect_event(NS, "RollingUpdate").await;
-    assert_eq!(event["note"], message);
+    assert_eq!(event["note"], format!("{message} to revision r2"), "the Event names the revision it rolls to");
     for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available"] {
         api.expect_event(NS, reason).await;
     }
@@ -487,6 +525,7 @@ async fn the_cluster_secret_is_created_once_when_absent() {
     call.respond(StatusCode::CREATED, &created);
     api.expect_get(STS).await.not_found();
     let sts = api.expect_apply(STS).await;
+    expect_failed_create_lookup(&mut api, vec![]).await;
     let pod = &sts["spec"]["template"]["spec"];
     let env = pod["containers"][0]["env"].as_array().expect("env");
     assert!(
@@ -533,6 +572,7 @@ async fn with_tls_the_statuses_are_read_over_https_with_the_secret_ca() {
         &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                 "metadata": {"name": "demo-tls", "namespace": NS}, "data": {"ca.crt": encoded}}),
     );
+    expect_pods(&mut api, &ready_pods(1)).await;
     api.expect_apply(STS).await;
     let status = expect_status_patch(&mut api, &rc).await;
     // The fake member speaks plain HTTP: asked over HTTPS, it cannot answer.
@@ -540,4 +580,94 @@ async fn with_tls_the_statuses_are_read_over_https_with_the_secret_ca() {
     assert_eq!(state, crate::status::STATE_UNREACHABLE, "{:?}", status.members[0]);
     assert_eq!(cond(&status, CONDITION_AVAILABLE).0, "False");
     reconciler.abort();
+}
+
+#[tokio::test]
+async fn a_statefulset_the_api_server_refuses_is_reported_not_hidden() {
+    let voters = [0, 1, 2];
+    let fakes = fake_members(3, &voters).await;
+    let (ctx, mut api, _lists) = test_context(endpoints_for(&pairs(&fakes)));
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.respond(StatusCode::OK, &existing_statefulset(&rc, &ctx, 3));
+    expect_pods(&mut api, &ready_pods(3)).await;
+    let call = api.next().await;
+    call.assert_apply(STS);
+    let message = "StatefulSet.apps \"demo\" is invalid: spec.template.spec.containers[0].resources.requests: \
+                   Invalid value: \"2Gi\": must be less than or equal to memory limit of 1Gi";
+    call.respond(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 422,
+                "reason": "Invalid", "message": message}),
+    );
+    let status = expect_status_patch(&mut api, &rc).await;
+    let (state, reason, text) = cond(&status, CONDITION_DEGRADED);
+    assert_eq!((state, reason), ("True", "StatefulSetRefused"));
+    assert!(text.contains("must be less than or equal to memory limit"), "{text}");
+    assert_eq!(cond(&status, CONDITION_PROGRESSING).1, "StatefulSetRefused", "not Stable");
+    for reason in ["LeaderChanged", "SnapshotBootstrapped", "Available", "Degraded"] {
+        api.expect_event(NS, reason).await;
+    }
+    let err = outcome(reconciler).await.expect_err("the refusal is retried with back-off");
+    assert!(matches!(err, Error::Kube(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_pod_the_statefulset_cannot_create_is_reported() {
+    let (ctx, mut api, _lists) = test_context(Endpoints::Dns);
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.not_found();
+    api.expect_apply(STS).await;
+    let note = "create Pod demo-0 in StatefulSet demo failed error: pods \"demo-0\" is forbidden: exceeded quota";
+    let seen = k8s_openapi::jiff::Timestamp::now().to_string();
+    expect_failed_create_lookup(
+        &mut api,
+        vec![
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "demo.1", "namespace": NS},
+                    "reason": "FailedCreate", "note": note, "eventTime": seen, "type": "Warning",
+                    "reportingController": "statefulset-controller", "reportingInstance": "kcm",
+                    "action": "Create", "regarding": {"kind": "StatefulSet", "name": "demo", "namespace": NS}}),
+        ],
+    )
+    .await;
+    let status = expect_status_patch(&mut api, &rc).await;
+    let (state, reason, text) = cond(&status, CONDITION_DEGRADED);
+    assert_eq!((state, reason), ("True", "PodCreationFailed"));
+    assert!(text.contains("exceeded quota"), "{text}");
+    api.expect_event(NS, "Creating").await;
+    api.expect_event(NS, "Degraded").await;
+    finish(reconciler).await;
+}
+
+#[tokio::test]
+async fn a_cluster_deleted_while_it_is_reconciled_is_no_error() {
+    let (ctx, mut api, _lists) = test_context(Endpoints::Dns);
+    let rc = cluster(3);
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc.clone()), ctx.clone()));
+    expect_fixed_objects(&mut api).await;
+    api.expect_get(STS).await.not_found();
+    api.expect_apply(STS).await;
+    expect_failed_create_lookup(&mut api, vec![]).await;
+    let call = api.next().await;
+    call.assert_apply(STATUS);
+    call.not_found();
+    assert_eq!(finish(reconciler).await, Action::await_change(), "no error, no retry, no Event");
+    api.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_cluster_being_deleted_is_left_to_garbage_collection() {
+    let (ctx, mut api, lists) = test_context(Endpoints::Dns);
+    let mut rc = cluster(3);
+    rc.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let reconciler = tokio::spawn(reconcile(Arc::new(rc), ctx.clone()));
+    let event = api.expect_event(NS, "Deleting").await;
+    assert!(event["note"].as_str().is_some_and(|n| n.contains("PVCs are kept")), "{event}");
+    assert_eq!(finish(reconciler).await, Action::await_change());
+    assert!(lists.is_empty(), "nothing is published or applied for a cluster on its way out");
+    api.expect_silence(Duration::from_millis(100)).await;
 }

@@ -1,9 +1,10 @@
 //! The ConfigMap of node settings.
 //!
 //! Its keys are `ROSTER_*` environment variables that every member loads
-//! with `envFrom` (each node flag has one, DESIGN §9). Settings that are the
-//! same for every member live here; the per-pod ones (`ROSTER_ADVERTISE`)
-//! are set in the pod template. The pod template carries a hash of this
+//! with `envFrom` (each node flag has one, see the README's
+//! "Configuration"). Settings that are the same for every member live here;
+//! the per-pod ones (`ROSTER_ADVERTISE`, `ROSTER_BIND`) are set in the pod
+//! template. The pod template carries a hash of this
 //! data, so a change of the knobs rolls the pods.
 
 use std::collections::BTreeMap;

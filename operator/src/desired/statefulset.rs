@@ -56,7 +56,8 @@ pub const AUTH_USERS: &str = "users.json";
 pub const CONFIG_HASH_ANNOTATION: &str = "roster.dev/config-hash";
 /// Group id of the node image's user (see docker/node.Dockerfile).
 pub const NODE_GROUP: i64 = 65532;
-/// Readiness endpoint of a member (DESIGN §7).
+/// Readiness endpoint of a member (200 once its Distro snapshot is loaded
+/// and it knows a Raft leader).
 pub const READINESS_PATH: &str = "/nacos/v1/console/health/readiness";
 /// Liveness endpoint of a member.
 pub const LIVENESS_PATH: &str = "/nacos/v1/console/health/liveness";
@@ -79,6 +80,16 @@ fn probe(path: &str, period: i32, failures: i32, tls: bool) -> Probe {
 
 fn env(name: &str, value: String) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value), value_from: None }
+}
+
+/// A variable the kubelet fills from a field of the pod (downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    let field_ref = ObjectFieldSelector { field_path: field_path.to_owned(), api_version: None };
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource { field_ref: Some(field_ref), ..EnvVarSource::default() }),
+    }
 }
 
 /// The node container.
@@ -121,14 +132,13 @@ fn container(t: &Target<'_>, settings: &OperatorSettings) -> Container {
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
         ports: Some(vec![port("http", HTTP_PORT), port("grpc", GRPC_PORT), port("peer", PEER_PORT)]),
         env: Some(vec![
-            EnvVar {
-                name: "ROSTER_POD_NAME".to_owned(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".to_owned(), api_version: None }),
-                    ..EnvVarSource::default()
-                }),
-            },
+            field_env("ROSTER_POD_NAME", "metadata.name"),
+            // The pod IP, not 0.0.0.0: where members share one network
+            // namespace (the Kubernetes e2e suite runs pods as local
+            // processes) two members on 0.0.0.0 would collide on their ports.
+            // The price: `kubectl port-forward` (which dials localhost inside
+            // the pod) does not reach a member (see the README).
+            field_env("ROSTER_BIND", "status.podIP"),
             // $(VAR) is expanded by the kubelet from the variables above.
             env(
                 "ROSTER_ADVERTISE",
@@ -258,7 +268,7 @@ pub fn statefulset(t: &Target<'_>, settings: &OperatorSettings, replicas: i32) -
                         fs_group: Some(NODE_GROUP),
                         ..PodSecurityContext::default()
                     }),
-                    // Time to move gRPC clients to other members before stopping (DESIGN §5, draining).
+                    // Time to move gRPC clients to other members before stopping (draining).
                     termination_grace_period_seconds: Some(30),
                     volumes: (!volumes.is_empty()).then_some(volumes),
                     ..PodSpec::default()
@@ -315,6 +325,12 @@ mod tests {
         assert_eq!(
             pod_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str()),
             Some("metadata.name")
+        );
+        // Every member binds its own pod IP (members may share a network namespace).
+        let bind = c.env.as_ref().and_then(|e| e.iter().find(|e| e.name == "ROSTER_BIND")).expect("bind");
+        assert_eq!(
+            bind.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str()),
+            Some("status.podIP")
         );
         // ROSTER_POD_NAME must come before ROSTER_ADVERTISE for $(...) to expand.
         let names: Vec<&str> = c.env.as_ref().expect("env").iter().map(|e| e.name.as_str()).collect();

@@ -1,17 +1,34 @@
-//! Status aggregation: from the members' own status documents to
-//! `status.members[]`, the leader and the six conditions, without I/O.
+//! Status aggregation: from the members' own status documents and their
+//! pods to `status.members[]`, the leader and the six conditions, without
+//! I/O.
 //!
 //! Each condition answers one question a person asks about a cluster, with
-//! a CamelCase `reason` and a sentence in `message`:
+//! a CamelCase `reason` and a sentence in `message` (the README's
+//! "Conditions" table says the same for users):
 //!
 //! | condition | question | reasons |
 //! |---|---|---|
-//! | `RaftQuorum` | does a majority of Raft voters follow one leader? | `QuorumHealthy`, `NoLeader`, `QuorumLost`, `RaftNotReported`, `NoMemberReachable` |
-//! | `Available` | can clients use it (persistent writes succeed)? | `QuorumHealthy`, `NoLeader`, `QuorumLost`, `MembersReady`, `NotEnoughReadyMembers`, `NoMemberReachable` |
+//! | `Available` | can clients use it through the client Service? | `Serving`, `NotEnoughServingMembers`, `QuorumLost`, `NoLeader`, `MembersReady`, `NotEnoughReadyMembers`, `NoMemberReachable` |
+//! | `Progressing` | is a change of the spec still being carried out? | `ScalingUp`, `ScalingDown`, `WaitingForRaftRemoval`, `RollingUpdate`, `WaitingForMembers`, `Converging`, `StatefulSetRefused`, `Stable` |
+//! | `Degraded` | is something wrong that no planned change explains? | `StatefulSetRefused`, `PodCreationFailed`, `PodFailing`, `QuorumLost`, `NoLeader`, `MembersNotReady`, `MembersDown`, `AsPlanned`, `Healthy` |
 //! | `SnapshotBootstrapped` | has every member loaded its Distro snapshot? | `AllMembersLoaded`, `SnapshotLoading`, `DistroNotReported`, `NoMemberReachable` |
+//! | `RaftQuorum` | does a majority of Raft voters follow one leader? | `QuorumHealthy`, `NoLeader`, `QuorumLost`, `RaftNotReported`, `NoMemberReachable` |
 //! | `MembershipConverged` | do list, pods, member views and Raft agree? | `Converged`, `PodsPending`, `MembersUnreachable`, `ServerListPending`, `RaftMembershipPending` |
-//! | `Progressing` | is the operator or the cluster still moving? | `ScalingUp`, `ScalingDown`, `WaitingForRaftRemoval`, `RollingUpdate`, `Converging`, `Stable` |
-//! | `Degraded` | is something wrong that is not explained by progress? | `QuorumLost`, `NoLeader`, `MembersNotReady`, `MembersDown`, `Healthy` |
+//!
+//! A member *serves* when its pod is Ready (so the client Service routes to
+//! it) and its own status answers ready with the Distro snapshot loaded.
+//! `Available` needs a majority of the listed members serving and a Raft
+//! quorum, so `kubectl wait --for=condition=Available` returns only when a
+//! write through the Service lands on a loaded member of a quorate cluster.
+//!
+//! `Progressing` has a memory, kept in the status itself: a change of the
+//! spec (a new `metadata.generation`) is in progress until every listed
+//! member runs the current template, serves, and the membership converged;
+//! only then does `Progressing` turn `False` for that generation. A member
+//! that is not ready before that is planned work (a scale-up, a creation,
+//! a roll); one that stops serving after it is not, and makes `Degraded`
+//! `True`. Because the memory is the status on the object, an operator that
+//! crashed between two steps reads it back and decides the same way.
 //!
 //! Members whose status has no `raft` section (a node build without Raft)
 //! make `RaftQuorum` `Unknown` (`RaftNotReported`) and `Available` falls back
@@ -19,34 +36,48 @@
 //! `SnapshotBootstrapped` `Unknown` (`DistroNotReported`). Nothing is
 //! claimed that no member reported.
 
+mod conditions;
+
 use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use roster_crds::{
-    set_condition, MemberStatus, RegistryClusterStatus, CONDITION_AVAILABLE, CONDITION_DEGRADED,
-    CONDITION_MEMBERSHIP_CONVERGED, CONDITION_PROGRESSING, CONDITION_RAFT_QUORUM, CONDITION_SNAPSHOT_BOOTSTRAPPED,
-    STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
-};
+use roster_crds::{set_condition, MemberStatus, RegistryClusterStatus};
 
 use crate::names;
 use crate::node_status::{NodeStatus, Observation, Observations, RaftStatus};
-use crate::scaling::{ScaleStep, WaitReason};
+use crate::scaling::ScaleStep;
+use crate::upgrade::PodView;
 
 /// State value of a member the operator could not read.
 pub const STATE_UNREACHABLE: &str = "Unreachable";
 
+/// Why the StatefulSet cannot carry out the spec: nothing the operator or
+/// the cluster will fix by waiting, so it is always `Degraded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The API server refused the StatefulSet the operator applied (the
+    /// message is the API server's).
+    Refused(String),
+    /// The StatefulSet controller cannot create a member pod (its latest
+    /// `FailedCreate` Event, while that pod is missing).
+    PodCreation(String),
+}
+
 /// What the StatefulSet reports, reduced to what the status needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatefulSetView {
-    /// `spec.replicas` as applied.
+    /// `spec.replicas` as applied (or as found, when the apply was refused).
     pub replicas: i32,
-    /// `status.readyReplicas`.
-    pub ready_replicas: i32,
-    /// Whether a rolling update is in flight (not every pod runs the
-    /// current template, or the StatefulSet controller has not seen it yet).
-    pub rolling: bool,
+    /// `status.updateRevision`: the revision of the current template, once
+    /// the StatefulSet controller has seen it.
+    pub update_revision: Option<String>,
+    /// Whether the StatefulSet controller has seen the current template
+    /// (`status.observedGeneration` caught up with `metadata.generation`).
+    pub template_observed: bool,
     /// What the upgrade planner did or waits for, when it ran.
     pub rollout: Option<String>,
+    /// Why the StatefulSet cannot carry out the spec, if it cannot.
+    pub failure: Option<Failure>,
 }
 
 /// Everything the aggregation reads.
@@ -64,9 +95,12 @@ pub struct StatusInput<'a> {
     pub step: &'a ScaleStep,
     /// The StatefulSet after this reconcile's apply.
     pub statefulset: &'a StatefulSetView,
+    /// The member pods that exist.
+    pub pods: &'a [PodView],
     /// Statuses of the members `0..max(desired, statefulset.replicas)`.
     pub observations: &'a Observations,
-    /// The status before this reconcile (for `lastTransitionTime`).
+    /// The status before this reconcile (for `lastTransitionTime` and for
+    /// whether the current generation was already carried out).
     pub previous: Option<&'a RegistryClusterStatus>,
     /// Now.
     pub now: Time,
@@ -85,15 +119,112 @@ fn list(members: &[String]) -> String {
     members.iter().map(|m| short(m)).collect::<Vec<_>>().join(", ")
 }
 
-/// The Raft view the status trusts: the leader's own status when the leader
-/// answered, otherwise the answering member with the highest term (then
-/// highest committed index).
+/// One listed member: its pod and what it says about itself.
+#[derive(Debug, Clone, Copy)]
+struct Member<'a> {
+    name: &'a str,
+    pod: Option<&'a PodView>,
+    status: Option<&'a NodeStatus>,
+}
+
+impl Member<'_> {
+    /// Why the member does not serve clients, or `None` when it does: its
+    /// pod is Ready (the client Service routes to it) and it answers ready
+    /// with its Distro snapshot loaded.
+    fn not_serving(&self) -> Option<&'static str> {
+        let Some(pod) = self.pod else { return Some("its pod does not exist") };
+        if pod.terminating {
+            return Some("its pod is terminating");
+        }
+        let Some(status) = self.status else { return Some("its status does not answer") };
+        if status.distro.as_ref().is_some_and(|d| !d.initialized) {
+            return Some("it has not loaded the Distro snapshot");
+        }
+        if !status.ready {
+            return Some("it does not answer ready");
+        }
+        if !pod.ready {
+            return Some("its pod is not Ready");
+        }
+        None
+    }
+
+    /// Whether the pod exists and runs `revision` (any revision when the
+    /// StatefulSet has not named one yet).
+    fn outdated(&self, revision: Option<&str>) -> bool {
+        match (self.pod, revision) {
+            (Some(pod), Some(revision)) => pod.revision.as_deref() != Some(revision),
+            _ => false,
+        }
+    }
+}
+
+/// The facts every condition reads, computed once.
+struct Facts<'a> {
+    input: &'a StatusInput<'a>,
+    desired: i32,
+    /// Statuses of every member that answered.
+    reached: Vec<&'a NodeStatus>,
+    /// The listed members, ordinal order.
+    listed: Vec<Member<'a>>,
+    /// The Raft view the status trusts (see [`raft_view`]).
+    raft: Option<(&'a NodeStatus, &'a RaftStatus)>,
+    /// The leader that view knows.
+    leader: Option<String>,
+    /// `members[]` for every existing member.
+    members: Vec<MemberStatus>,
+    /// The listed members that do not serve, with why.
+    not_serving: Vec<(String, &'static str)>,
+    /// The listed members whose pod runs an older template.
+    outdated: Vec<String>,
+}
+
+impl Facts<'_> {
+    fn address(&self, ordinal: i32) -> String {
+        names::member_address(self.input.cluster, self.input.namespace, ordinal)
+    }
+
+    fn published(&self) -> Vec<String> {
+        (0..self.desired).map(|i| self.address(i)).collect()
+    }
+
+    fn raft_reported(&self) -> bool {
+        self.raft.is_some()
+    }
+
+    fn voters(&self) -> Vec<String> {
+        self.raft.map(|(_, r)| r.voters.clone()).unwrap_or_default()
+    }
+
+    fn learners(&self) -> Vec<String> {
+        self.raft.map(|(_, r)| r.learners.clone()).unwrap_or_default()
+    }
+
+    /// Whether a rolling update is under way: the StatefulSet has not seen
+    /// the template yet, or a listed pod runs an older one.
+    fn rolling(&self) -> bool {
+        !self.input.statefulset.template_observed || !self.outdated.is_empty()
+    }
+
+    /// Whether the previous status already declared the current generation
+    /// carried out (`Progressing` `False` for it).
+    fn carried_out_before(&self) -> bool {
+        let previous = self.input.previous.and_then(|p| roster_crds::find_condition(&p.conditions, PROGRESSING));
+        previous
+            .is_some_and(|c| c.status == roster_crds::STATUS_FALSE && c.observed_generation == self.input.generation)
+    }
+}
+
+const PROGRESSING: &str = roster_crds::CONDITION_PROGRESSING;
+
+/// The Raft view the status trusts: the answering member with the highest
+/// term, and of those the leader's own status, then the highest committed
+/// index. The term comes first because a member restarted from its disk
+/// can claim the leadership of an old term for a moment (it steps down
+/// when it hears the newer one); its claim must not hide the real leader.
 fn raft_view<'a>(statuses: &[&'a NodeStatus]) -> Option<(&'a NodeStatus, &'a RaftStatus)> {
     let with_raft = statuses.iter().filter_map(|s| s.raft.as_ref().map(|r| (*s, r)));
-    if let Some(leader) = with_raft.clone().find(|(_, r)| r.role == "Leader") {
-        return Some(leader);
-    }
-    with_raft.max_by_key(|(_, r)| (r.term, r.committed_index.unwrap_or(0)))
+    with_raft.max_by_key(|(_, r)| (r.term, r.role == "Leader", r.committed_index.unwrap_or(0)))
 }
 
 /// The leader this view knows: itself when it leads, else its `leader`.
@@ -106,40 +237,19 @@ fn leader_of(view: Option<(&NodeStatus, &RaftStatus)>) -> Option<String> {
     }
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: String, generation: Option<i64>) -> Condition {
-    Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: generation,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    }
-}
-
-/// Builds the new status. Pure: same input, same output.
-pub fn aggregate(input: StatusInput<'_>) -> RegistryClusterStatus {
-    let desired = input.desired.max(0);
-    let existing = input.statefulset.replicas.max(desired);
-    let gen = input.generation;
-    let address = |i: i32| names::member_address(input.cluster, input.namespace, i);
-    let published: Vec<String> = (0..desired).map(address).collect();
-    let published_set: BTreeSet<&str> = published.iter().map(String::as_str).collect();
-
-    let reached: Vec<&NodeStatus> =
-        (0..existing).filter_map(|i| input.observations.get(&address(i))?.status()).collect();
-    let view = raft_view(&reached);
-    let leader = leader_of(view);
-    let leader_status = leader.as_deref().and_then(|l| reached.iter().copied().find(|s| s.member == l));
-    let raft_reported = view.is_some();
-
-    // ---- members[]
-    let members: Vec<MemberStatus> = (0..existing)
+fn member_statuses(
+    input: &StatusInput<'_>,
+    existing: i32,
+    leader_status: Option<&NodeStatus>,
+    pod_names: &[String],
+) -> Vec<MemberStatus> {
+    (0..existing)
         .map(|i| {
-            let addr = address(i);
+            let addr = names::member_address(input.cluster, input.namespace, i);
+            let name = pod_names[i as usize].clone();
             match input.observations.get(&addr).and_then(Observation::status) {
                 None => MemberStatus {
-                    name: names::pod(input.cluster, i),
+                    name,
                     address: Some(addr),
                     state: Some(STATE_UNREACHABLE.to_owned()),
                     ..MemberStatus::default()
@@ -149,7 +259,7 @@ pub fn aggregate(input: StatusInput<'_>) -> RegistryClusterStatus {
                         |v: &NodeStatus| v.members.iter().find(|p| p.address == addr).map(|p| p.state.clone());
                     let state = leader_status.and_then(reported).or_else(|| reported(s)).unwrap_or_else(|| "UP".into());
                     MemberStatus {
-                        name: names::pod(input.cluster, i),
+                        name,
                         address: Some(addr),
                         state: Some(state),
                         ready: s.ready,
@@ -165,313 +275,77 @@ pub fn aggregate(input: StatusInput<'_>) -> RegistryClusterStatus {
                 }
             }
         })
+        .collect()
+}
+
+/// Builds the new status. Pure: same input, same output.
+pub fn aggregate(input: StatusInput<'_>) -> RegistryClusterStatus {
+    let desired = input.desired.max(0);
+    let existing = input.statefulset.replicas.max(desired);
+    let address = |i: i32| names::member_address(input.cluster, input.namespace, i);
+    let pod_names: Vec<String> = (0..existing).map(|i| names::pod(input.cluster, i)).collect();
+
+    let reached: Vec<&NodeStatus> =
+        (0..existing).filter_map(|i| input.observations.get(&address(i))?.status()).collect();
+    let raft = raft_view(&reached);
+    let leader = leader_of(raft);
+    let leader_status = leader.as_deref().and_then(|l| reached.iter().copied().find(|s| s.member == l));
+    let members = member_statuses(&input, existing, leader_status, &pod_names);
+    let listed: Vec<Member<'_>> = (0..desired)
+        .map(|i| Member {
+            name: &pod_names[i as usize],
+            pod: input.pods.iter().find(|p| p.ordinal == i),
+            status: input.observations.get(&address(i)).and_then(Observation::status),
+        })
         .collect();
-    let desired_members = &members[..desired as usize];
-    let reached_desired = desired_members.iter().filter(|m| m.state.as_deref() != Some(STATE_UNREACHABLE)).count();
-    let ready_desired: Vec<&MemberStatus> = desired_members.iter().filter(|m| m.ready).collect();
+    let revision = input.statefulset.update_revision.as_deref();
+    let not_serving = listed.iter().filter_map(|m| Some((m.name.to_owned(), m.not_serving()?))).collect();
+    let outdated = listed.iter().filter(|m| m.outdated(revision)).map(|m| m.name.to_owned()).collect();
+    let facts = Facts { input: &input, desired, reached, listed, raft, leader, members, not_serving, outdated };
 
-    // ---- RaftQuorum
-    let voters: Vec<String> = view.map(|(_, r)| r.voters.clone()).unwrap_or_default();
-    let learners: Vec<String> = view.map(|(_, r)| r.learners.clone()).unwrap_or_default();
-    let raft_quorum = if reached.is_empty() {
-        condition(
-            CONDITION_RAFT_QUORUM,
-            STATUS_UNKNOWN,
-            "NoMemberReachable",
-            format!("none of the {existing} members answered on /roster/v1/status"),
-            gen,
-        )
-    } else if !raft_reported {
-        condition(
-            CONDITION_RAFT_QUORUM,
-            STATUS_UNKNOWN,
-            "RaftNotReported",
-            "the members do not report Raft state (a node build without Raft)".into(),
-            gen,
-        )
-    } else if let Some(l) = &leader {
-        let following = voters
-            .iter()
-            .filter(|v| {
-                reached.iter().any(|s| {
-                    &s.member == *v
-                        && s.raft
-                            .as_ref()
-                            .is_some_and(|r| (r.role == "Leader" && &s.member == l) || r.leader.as_ref() == Some(l))
-                })
-            })
-            .count();
-        let need = majority(voters.len());
-        if !voters.is_empty() && following >= need {
-            condition(
-                CONDITION_RAFT_QUORUM,
-                STATUS_TRUE,
-                "QuorumHealthy",
-                format!("{following} of {} voters follow leader {} (a majority is {need})", voters.len(), short(l)),
-                gen,
-            )
-        } else {
-            condition(
-                CONDITION_RAFT_QUORUM,
-                STATUS_FALSE,
-                "QuorumLost",
-                format!(
-                    "only {following} of {} voters answer and follow leader {}; a majority needs {need}",
-                    voters.len(),
-                    short(l)
-                ),
-                gen,
-            )
-        }
-    } else {
-        condition(CONDITION_RAFT_QUORUM, STATUS_FALSE, "NoLeader", "no member knows a Raft leader".into(), gen)
-    };
+    let raft_quorum = conditions::raft_quorum(&facts);
+    let available = conditions::available(&facts, &raft_quorum);
+    let snapshot = conditions::snapshot_bootstrapped(&facts);
+    let converged = conditions::membership_converged(&facts);
+    let progressing = conditions::progressing(&facts, &converged);
+    let degraded = conditions::degraded(&facts, &raft_quorum, &progressing);
 
-    // ---- Available
-    let available = if raft_reported {
-        let status = if raft_quorum.status == STATUS_TRUE { STATUS_TRUE } else { STATUS_FALSE };
-        let message = if status == STATUS_TRUE {
-            format!("{}; persistent writes can succeed", raft_quorum.message)
-        } else {
-            raft_quorum.message.clone()
-        };
-        condition(CONDITION_AVAILABLE, status, &raft_quorum.reason, message, gen)
-    } else if reached.is_empty() {
-        condition(CONDITION_AVAILABLE, STATUS_FALSE, "NoMemberReachable", raft_quorum.message.clone(), gen)
-    } else {
-        let need = majority(desired as usize);
-        let (status, reason) = if ready_desired.len() >= need {
-            (STATUS_TRUE, "MembersReady")
-        } else {
-            (STATUS_FALSE, "NotEnoughReadyMembers")
-        };
-        condition(
-            CONDITION_AVAILABLE,
-            status,
-            reason,
-            format!(
-                "{} of {desired} members are ready, a majority is {need} (members do not report Raft, so availability is judged by readiness)",
-                ready_desired.len()
-            ),
-            gen,
-        )
-    };
-
-    // ---- SnapshotBootstrapped (over the listed members)
-    let distro_reported = reached.iter().any(|s| s.distro.is_some());
-    let snapshot = if reached_desired == 0 {
-        condition(
-            CONDITION_SNAPSHOT_BOOTSTRAPPED,
-            STATUS_UNKNOWN,
-            "NoMemberReachable",
-            format!("none of the {desired} members answered on /roster/v1/status"),
-            gen,
-        )
-    } else if !distro_reported {
-        condition(
-            CONDITION_SNAPSHOT_BOOTSTRAPPED,
-            STATUS_UNKNOWN,
-            "DistroNotReported",
-            "the members do not report Distro state (a node build without Distro)".into(),
-            gen,
-        )
-    } else {
-        let loading: Vec<String> =
-            desired_members.iter().filter(|m| !m.distro_initialized).map(|m| m.name.clone()).collect();
-        if loading.is_empty() {
-            condition(
-                CONDITION_SNAPSHOT_BOOTSTRAPPED,
-                STATUS_TRUE,
-                "AllMembersLoaded",
-                format!("all {desired} members loaded their Distro snapshot"),
-                gen,
-            )
-        } else {
-            condition(
-                CONDITION_SNAPSHOT_BOOTSTRAPPED,
-                STATUS_FALSE,
-                "SnapshotLoading",
-                format!("{} not loaded the Distro snapshot yet (or did not answer)", have(&loading)),
-                gen,
-            )
-        }
-    };
-
-    // ---- MembershipConverged
-    let unreachable_desired: Vec<String> = desired_members
-        .iter()
-        .filter(|m| m.state.as_deref() == Some(STATE_UNREACHABLE))
-        .map(|m| m.name.clone())
-        .collect();
-    let stale_view = desired_members.iter().zip(0..).find_map(|(m, i)| {
-        let s = input.observations.get(&address(i))?.status()?;
-        let seen: BTreeSet<&str> = s.members.iter().map(|p| p.address.as_str()).collect();
-        (seen != published_set).then(|| (m.name.clone(), seen.len()))
-    });
-    let voter_set: BTreeSet<&str> = voters.iter().map(String::as_str).collect();
-    let converged = if input.statefulset.replicas != desired {
-        let message = match input.step {
-            ScaleStep::WaitForRaftRemoval { reason: WaitReason::StillCounted(m), .. } => format!(
-                "the StatefulSet keeps {} pods for {desired} listed members until Raft removes {}",
-                input.statefulset.replicas,
-                list(m)
-            ),
-            _ => format!("the StatefulSet runs {} pods, the list names {desired} members", input.statefulset.replicas),
-        };
-        condition(CONDITION_MEMBERSHIP_CONVERGED, STATUS_FALSE, "PodsPending", message, gen)
-    } else if !unreachable_desired.is_empty() {
-        condition(
-            CONDITION_MEMBERSHIP_CONVERGED,
-            STATUS_FALSE,
-            "MembersUnreachable",
-            format!("cannot read the status of {}", unreachable_desired.join(", ")),
-            gen,
-        )
-    } else if let Some((who, n)) = stale_view {
-        condition(
-            CONDITION_MEMBERSHIP_CONVERGED,
-            STATUS_FALSE,
-            "ServerListPending",
-            format!("{who} sees {n} members, not the {desired} the server list names"),
-            gen,
-        )
-    } else if raft_reported && (voter_set != published_set || !learners.is_empty()) {
-        condition(
-            CONDITION_MEMBERSHIP_CONVERGED,
-            STATUS_FALSE,
-            "RaftMembershipPending",
-            format!(
-                "Raft voters are [{}] and learners [{}], the server list names [{}]",
-                list(&voters),
-                list(&learners),
-                list(&published)
-            ),
-            gen,
-        )
-    } else {
-        let message = if raft_reported {
-            format!("the server list, the pods, the member views and the Raft voters name the same {desired} members")
-        } else {
-            format!(
-                "the server list, the pods and the member views name the same {desired} members (the members do not report Raft)"
-            )
-        };
-        condition(CONDITION_MEMBERSHIP_CONVERGED, STATUS_TRUE, "Converged", message, gen)
-    };
-
-    // ---- Progressing
-    let not_ready: Vec<String> = desired_members.iter().filter(|m| !m.ready).map(|m| m.name.clone()).collect();
-    let progressing = match input.step {
-        ScaleStep::Create { replicas } => condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "ScalingUp",
-            format!("creating the StatefulSet with {replicas} members"),
-            gen,
-        ),
-        ScaleStep::ScaleUp { from, to } => condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "ScalingUp",
-            format!("scaling up from {from} to {to} members; the new members are in the server list"),
-            gen,
-        ),
-        ScaleStep::ScaleDown { from, to } => condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "ScalingDown",
-            format!("Raft let the highest members go; lowering the StatefulSet from {from} to {to}"),
-            gen,
-        ),
-        ScaleStep::WaitForRaftRemoval { replicas, desired, reason } => condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "WaitingForRaftRemoval",
-            match reason {
-                WaitReason::StillCounted(m) => format!(
-                    "scaling down from {replicas} to {desired}: waiting until Raft no longer counts {}",
-                    list(m)
-                ),
-                WaitReason::NoStayingMemberAnswered => format!(
-                    "scaling down from {replicas} to {desired}: no staying member answered, so it is unknown whether Raft still counts the departing ones"
-                ),
-            },
-            gen,
-        ),
-        ScaleStep::Steady { .. } if input.statefulset.rolling => condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "RollingUpdate",
-            input
-                .statefulset
-                .rollout
-                .clone()
-                .unwrap_or_else(|| "the StatefulSet is rolling its pods to a new template".into()),
-            gen,
-        ),
-        ScaleStep::Steady { .. }
-            if converged.reason == "ServerListPending" || converged.reason == "RaftMembershipPending" =>
-        {
-            condition(
-            CONDITION_PROGRESSING,
-            STATUS_TRUE,
-            "Converging",
-            format!("membership is converging: {}", converged.message),
-            gen,
-            )
-        }
-        ScaleStep::Steady { replicas } => condition(
-            CONDITION_PROGRESSING,
-            STATUS_FALSE,
-            "Stable",
-            format!("{replicas} members; no scaling, rolling or membership change in progress"),
-            gen,
-        ),
-    };
-
-    // ---- Degraded
-    let down: Vec<String> =
-        desired_members.iter().filter(|m| m.state.as_deref() == Some("DOWN")).map(|m| m.name.clone()).collect();
-    let idle = progressing.status != STATUS_TRUE;
-    let degraded = if raft_quorum.status == STATUS_FALSE {
-        condition(CONDITION_DEGRADED, STATUS_TRUE, &raft_quorum.reason, raft_quorum.message.clone(), gen)
-    } else if idle && !not_ready.is_empty() {
-        condition(
-            CONDITION_DEGRADED,
-            STATUS_TRUE,
-            "MembersNotReady",
-            format!("{} not ready while nothing is in progress", are(&not_ready)),
-            gen,
-        )
-    } else if idle && !down.is_empty() {
-        condition(CONDITION_DEGRADED, STATUS_TRUE, "MembersDown", format!("{} DOWN for the cluster", are(&down)), gen)
-    } else {
-        condition(CONDITION_DEGRADED, STATUS_FALSE, "Healthy", "no unexplained problem".into(), gen)
-    };
-
-    // ---- assemble
-    let mut conditions = input.previous.map(|p| p.conditions.clone()).unwrap_or_default();
+    let mut all = input.previous.map(|p| p.conditions.clone()).unwrap_or_default();
     for c in [available, progressing, degraded, snapshot, raft_quorum, converged] {
-        set_condition(&mut conditions, c, input.now.clone());
+        set_condition(&mut all, c, input.now.clone());
     }
-    let replicas = if raft_reported {
-        let joined: BTreeSet<&String> = voters.iter().chain(&learners).collect();
+    let voter_set: BTreeSet<String> = facts.voters().into_iter().collect();
+    let replicas = if facts.raft_reported() {
+        let joined: BTreeSet<String> = facts.voters().into_iter().chain(facts.learners()).collect();
         joined.len() as i32
     } else {
-        reached.len() as i32
+        facts.reached.len() as i32
     };
-    let ready_replicas = desired_members
+    let ready_replicas = facts.members[..desired as usize]
         .iter()
-        .filter(|m| m.ready && (!raft_reported || m.address.as_ref().is_some_and(|a| voter_set.contains(a.as_str()))))
+        .filter(|m| {
+            m.ready && (!facts.raft_reported() || m.address.as_ref().is_some_and(|a| voter_set.contains(a.as_str())))
+        })
         .count() as i32;
     RegistryClusterStatus {
-        observed_generation: gen,
+        observed_generation: input.generation,
         replicas,
         ready_replicas,
         selector: Some(names::selector_string(input.cluster)),
-        leader,
-        members,
-        conditions,
+        leader: facts.leader,
+        members: facts.members,
+        conditions: all,
+    }
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: String, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
     }
 }
 

@@ -23,8 +23,19 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::naming::store::now_millis;
 
-/// How long an id assigned by `ServerCheckRequest` waits for its stream.
+/// How long an id assigned by `ServerCheckRequest` waits for its stream
+/// (the id also goes when its TCP connection closes).
 const UNREGISTERED_ID_TTL: Duration = Duration::from_secs(60);
+
+/// Most labels a `ConnectionSetupRequest` may carry (SDKs send a handful:
+/// `module`, `source`, `AppName`, `taskId`, ...).
+pub const MAX_LABELS: usize = 64;
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY_BYTES: usize = 256;
+/// Longest label value, client version or tenant, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+/// Longest client IP a client may state about itself, in bytes.
+pub const MAX_CLIENT_IP_BYTES: usize = 64;
 
 /// Facts a client states in its `ConnectionSetupRequest`.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +66,43 @@ pub struct Connection {
     closed: AtomicBool,
     close_signal: Notify,
     probing: AtomicBool,
+}
+
+impl ClientInfo {
+    /// Refuses what no SDK sends and would otherwise be kept for the
+    /// connection's life (and shown by the client introspection API): more
+    /// than [`MAX_LABELS`] labels, or a key, value, version, tenant or
+    /// client IP longer than its limit.
+    pub fn check(&self) -> Result<()> {
+        if self.labels.len() > MAX_LABELS {
+            return Err(Error::invalid(format!(
+                "ConnectionSetupRequest has {} labels (limit {MAX_LABELS}).",
+                self.labels.len()
+            )));
+        }
+        for (key, value) in &self.labels {
+            if key.len() > MAX_LABEL_KEY_BYTES || value.len() > MAX_LABEL_VALUE_BYTES {
+                return Err(Error::invalid(format!(
+                    "ConnectionSetupRequest label '{}' is too long (limits: key {MAX_LABEL_KEY_BYTES} bytes, \
+                     value {MAX_LABEL_VALUE_BYTES} bytes).",
+                    crate::telemetry::clip(key)
+                )));
+            }
+        }
+        for (what, value, limit) in [
+            ("clientVersion", &self.version, MAX_LABEL_VALUE_BYTES),
+            ("tenant", &self.tenant, MAX_LABEL_VALUE_BYTES),
+            ("clientIp", &self.client_ip, MAX_CLIENT_IP_BYTES),
+        ] {
+            if value.len() > limit {
+                return Err(Error::invalid(format!(
+                    "ConnectionSetupRequest '{what}' has {} bytes (limit {limit}).",
+                    value.len()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Connection {
@@ -262,6 +310,17 @@ impl Connections {
     /// Number of registered connections.
     pub fn count(&self) -> usize {
         self.registered.read().len()
+    }
+
+    /// Forgets the id assigned to the TCP connection from `remote`, which
+    /// closed (its registration, if any, is ended by its stream).
+    pub fn forget(&self, remote: SocketAddr) {
+        self.assigned.lock().remove(&remote);
+    }
+
+    /// Ids assigned to TCP connections that have not registered (yet).
+    pub fn assigned(&self) -> usize {
+        self.assigned.lock().len()
     }
 
     /// Drops ids that were assigned but never registered.

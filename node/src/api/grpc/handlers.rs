@@ -90,6 +90,22 @@ pub fn check_token(state: &ClientState, env: &Envelope) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a new service on a connection that holds
+/// `--max-services-per-connection` already (`held`: how many it holds and
+/// whether `key`'s is one of them); changing one it holds is always fine.
+fn check_services(state: &ClientState, held: (usize, bool), what: &str) -> Result<()> {
+    let max = state.client_limits.max_services_per_connection;
+    let (count, has) = held;
+    if max == 0 || has || count < max {
+        return Ok(());
+    }
+    state.client_limits.rejected(crate::limits::Limit::ServicesPerConnection);
+    Err(Error::invalid(format!(
+        "This connection {what} {count} services already, the limit of one connection \
+         (--max-services-per-connection {max})."
+    )))
+}
+
 /// If the connection closed while a write ran, undo what the write left:
 /// the close may have cleaned up before the write landed.
 fn undo_if_closed(state: &ClientState, conn: &Connection) {
@@ -127,6 +143,7 @@ fn instance(
         "registerInstance" => {
             let inst = validate::instance(&wire, Some(ephemeral), &state.limits)?;
             if ephemeral {
+                check_services(state, state.store.published_services(&conn.id, &key), "publishes in")?;
                 state.store.register_ephemeral(&conn.id, ClientKind::Connection, &key, inst);
                 undo_if_closed(state, conn);
             } else {
@@ -195,6 +212,7 @@ fn batch_instance(
                 .iter()
                 .map(|w| validate::instance(w, Some(true), &state.limits))
                 .collect::<Result<Vec<_>>>()?;
+            check_services(state, state.store.published_services(&conn.id, &key), "publishes in")?;
             state.store.batch_register(&conn.id, ClientKind::Connection, &key, instances);
             undo_if_closed(state, conn);
         }
@@ -231,6 +249,7 @@ fn subscribe(
     let key = req.base.service_key()?;
     let clusters = cluster_list(req.clusters.as_deref());
     if req.subscribe {
+        check_services(state, state.subscribers.subscribed(&conn.id, &key), "subscribes to")?;
         state.subscribers.add(&conn.id, &key, clusters.clone());
         undo_if_closed(state, conn);
     } else {

@@ -173,7 +173,7 @@ async fn serve_stream(
         } else {
             Err(Error::BadPayload(format!(
                 "the first stream message must be ConnectionSetupRequest, got {}",
-                env.type_name
+                crate::telemetry::clip(&env.type_name)
             )))
         }
     });
@@ -184,18 +184,23 @@ async fn serve_stream(
             return;
         }
     };
-    let id = state.connections.id_for(remote);
     let info = ClientInfo {
         version: setup.client_version.unwrap_or_default(),
         tenant: setup.tenant.unwrap_or_default(),
         labels: setup.labels,
         client_ip,
     };
+    if let Err(e) = info.check() {
+        let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+        return;
+    }
+    let id = state.connections.id_for(remote);
     let tx_for_errors = tx.clone();
     let conn = Arc::new(Connection::new(id.clone(), remote, info, tx));
     state.store.ensure_client(&id, ClientKind::Connection);
     state.connections.register(conn.clone());
-    info!(connection = %id, version = %conn.info.version, "connection set up");
+    state.client_limits.grpc_setup.set_up(remote);
+    info!(connection = %id, version = %crate::telemetry::clip(&conn.info.version), "connection set up");
     if setup.ability_table.is_some() {
         let ack =
             payload::encode("SetupAckRequest", &json!({ "headers": {}, "abilityTable": {}, "module": "internal" }));
@@ -252,6 +257,8 @@ fn on_stream_message(conn: &Connection, payload: Payload) {
 pub fn close_connection(state: &ClientState, id: &str) {
     if let Some(conn) = state.connections.unregister(id) {
         conn.close();
+        // The TCP connection may stay; it must set up again in time.
+        state.client_limits.grpc_setup.torn_down(conn.remote);
     }
     let had_client = state.store.remove_client(id);
     state.subscribers.remove_connection(id);

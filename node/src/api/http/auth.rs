@@ -34,7 +34,7 @@ use axum::Json;
 
 use super::params::{is_form, Params};
 use crate::api::ClientState;
-use crate::auth::{Action, ACCESS_TOKEN};
+use crate::auth::{bearer_token, Action, ACCESS_TOKEN};
 use crate::error::{Error, Result};
 use crate::naming::validate;
 
@@ -63,13 +63,7 @@ pub async fn login(State(state): State<Arc<ClientState>>, p: Params) -> Result<R
 /// The token of a request: `Authorization: Bearer <token>`, else the
 /// `accessToken` parameter.
 fn token<'a>(headers: &'a HeaderMap, params: &'a Params) -> Option<&'a str> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    bearer.or_else(|| params.get(ACCESS_TOKEN))
+    bearer_token(headers).or_else(|| params.get(ACCESS_TOKEN))
 }
 
 /// What a route needs of the caller.

@@ -151,7 +151,7 @@ fn parse_beat(raw: &str) -> Result<BeatInfo> {
 fn beat_metadata(beat: &BeatInfo) -> Result<BTreeMap<String, String>> {
     match &beat.metadata {
         None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
-        Some(serde_json::Value::Object(obj)) => Ok(validate::metadata_from_json(obj)),
+        Some(serde_json::Value::Object(obj)) => validate::metadata_from_json(obj),
         Some(_) => Err(Error::invalid("Param 'beat' has a 'metadata' that is not a JSON object.")),
     }
 }

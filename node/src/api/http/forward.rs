@@ -12,7 +12,10 @@
 //! A forwarded request is never forwarded again (the two members may
 //! briefly disagree about responsibility while a member changes state).
 //! "Forwarded" is believed only when the request is signed with the cluster
-//! secret ([`crate::security`]); an unsigned or badly signed
+//! secret ([`crate::security`]), over its method, path, query and body,
+//! with a nonce not seen before; the client plane's guard checks that once
+//! per request ([`verify_forwarded`]) and hands the outcome on as the
+//! [`Forwarded`] extension. An unsigned, badly signed or replayed
 //! [`FORWARDED_BY`] header is logged, counted and ignored, so the request
 //! is handled as a plain client request.
 //! When the responsible member cannot be reached, the write is applied
@@ -34,6 +37,7 @@ use super::params::Params;
 use crate::api::ClientState;
 use crate::distro::metrics::DistroEvent;
 use crate::security::AuthFailure;
+use crate::telemetry::clip;
 
 /// Header naming the member that forwarded a request.
 pub const FORWARDED_BY: &str = "x-roster-forwarded-by";
@@ -51,47 +55,57 @@ pub struct Inbound {
     authorization: Option<header::HeaderValue>,
 }
 
+/// The member that forwarded and signed a request, as the guard found it
+/// (a request extension; `None`: not forwarded, or not provably).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded(pub Option<String>);
+
 /// The member that forwarded this request: `Ok(None)` without a
 /// [`FORWARDED_BY`] header, `Ok(Some(member))` when that member signed the
-/// request with the cluster secret, and why not otherwise.
-pub fn signed_forwarder(
-    state: &ClientState,
-    method: &str,
-    path: &str,
-    headers: &http::HeaderMap,
-) -> Result<Option<String>, AuthFailure> {
-    let Some(by) = headers.get(FORWARDED_BY) else {
+/// request (method, path with query, `body`) with the cluster secret and a
+/// fresh nonce, and why not otherwise. Uses the nonce up: call it once per
+/// request.
+pub fn verify_forwarded(state: &ClientState, parts: &Parts, body: &[u8]) -> Result<Option<String>, AuthFailure> {
+    let Some(by) = parts.headers.get(FORWARDED_BY) else {
         return Ok(None);
     };
     let auth = state.security.auth().ok_or(AuthFailure::NoSecret)?;
-    let signer = auth.verify(headers, method, path)?;
+    let target = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+    let signer = auth.verify(&parts.headers, parts.method.as_str(), target, body)?;
     if by.as_bytes() != signer.as_bytes() {
         return Err(AuthFailure::WrongSender);
     }
     Ok(Some(signer))
 }
 
+/// [`verify_forwarded`], with a failure logged and counted: the signer, or
+/// `None` (handled as a client request).
+pub fn forwarded_by(state: &ClientState, parts: &Parts, body: &[u8]) -> Option<String> {
+    match verify_forwarded(state, parts, body) {
+        Ok(by) => by,
+        Err(failure) => {
+            let claimed = parts.headers.get(FORWARDED_BY).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            warn!(
+                forwarded_by = claimed.as_deref().map(clip).as_deref(),
+                path = %clip(parts.uri.path()),
+                reason = failure.label(),
+                "forwarded-by header without a valid member signature; handled as a client request"
+            );
+            state.security_metrics.peer_auth_failure(failure);
+            None
+        }
+    }
+}
+
 impl FromRequestParts<Arc<ClientState>> for Inbound {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<ClientState>) -> Result<Self, Self::Rejection> {
-        let path = parts.uri.path().to_owned();
-        let forwarded = match signed_forwarder(state, parts.method.as_str(), &path, &parts.headers) {
-            Ok(by) => by.is_some(),
-            Err(failure) => {
-                warn!(
-                    forwarded_by = ?parts.headers.get(FORWARDED_BY),
-                    path,
-                    reason = failure.label(),
-                    "forwarded-by header without a valid member signature; handled as a client request"
-                );
-                state.security_metrics.peer_auth_failure(failure);
-                false
-            }
-        };
+    async fn from_request_parts(parts: &mut Parts, _state: &Arc<ClientState>) -> Result<Self, Self::Rejection> {
+        // The guard verified the signature (once: it uses the nonce up).
+        let forwarded = parts.extensions.get::<Forwarded>().is_some_and(|f| f.0.is_some());
         Ok(Inbound {
             method: parts.method.clone(),
-            path,
+            path: parts.uri.path().to_owned(),
             forwarded,
             authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
         })
@@ -123,21 +137,21 @@ pub async fn to_responsible(
         return None;
     }
     let url = format!("{}://{target}{}", state.security.http_scheme(), inbound.path);
-    let mut headers = http::HeaderMap::new();
-    if let Some(auth) = state.security.auth() {
-        auth.sign(&mut headers, inbound.method.as_str(), &inbound.path);
-    }
+    let mut request = state.http_client.request(inbound.method.clone(), &url).header(FORWARDED_BY, &state.member);
     if let Some(authorization) = &inbound.authorization {
-        headers.insert(header::AUTHORIZATION, authorization.clone());
+        request = request.header(header::AUTHORIZATION, authorization.clone());
     }
-    let sent = state
-        .http_client
-        .request(inbound.method.clone(), &url)
-        .header(FORWARDED_BY, &state.member)
-        .headers(headers)
-        .form(params.pairs())
-        .send()
-        .await;
+    let sent = match request.form(params.pairs()).build() {
+        Ok(mut request) => {
+            if let Some(auth) = state.security.auth() {
+                // The signature covers the form body as it is sent.
+                let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default().to_vec();
+                auth.sign(request.headers_mut(), inbound.method.as_str(), &inbound.path, &body);
+            }
+            state.http_client.execute(request).await
+        }
+        Err(e) => Err(e),
+    };
     let answer = match sent {
         Ok(answer) => answer,
         Err(e) => {

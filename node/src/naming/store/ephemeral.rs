@@ -100,11 +100,20 @@ impl NamingStore {
     }
 
     /// Removes a client and all its instances (connection closed, client expired).
+    ///
+    /// A client that never changed (revision 0: a connection that set up
+    /// and published nothing) was never announced to the peers, so its
+    /// removal leaves no record and is not announced either: connections
+    /// opened and closed in a loop, which need no credentials, leave
+    /// nothing behind.
     pub fn remove_client(&self, client_id: &str) -> bool {
         let touched: Vec<ServiceKey> = {
             let mut inner = self.inner.write();
             let Some(revision) = inner.clients.get(client_id).map(|c| c.revision) else { return false };
             let keys = inner.drop_client(client_id);
+            if revision == 0 {
+                return true;
+            }
             inner.bury(client_id, next_revision(revision));
             keys
         };

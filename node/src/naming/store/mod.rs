@@ -145,6 +145,16 @@ impl NamingStore {
         self.inner.read().clients.get(client_id).cloned()
     }
 
+    /// How many services `client_id` publishes instances in, and whether
+    /// `key` is one of them (a cheap check for the per-connection limit).
+    pub fn published_services(&self, client_id: &str, key: &ServiceKey) -> (usize, bool) {
+        self.inner
+            .read()
+            .clients
+            .get(client_id)
+            .map_or((0, false), |c| (c.published.len(), c.published.contains_key(key)))
+    }
+
     /// Sizes for metrics and status.
     pub fn counts(&self) -> StoreCounts {
         let inner = self.inner.read();
