@@ -139,11 +139,8 @@ fn start_node() -> NodeProcess {
 /// The hosts of a service as `ip:port`, sorted, read over the v2 list
 /// (so that the v1 list counter stays the SDKs' own).
 async fn hosts(node: &NodeProcess, service: &str) -> Vec<String> {
-    let url = format!("http://{}/nacos/v2/ns/instance/list?serviceName={service}", node.http);
-    let v: Value = reqwest::get(url).await.expect("list").json().await.expect("json");
-    let mut hosts: Vec<String> = v["data"]["hosts"]
-        .as_array()
-        .expect("hosts")
+    let mut hosts: Vec<String> = http_details(node, service)
+        .await
         .iter()
         .map(|h| format!("{}:{}", h["ip"].as_str().expect("ip"), h["port"]))
         .collect();
@@ -155,7 +152,7 @@ async fn hosts(node: &NodeProcess, service: &str) -> Vec<String> {
 async fn http_details(node: &NodeProcess, service: &str) -> Vec<Value> {
     let url = format!("http://{}/nacos/v2/ns/instance/list?serviceName={service}", node.http);
     let v: Value = reqwest::get(url).await.expect("list").json().await.expect("json");
-    v["data"]["hosts"].as_array().cloned().unwrap_or_default()
+    v["data"]["hosts"].as_array().cloned().unwrap_or_else(|| panic!("no hosts in {v}"))
 }
 
 async fn register(node: &NodeProcess, service: &str, ip: &str, port: &str) {

@@ -17,10 +17,15 @@ use common::{eventually, http_base, http_form, http_json, http_query, start, tes
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `config` with the given retention and a clean run every 100 ms.
 fn shortened(mut config: Config, retention: Duration) -> Config {
+    shorten(&mut config, retention);
+    config
+}
+
+fn shorten(config: &mut Config, retention: Duration) {
     config.empty_services.retention = retention;
     config.empty_services.clean_interval = Duration::from_millis(100);
-    config
 }
 
 /// The names every list shows for the default group: the gRPC
@@ -97,26 +102,6 @@ async fn a_retention_of_zero_forgets_an_emptied_service_at_once() {
     node.shutdown().await;
 }
 
-/// Three members of one cluster, each with the shortened retention.
-async fn start_cluster(retention: Duration) -> (tempfile::TempDir, Vec<RunningNode>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ips = common::loopback_ips(3);
-    let (conf, members) = common::member_file(dir.path(), &ips);
-    let mut nodes = Vec::new();
-    for ip in &ips {
-        let mut config = shortened(common::member_config(ip, &conf), retention);
-        config.cluster.lookup.file_poll_interval = Duration::from_millis(100);
-        config.cluster.report_timeout = Duration::from_millis(300);
-        nodes.push(start(config).await);
-    }
-    common::responsibility_split(&nodes, &members).await;
-    eventually("a Raft leader everywhere", WAIT, || async {
-        nodes.iter().all(|n| n.raft().has_leader()).then_some(())
-    })
-    .await;
-    (dir, nodes)
-}
-
 fn services(node: &RunningNode) -> Vec<String> {
     node.store().list_services("public", "DEFAULT_GROUP", 1, 100).1
 }
@@ -124,7 +109,7 @@ fn services(node: &RunningNode) -> Vec<String> {
 #[tokio::test]
 async fn every_member_keeps_an_emptied_service_then_drops_it() {
     let retention = Duration::from_secs(3);
-    let (_dir, nodes) = start_cluster(retention).await;
+    let (_dir, nodes) = common::start_ready_cluster(|c| shorten(c, retention)).await;
     // An HTTP instance: its ip:port client lives on its responsible member
     // and reaches the others through Distro, as its removal does.
     let url = |n: &RunningNode| format!("{}/nacos/v1/ns/instance", http_base(n));
@@ -155,7 +140,7 @@ async fn every_member_keeps_an_emptied_service_then_drops_it() {
 
 #[tokio::test]
 async fn deleting_an_emptied_service_takes_it_off_every_member_at_once() {
-    let (_dir, nodes) = start_cluster(Duration::from_secs(600)).await;
+    let (_dir, nodes) = common::start_ready_cluster(|c| shorten(c, Duration::from_secs(600))).await;
     let mut c = RawClient::connect(&nodes[0], true).await;
     c.call("InstanceRequest", register("doomed", "10.0.3.1", 80)).await;
     eventually("every member holds the instance", WAIT, || async {

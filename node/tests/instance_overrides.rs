@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use roster_node::naming::{InstanceKey, ServiceKey};
-use roster_node::{Config, RunningNode};
+use roster_node::RunningNode;
 use serde_json::{json, Value};
 
 use common::grpc::{register, RawClient};
@@ -141,34 +141,13 @@ async fn bad_edits_are_refused_and_change_nothing() {
     node.shutdown().await;
 }
 
-/// Three members of one cluster.
-async fn start_cluster(tune: impl Fn(&mut Config)) -> (tempfile::TempDir, Vec<RunningNode>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ips = common::loopback_ips(3);
-    let (conf, members) = common::member_file(dir.path(), &ips);
-    let mut nodes = Vec::new();
-    for ip in &ips {
-        let mut config = common::member_config(ip, &conf);
-        config.cluster.lookup.file_poll_interval = Duration::from_millis(100);
-        config.cluster.report_timeout = Duration::from_millis(300);
-        tune(&mut config);
-        nodes.push(start(config).await);
-    }
-    common::responsibility_split(&nodes, &members).await;
-    eventually("a Raft leader everywhere", WAIT, || async {
-        nodes.iter().all(|n| n.raft().has_leader()).then_some(())
-    })
-    .await;
-    (dir, nodes)
-}
-
 fn weight_on(node: &RunningNode, service: &str, ip: &str) -> Option<f64> {
     node.store().instance(&key(service), &ikey(ip)).map(|i| i.weight)
 }
 
 #[tokio::test]
 async fn an_edit_through_one_member_is_shown_by_every_member() {
-    let (_dir, nodes) = start_cluster(|_| {}).await;
+    let (_dir, nodes) = common::start_ready_cluster(|_| {}).await;
     let mut a = RawClient::connect(&nodes[0], true).await;
     publish(&mut a, "svc", "10.0.1.1").await;
     eventually("every member holds the instance", WAIT, || async {
