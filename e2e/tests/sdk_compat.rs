@@ -310,7 +310,9 @@ async fn python_sdk_deregister_removes_what_the_connection_published() {
 
 /// Nacos's `EmptyServiceAutoCleanerV2`: an emptied service stays listed
 /// (with no hosts) until it has been empty and unchanged for the retention,
-/// then goes at the next clean run. Shortened here to 1 s.
+/// then goes at the next clean run. Shortened here to 3 s: long enough
+/// that the lists right after the deregistration come well within it,
+/// however loaded the machine.
 #[tokio::test]
 async fn an_emptied_service_stays_listed_until_the_cleaner_removes_it() {
     let node = NodeProcess::start(
@@ -320,7 +322,7 @@ async fn an_emptied_service_stays_listed_until_the_cleaner_removes_it() {
             "--port",
             "0",
             "--empty-service-retention",
-            "1s",
+            "3s",
             "--empty-service-clean-interval",
             "200ms",
         ],
@@ -339,13 +341,13 @@ async fn an_emptied_service_stays_listed_until_the_cleaner_removes_it() {
     let v1 = format!("http://{}/nacos/v1/ns/service/list?pageNo=1&pageSize=10", node.http);
     let page: Value = reqwest::get(&v1).await.expect("list").json().await.expect("json");
     assert_eq!(page["doms"], json!(["py-empty"]));
-    eventually("the cleaner removes the emptied service", Duration::from_secs(10), || {
+    eventually("the cleaner removes the emptied service", Duration::from_secs(20), || {
         let listed = py.call(json!({"op": "list_services"}));
         let gone = !strings(&listed["services"]).contains(&"py-empty".to_owned());
         async move { gone.then_some(()) }
     })
     .await;
-    assert!(emptied.elapsed() >= Duration::from_secs(1), "not before the retention");
+    assert!(emptied.elapsed() >= Duration::from_secs(3), "not before the retention");
 }
 
 /// `PUT /nacos/v1/ns/instance` (what a console sends) with `edit` on
