@@ -48,9 +48,9 @@
 //! `InstanceUtil.updateInstanceMetadata`: `enabled` and `weight` replaced,
 //! metadata keys added). The override outlives a re-registration and
 //! expires 60 s after its instance is gone (`ExpiredMetadataCleaner`).
-//! Roster changes the published instance itself (see the README's
-//! compatibility table), so a client that registers again replaces the
-//! edit.
+//! Roster does the same for the v2 update and metadata batch, as for the
+//! v1 update ([`crate::naming::overlay`]; the README's "Edits of client
+//! instances" says where it differs).
 //!
 //! # Layout
 //! - [`answer`]: the failure shape and the naming codes.
