@@ -28,6 +28,8 @@
 //! - [`limits`]: size, connection and rate limits of the client plane.
 //! - [`auth`]: client authentication (login, tokens, per-namespace rights).
 //! - [`security`]: peer identity (the cluster secret) and TLS of the three ports.
+//! - [`console`]: the web console at `/console/`: the embedded UI and the
+//!   registry views it reads, beside the client plane's limits.
 //! - [`config`]: the whole configuration, flattened from each subsystem's
 //!   settings; [`duration`]: how duration flags read.
 //! - [`metrics`]: the client plane's metrics (each subsystem owns its own).
@@ -46,6 +48,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod distro;
 pub mod duration;
 pub mod error;

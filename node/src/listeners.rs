@@ -32,6 +32,7 @@ use tracing::warn;
 use crate::admin::{self, AdminState};
 use crate::api::{grpc, http, ClientState};
 use crate::config::Config;
+use crate::console;
 use crate::error::{Error, Result};
 use crate::limits::{self, ConnectionGate, GateLimits, GrpcAdmission, Limit, LimitMetrics, SetupTracker};
 use crate::peer::PeerService;
@@ -138,6 +139,7 @@ pub fn serve_http(
 ) -> Result<JoinHandle<()>> {
     let admin_router = admin::router(admin.clone());
     let app = http::router(client.clone())
+        .merge(console::router(client.clone()))
         .layer(DefaultBodyLimit::max(client.max_body_bytes))
         .merge(admin_router.clone())
         .layer(axum::middleware::from_fn_with_state(client.metrics.clone(), http::count_requests));

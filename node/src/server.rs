@@ -6,10 +6,14 @@
 //! * **Peer plane** ([`crate::peer`]): gRPC on main + 1001, behind the
 //!   peer identity check ([`crate::security`]), answering member reports,
 //!   Distro and Raft through their handlers.
-//! * **Admin plane** ([`crate::admin`]): status, probes, metrics and faults
-//!   on the main port, merged into the same HTTP application after the
-//!   client limits, so that they never apply to it; with `--admin-port`
-//!   also on a listener of its own.
+//! * **Admin plane** ([`crate::admin`]): status, the cluster view, probes,
+//!   metrics and faults on the main port, merged into the same HTTP
+//!   application after the client limits, so that they never apply to it;
+//!   with `--admin-port` also on a listener of its own.
+//! * **Console** ([`crate::console`]): the UI and its registry views on the
+//!   main port, over the client plane's state, beside its per-IP rate
+//!   (the console bounds its own cost) but behind its body and connection
+//!   limits.
 //!
 //! How each listener admits and serves its connections (the connection
 //! limits, deadlines and HTTP/2 settings) is [`crate::listeners`]'.
@@ -256,6 +260,8 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         faults,
         auth: client.auth.clone(),
         registry,
+        http_client: client.http_client.clone(),
+        http_scheme: security.http_scheme(),
     });
     let mut servers = vec![grpc_server, peer_server];
     if let Some(listener) = admin_listener {

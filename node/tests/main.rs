@@ -10,6 +10,7 @@ mod architecture;
 mod auth;
 mod client_api;
 mod cluster_membership;
+mod console;
 mod distro_harness;
 mod distro_readiness;
 mod empty_services;

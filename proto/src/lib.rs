@@ -6,6 +6,9 @@
 //!   the official clients. The `.proto` has no package, so the method paths are
 //!   `/Request/request` and `/BiRequestStream/requestBiStream`.
 //! - [`peer`]: Roster's own member-to-member protocol (reports, Distro, Raft).
+//! - [`client`]: a Nacos client connection spoken by hand (the envelope, the
+//!   handshake, acknowledgements), for the tools that need one without an
+//!   SDK: `roster watch` and the benchmark's load clients.
 //!
 //! Code is generated at build time by `protox` + `tonic-prost-build`, so no
 //! system `protoc` is needed.
@@ -22,3 +25,5 @@ pub mod nacos {
 pub mod peer {
     include!(concat!(env!("OUT_DIR"), "/roster.peer.v1.rs"));
 }
+
+pub mod client;

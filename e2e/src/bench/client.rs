@@ -1,27 +1,25 @@
-//! A Nacos 2.x gRPC client written for load: the `Payload` envelope with a
-//! JSON body, `ServerCheckRequest`, `ConnectionSetupRequest` on the
-//! bi-stream, unary requests, and answers to the server's requests
-//! (`NotifySubscriberRequest` pushes, `ClientDetectionRequest` probes).
+//! A Nacos 2.x gRPC client written for load: `roster_proto::client`'s
+//! connection (the `Payload` envelope with a JSON body, the handshake,
+//! unary requests, the keep-alive) with a reader that answers the server's
+//! requests (`NotifySubscriberRequest` pushes, `ClientDetectionRequest`
+//! probes) and reports pushes.
 //!
 //! One [`NacosClient`] is one HTTP/2 connection, hence one connection-based
 //! client on the server: its ephemeral instances live while it is held.
 //! It is much lighter than `nacos-sdk` (no global runtime, no caches), so a
 //! single process can hold a thousand of them.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
-use roster_proto::nacos::request_client::RequestClient;
-use roster_proto::nacos::{Metadata, Payload};
+use anyhow::{Context, Result};
+use roster_proto::client::{self, Connection, Setup};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
+
+pub use roster_proto::client::{open, payload};
 
 /// Largest message accepted from the server (a query of a big service).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -44,14 +42,13 @@ pub struct Push {
 /// One client connection.
 #[derive(Debug)]
 pub struct NacosClient {
-    unary: RequestClient<Channel>,
-    /// Held so the stream stays open; dropping it closes the connection.
-    _to_server: mpsc::Sender<Payload>,
+    /// Unary requests and the client's half of the stream; dropping it
+    /// (and the tasks) closes the connection.
+    connection: Connection,
     /// The connection id the server assigned.
     pub connection_id: String,
     reader: tokio::task::JoinHandle<()>,
     keepalive: tokio::task::JoinHandle<()>,
-    next_id: AtomicU64,
 }
 
 /// How often an idle connection proves it is alive, as the Nacos SDKs do
@@ -66,22 +63,6 @@ impl Drop for NacosClient {
     }
 }
 
-/// Builds a payload of `type_name` with a JSON body.
-pub fn payload(type_name: &str, body: &Value) -> Payload {
-    Payload {
-        metadata: Some(Metadata { r#type: type_name.into(), client_ip: "127.0.0.1".into(), headers: HashMap::new() }),
-        body: Some(prost_types::Any { type_url: String::new(), value: serde_json::to_vec(body).unwrap_or_default() }),
-    }
-}
-
-/// The type name and JSON body of a payload.
-pub fn open(p: &Payload) -> Result<(String, Value)> {
-    let t = p.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-    let bytes = p.body.as_ref().map(|b| b.value.as_slice()).unwrap_or(b"{}");
-    let v = serde_json::from_slice(bytes).with_context(|| format!("{t} body is not JSON"))?;
-    Ok((t, v))
-}
-
 impl NacosClient {
     /// Connects to the client gRPC port `grpc`, checks the server, sets the
     /// connection up on the bi-stream and waits until the server knows it.
@@ -94,34 +75,15 @@ impl NacosClient {
             .connect()
             .await
             .with_context(|| format!("connecting to {grpc}"))?;
-        let mut unary = RequestClient::new(channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let check = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            unary.request(payload("ServerCheckRequest", &json!({"headers": {}, "module": "internal"}))),
-        )
-        .await
-        .context("ServerCheckRequest timed out")??;
-        let (t, v) = open(check.get_ref())?;
-        if t != "ServerCheckResponse" {
-            bail!("ServerCheckRequest answered with {t}: {v}");
-        }
-        let connection_id = v["connectionId"].as_str().ok_or_else(|| anyhow!("no connectionId in {v}"))?.to_owned();
-
-        let (tx, rx) = mpsc::channel::<Payload>(64);
-        let setup = json!({
-            "clientVersion": "roster-bench", "tenant": "", "headers": {}, "module": "internal",
-            "labels": {"module": "naming", "source": "sdk"},
-        });
-        tx.send(payload("ConnectionSetupRequest", &setup)).await.map_err(|_| anyhow!("stream closed"))?;
-        let mut inbound = BiRequestStreamClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .request_bi_stream(ReceiverStream::new(rx))
-            .await
-            .context("opening the bi-stream")?
-            .into_inner();
-        let replies = tx.clone();
+        let setup = Setup {
+            client_version: "roster-bench".into(),
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            request_timeout: REQUEST_TIMEOUT,
+            ..Setup::default()
+        };
+        let (connection, mut inbound) =
+            client::connect(channel, setup).await.with_context(|| format!("setting a connection up on {grpc}"))?;
+        let replies = connection.to_server.clone();
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = inbound.next().await {
                 let at = Instant::now();
@@ -140,59 +102,25 @@ impl NacosClient {
                     }
                 }
                 // Every server request (push, detection probe) is acknowledged.
-                if let Some(kind) = t.strip_suffix("Request") {
-                    if t == "SetupAckRequest" {
-                        continue;
-                    }
-                    let ack = json!({"resultCode": 200, "errorCode": 0, "success": true, "requestId": v["requestId"]});
-                    if replies.send(payload(&format!("{kind}Response"), &ack)).await.is_err() {
+                if t == "SetupAckRequest" {
+                    continue;
+                }
+                if let Some(ack) = client::ack(&t, &v) {
+                    if replies.send(ack).await.is_err() {
                         return;
                     }
                 }
             }
         });
-        let keepalive = {
-            let mut unary = unary.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(KEEPALIVE);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let check = payload(
-                        "HealthCheckRequest",
-                        &json!({"headers": {}, "module": "internal", "requestId": "keepalive"}),
-                    );
-                    // A failed check shows in the next real request; nothing to do here.
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, unary.request(check)).await;
-                }
-            })
-        };
-        let client =
-            NacosClient { unary, _to_server: tx, connection_id, reader, keepalive, next_id: AtomicU64::new(1) };
-        // The server registers the connection when it reads the setup
-        // message; a health check answered 200 proves it has.
-        client.call("HealthCheckRequest", json!({"headers": {}, "module": "internal"})).await?;
-        Ok(client)
+        let keepalive = connection.keep_alive(KEEPALIVE);
+        let connection_id = connection.connection_id.clone();
+        Ok(NacosClient { connection, connection_id, reader, keepalive })
     }
 
     /// Sends a unary request and returns its JSON body; anything but
     /// `resultCode` 200 is an error.
-    pub async fn call(&self, type_name: &str, mut body: Value) -> Result<Value> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Value::Object(map) = &mut body {
-            map.insert("requestId".into(), id.to_string().into());
-            map.entry("headers").or_insert_with(|| json!({}));
-        }
-        let mut unary = self.unary.clone();
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, unary.request(payload(type_name, &body)))
-            .await
-            .map_err(|_| anyhow!("{type_name} timed out after {REQUEST_TIMEOUT:?}"))?
-            .with_context(|| format!("{type_name} failed"))?;
-        let (t, v) = open(answer.get_ref())?;
-        if v["resultCode"].as_i64() != Some(200) {
-            bail!("{type_name} answered {t}: {v}");
-        }
-        Ok(v)
+    pub async fn call(&self, type_name: &str, body: Value) -> Result<Value> {
+        Ok(self.connection.call(type_name, body).await?)
     }
 }
 

@@ -65,6 +65,10 @@ struct Args {
     /// Read commands from stdin instead of only holding the instance.
     #[arg(long)]
     commands: bool,
+    /// Log in as this user (a node with `--auth-enabled`); the password is
+    /// taken from `ROSTER_SDK_PASSWORD`.
+    #[arg(long)]
+    username: Option<String>,
 }
 
 /// Stdout is shared by the command loop and the push listeners; one lock
@@ -171,7 +175,14 @@ async fn main() -> anyhow::Result<()> {
         .load_cache_at_start(false)
         .naming_push_empty_protection(false)
         .app_name("sdk-client");
-    let naming = NamingServiceBuilder::new(props).build().await?;
+    let naming = match args.username {
+        Some(user) => {
+            let password = std::env::var("ROSTER_SDK_PASSWORD").unwrap_or_default();
+            let props = props.auth_username(user).auth_password(password);
+            NamingServiceBuilder::new(props).enable_auth_plugin_http().build().await?
+        }
+        None => NamingServiceBuilder::new(props).build().await?,
+    };
     if let (Some(service), Some(ip), Some(port)) = (args.service, args.ip, args.port) {
         let instance = ServiceInstance { ip, port, ..ServiceInstance::default() };
         naming.register_instance(service, None, instance).await?;

@@ -1,6 +1,8 @@
-//! The admin plane: `GET /roster/v1/status` ([`document`]), the health
-//! probes `/nacos/v1/console/health/{liveness,readiness}` ([`readiness`]),
-//! Prometheus `/metrics`, and, with `--fault-injection`,
+//! The admin plane: `GET /roster/v1/status` ([`document`]), every
+//! member's status document as this member reads them, `GET
+//! /roster/v1/cluster` ([`cluster`], which the console and `roster status`
+//! show), the health probes `/nacos/v1/console/health/{liveness,readiness}`
+//! ([`readiness`]), Prometheus `/metrics`, and, with `--fault-injection`,
 //! `GET`/`PUT /roster/v1/faults` (the peer plane's fault switch,
 //! [`crate::peer::faults`]; without the flag that path answers 404; with
 //! authentication on it needs an `admin` user's token, as a header
@@ -18,9 +20,11 @@
 //! shows no registry data.
 //!
 //! The plane reads the rest of the node through [`AdminState`]: the
-//! membership, Distro and Raft status, store sizes and the metrics
-//! registry, and nothing else.
+//! membership, Distro and Raft status, store sizes, the metrics registry,
+//! and an HTTP client to read its peers' status documents, and nothing
+//! else.
 
+pub mod cluster;
 pub mod document;
 pub mod readiness;
 
@@ -54,6 +58,8 @@ pub struct AdminState {
     pub(crate) node: AdminParts,
     pub(crate) started: Instant,
     sizes: StoreGauges,
+    /// The last cluster view, shared by every caller for a second.
+    cluster: cluster::ClusterCache,
 }
 
 /// Gauges of the store's sizes, set from the store at each scrape so they
@@ -90,6 +96,11 @@ pub struct AdminParts {
     pub auth: Option<Arc<Auth>>,
     /// Every subsystem's metrics, registered.
     pub registry: Registry,
+    /// The HTTP client that reads the peers' status documents (with TLS it
+    /// trusts the cluster CA only).
+    pub http_client: reqwest::Client,
+    /// `http` or `https`: the scheme the members' main ports speak.
+    pub http_scheme: &'static str,
 }
 
 impl AdminState {
@@ -99,7 +110,7 @@ impl AdminState {
         parts.registry.register("services", "Services in the store", sizes.services.clone());
         parts.registry.register("instances", "Instances in the store", sizes.instances.clone());
         parts.registry.register("clients", "Clients holding ephemeral instances", sizes.clients.clone());
-        Arc::new(AdminState { node: parts, started: Instant::now(), sizes })
+        Arc::new(AdminState { node: parts, started: Instant::now(), sizes, cluster: cluster::ClusterCache::default() })
     }
 
     /// The Prometheus text exposition, with store sizes read now.
@@ -116,6 +127,10 @@ impl AdminState {
     }
 }
 
+/// This member's status document.
+pub const STATUS: &str = "/roster/v1/status";
+/// Every member's status document, as this member reads them.
+pub const CLUSTER: &str = "/roster/v1/cluster";
 /// Liveness: 200 while the process serves.
 pub const LIVENESS: &str = "/nacos/v1/console/health/liveness";
 /// Readiness: 200 once every readiness check passes.
@@ -124,7 +139,13 @@ pub const READINESS: &str = "/nacos/v1/console/health/readiness";
 /// The admin plane's routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/roster/v1/status", get(|State(s): State<Arc<AdminState>>| async move { Json(document::status(&s)) }))
+        .route(STATUS, get(|State(s): State<Arc<AdminState>>| async move { Json(document::status(&s)) }))
+        .route(
+            CLUSTER,
+            get(|State(s): State<Arc<AdminState>>| async move {
+                Json(s.cluster.view(|| cluster::build(&s)).await.as_ref().clone())
+            }),
+        )
         .route(LIVENESS, get(|| async { "OK" }))
         .route(
             READINESS,

@@ -21,6 +21,9 @@
 //! - `overlay`: the instance-metadata overrides Raft holds, laid over
 //!   ephemeral instances wherever they are shown;
 //! - `service`: services created, updated, deleted and listed;
+//! - `catalog`: what is held rather than what consumers see, for the
+//!   console: each service's counts, each instance with its holder,
+//!   disabled ones included;
 //! - `copies` and `verify`: the store as Distro sees it (whole clients
 //!   copied in and out; verify rounds and the expiry of copies);
 //! - `index`: lookups by address for the client introspection API.
@@ -35,6 +38,7 @@ use super::model::{BeatTimeouts, InstanceKey, ServiceKey};
 use super::overlay::InstanceOverride;
 
 mod beat;
+mod catalog;
 mod copies;
 mod entry;
 mod ephemeral;
@@ -48,6 +52,7 @@ mod verify;
 
 pub use super::clock::now_millis;
 pub use beat::BeatOutcome;
+pub use catalog::{HeldInstance, Holder, ServiceSummary};
 pub use copies::{Applied, ClientCopy};
 pub use index::{AddressFilter, PublisherRef};
 pub use query::Selection;
