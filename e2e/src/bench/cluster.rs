@@ -86,6 +86,9 @@ pub struct BenchCluster {
 const FORM_LIMIT: Duration = Duration::from_secs(120);
 /// How long r-nacos may take to replicate the probe (it takes about a second).
 const RNACOS_FORM_LIMIT: Duration = Duration::from_secs(30);
+/// How many times an r-nacos cluster is started before its failure to
+/// form fails the run.
+const RNACOS_ATTEMPTS: u32 = 3;
 
 impl BenchCluster {
     /// Starts `n` nodes (with room for `spare` more) and waits until every
@@ -111,16 +114,21 @@ impl BenchCluster {
     /// the first initialising the Raft group, and waits until a probe
     /// instance registered on the first is listed by every member.
     ///
-    /// A cluster that does not form is started once more on other addresses:
-    /// r-nacos' first member sometimes fails at start-up (its console thread
-    /// panics binding its port, and its Raft mailbox closes), which is not
-    /// what the benchmark measures. The first failure is printed.
+    /// A cluster that does not form is started again on other addresses, up
+    /// to [`RNACOS_ATTEMPTS`] times: r-nacos' first member sometimes fails at
+    /// start-up on a loaded machine (a thread of it panics, and its Raft
+    /// mailbox closes), which is not what the benchmark measures. Each
+    /// failure is printed, with the members' panic lines.
     pub async fn start_rnacos(n: usize, spare: usize) -> Result<BenchCluster> {
-        match Self::try_start_rnacos(n, spare).await {
-            Ok(cluster) => Ok(cluster),
-            Err(e) => {
-                eprintln!("   r-nacos did not form ({e:#}); starting it again on other addresses");
-                Self::try_start_rnacos(n, spare).await
+        let mut attempt = 1;
+        loop {
+            match Self::try_start_rnacos(n, spare).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) if attempt < RNACOS_ATTEMPTS => {
+                    eprintln!("   r-nacos did not form ({e:#}); starting it again on other addresses");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.context(format!("r-nacos did not form in {RNACOS_ATTEMPTS} attempts"))),
             }
         }
     }

@@ -54,6 +54,13 @@ impl PeerProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The lines of its log that contain `needle` (e.g. a panic's message,
+    /// which a backtrace pushes out of the tail).
+    pub fn log_lines_with(&self, needle: &str) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n")
+    }
+
     /// Fails, with the end of its log, if the process has exited.
     pub fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {

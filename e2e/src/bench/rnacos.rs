@@ -168,7 +168,15 @@ impl Members {
 impl Members {
     /// The end of every member's log, to explain a failure.
     pub fn log_tails(&self) -> String {
-        self.processes.iter().map(|p| format!("[{}] {}", p.name, p.log_tail(12))).collect::<Vec<_>>().join("\n")
+        self.processes
+            .iter()
+            .map(|p| {
+                let panics = p.log_lines_with("panicked");
+                let panics = if panics.is_empty() { String::new() } else { format!("{panics}\n   ...\n") };
+                format!("[{}] {panics}{}", p.name, p.log_tail(12))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
