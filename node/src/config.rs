@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::admin::AdminSettings;
-use crate::api::grpc::{ConnectionSettings, PushSettings, GRPC_PORT_OFFSET};
+use crate::api::grpc::{ConnectionSettings, DrainSettings, PushSettings, GRPC_PORT_OFFSET};
 use crate::api::http::beat::BeatSettings;
 use crate::auth::AuthSettings;
 use crate::cluster::ClusterSettings;
@@ -82,6 +82,10 @@ pub struct Config {
     #[command(flatten)]
     pub connections: ConnectionSettings,
 
+    /// Moving gRPC clients elsewhere before stopping ([`crate::api::grpc::drain`]).
+    #[command(flatten)]
+    pub drain: DrainSettings,
+
     /// Size, connection and rate limits ([`crate::limits`]).
     #[command(flatten)]
     pub limits: LimitSettings,
@@ -145,6 +149,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.beats.validate()?;
         self.connections.validate()?;
+        self.drain.validate()?;
         self.push.validate()?;
         self.distro.validate()?;
         self.limits.validate()?;
@@ -217,6 +222,7 @@ mod tests {
         assert_eq!(c.beats, BeatSettings::default());
         assert_eq!(c.push, PushSettings::default());
         assert_eq!(c.connections, ConnectionSettings::default());
+        assert_eq!(c.drain, DrainSettings::default());
         assert_eq!(c.limits, LimitSettings::default());
         assert_eq!(c.distro, DistroSettings::default());
         assert_eq!(c.peer, PeerSettings::default());

@@ -295,10 +295,10 @@ async fn a_deregister_removes_what_the_connection_published_in_the_service() {
     assert_eq!(addresses(&node, "other"), ["10.0.0.1:80"], "other services keep theirs");
 
     // Nothing left to remove: success, and the client is not even touched.
-    let revision = node.store().client(&a.connection_id).map(|c| c.revision);
+    let revision = node.store().client(&a.connection_id).map(|c| c.revision());
     let (_, v) = a.call("InstanceRequest", deregister("svc", "10.0.0.1", 80, "DEFAULT")).await;
     assert_eq!(v["resultCode"], 200, "{v}");
-    assert_eq!(node.store().client(&a.connection_id).map(|c| c.revision), revision);
+    assert_eq!(node.store().client(&a.connection_id).map(|c| c.revision()), revision);
     // A malformed instance is still refused, and changes nothing.
     let (t, v) = b.call("InstanceRequest", deregister("svc", "10.0.0.9", 70000, "DEFAULT")).await;
     assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(400)), "{v}");

@@ -13,6 +13,7 @@ mod cluster_membership;
 mod console;
 mod distro_harness;
 mod distro_readiness;
+mod drain;
 mod empty_services;
 mod fuzz_seeds;
 mod grpc_protocol;

@@ -123,7 +123,7 @@ pub async fn run(store: Arc<NamingStore>, settings: EmptyServiceSettings, metric
 mod tests {
     use super::*;
     use crate::naming::model::{BeatTimeouts, Instance, ServiceKey, ServiceMeta};
-    use crate::naming::{ClientKind, Selection};
+    use crate::naming::{ClientKind, Delta, Selection};
 
     fn svc(name: &str) -> ServiceKey {
         ServiceKey::new("public", "DEFAULT_GROUP", name)
@@ -154,7 +154,7 @@ mod tests {
         let instance = Instance::new("10.0.0.1", 80);
         store.register_ephemeral("c", ClientKind::Connection, &svc("a"), instance.clone());
         tokio::time::advance(Duration::from_secs(10)).await;
-        store.deregister_ephemeral("c", &svc("a"), &instance.key());
+        store.deregister_ephemeral("c", &svc("a"), &instance.key(), false);
         assert_eq!(listed(&store), ["a"], "kept, listed");
         assert!(store.query(&svc("a"), &Selection::default()).hosts.is_empty(), "with no hosts");
         assert!(store.service(&svc("a")).is_some_and(|d| d.clusters.is_empty()));
@@ -180,15 +180,15 @@ mod tests {
         let retention = Duration::from_secs(60);
         let instance = Instance::new("10.0.0.1", 80);
         store.register_ephemeral("c", ClientKind::Connection, &svc("a"), instance.clone());
-        store.deregister_ephemeral("c", &svc("a"), &instance.key());
+        store.deregister_ephemeral("c", &svc("a"), &instance.key(), false);
         tokio::time::advance(Duration::from_secs(50)).await;
         store.register_ephemeral("c", ClientKind::Connection, &svc("a"), instance.clone());
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(store.clean_empty_services(clock::now(), retention).is_empty(), "it holds an instance");
-        store.deregister_ephemeral("c", &svc("a"), &instance.key());
+        store.deregister_ephemeral("c", &svc("a"), &instance.key(), false);
         // Deregistering what is not there changes nothing, so it renews nothing.
         tokio::time::advance(Duration::from_secs(30)).await;
-        store.deregister_ephemeral("c", &svc("a"), &instance.key());
+        store.deregister_ephemeral("c", &svc("a"), &instance.key(), false);
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(store.clean_empty_services(clock::now(), retention).is_empty(), "empty for 59 s");
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -213,14 +213,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_copy_removed_by_distro_empties_the_service_on_that_replica_too() {
         let store = kept_store();
-        let copy = crate::naming::ClientCopy {
-            id: "10.0.0.1:80#true".into(),
-            kind: ClientKind::IpPort,
-            revision: 5,
-            instances: vec![(svc("a"), Instance::new("10.0.0.1", 80))],
-        };
-        store.apply_copy(copy, "peer:8848", clock::now());
-        store.remove_copy("10.0.0.1:80#true", 6);
+        let (id, service, instance) = ("10.0.0.1:80#true", svc("a"), Instance::new("10.0.0.1", 80));
+        let copy =
+            |delta: Delta| crate::naming::ClientCopy { id: id.into(), kind: ClientKind::IpPort, owner: None, delta };
+        let written = Delta { revision: 5, live: vec![(service.clone(), instance.clone(), 5)], ..Delta::default() };
+        let removed = Delta { revision: 6, removed: vec![(service, instance.key(), 6)], ..Delta::default() };
+        store.apply_copies(&[copy(written)], "peer:8848", "me:8848", clock::now(), |_| false);
+        store.apply_copies(&[copy(removed)], "peer:8848", "me:8848", clock::now(), |_| false);
         assert_eq!(listed(&store), ["a"], "a replica keeps it as the responsible member does");
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(store.clean_empty_services(clock::now(), Duration::from_secs(60)), [svc("a")]);
@@ -231,7 +230,7 @@ mod tests {
         let store = NamingStore::new(BeatTimeouts::default());
         let instance = Instance::new("10.0.0.1", 80);
         store.register_ephemeral("c", ClientKind::Connection, &svc("a"), instance.clone());
-        store.deregister_ephemeral("c", &svc("a"), &instance.key());
+        store.deregister_ephemeral("c", &svc("a"), &instance.key(), false);
         assert!(listed(&store).is_empty());
         let off = EmptyServiceSettings { retention: Duration::ZERO, clean_interval: Duration::ZERO };
         assert!(off.validate().is_ok() && !off.keeps_emptied());

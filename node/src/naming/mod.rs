@@ -6,6 +6,8 @@
 //! - [`client`]: connection-based and ip:port clients.
 //! - [`overlay`]: overrides of ephemeral instances made through the API.
 //! - [`cleaner`]: the empty-service cleaner and its flags.
+//! - [`replica`]: a client's replicated state and Distro's merge rules,
+//!   without I/O.
 //! - [`store`]: the store itself, with change notification.
 //! - [`validate`]: input validation shared by both client APIs.
 //! - [`clock`]: the monotonic and wall clocks the store and clients use.
@@ -15,11 +17,16 @@ pub mod client;
 pub mod clock;
 pub mod model;
 pub mod overlay;
+pub mod replica;
 pub mod store;
 pub mod validate;
 
-pub use client::{distro_tag, ip_port_address, ip_port_client_id, persistent_client_id, Client, ClientKind, Origin};
+pub use client::{
+    distro_tag, ip_port_address, ip_port_client_id, persistent_client_id, Client, ClientKind, Origin, Owner,
+};
 pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
+pub use replica::{Delta, Slot};
 pub use store::{
-    AddressFilter, Applied, BeatOutcome, ClientCopy, NamingStore, PublisherRef, Selection, StoreCounts, VerifyOutcome,
+    AddressFilter, BeatOutcome, ClientCopy, CopyExpiry, LocalChange, NamingStore, PublisherRef, Selection, StoreCounts,
+    VerifyOutcome, Vouched,
 };

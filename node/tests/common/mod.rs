@@ -2,6 +2,7 @@
 //! ephemeral loopback ports and bounded polling.
 #![allow(dead_code)]
 
+pub mod address_server;
 pub mod grpc;
 
 use std::future::Future;

@@ -110,7 +110,7 @@ fn check_services(state: &ClientState, held: (usize, bool), what: &str) -> Resul
 /// the close may have cleaned up before the write landed.
 fn undo_if_closed(state: &ClientState, conn: &Connection) {
     if conn.is_closed() {
-        state.store.remove_client(&conn.id);
+        super::retire_client(state, &conn.id);
         state.subscribers.remove_connection(&conn.id);
     }
 }
@@ -219,7 +219,7 @@ fn batch_instance(
         "batchDeregisterInstance" => {
             let keys = req.instances.iter().map(instance_key).collect::<Result<Vec<_>>>()?;
             for ikey in keys {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey, false);
             }
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),

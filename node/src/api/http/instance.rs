@@ -71,7 +71,11 @@ pub async fn deregister(State(state): State<Arc<ClientState>>, inbound: Inbound,
             return Ok(answer);
         }
         let client = ip_port_client_id(&ikey.ip, ikey.port);
-        state.store.deregister_ephemeral(&client, &key, &ikey);
+        // A member that has not loaded its snapshot may not hold the
+        // instance yet: the removal is recorded all the same, so the
+        // snapshot's older copy of it does not bring it back.
+        let blind = !state.membership.is_loaded();
+        state.store.deregister_ephemeral(&client, &key, &ikey, blind);
     } else {
         state.raft.write(Command::DeregisterInstance { service: key, instance: ikey }).await?;
     }

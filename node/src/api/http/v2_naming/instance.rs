@@ -298,7 +298,7 @@ fn all_instances(state: &ClientState, key: &ServiceKey, ephemeral: bool) -> Vec<
             state
                 .store
                 .client(&publisher.client_id)
-                .and_then(|c| c.published.get(key).map(|m| m.values().map(|p| p.instance.clone()).collect()))
+                .and_then(|c| c.published().get(key).map(|m| m.values().map(|p| p.instance.clone()).collect()))
                 .unwrap_or_default()
         } else {
             state
