@@ -22,7 +22,10 @@ use crate::cluster::ClusterSettings;
 use crate::distro::DistroSettings;
 use crate::error::Result;
 use crate::limits::LimitSettings;
+use crate::naming::cleaner::EmptyServiceSettings;
 use crate::peer::{PeerSettings, PEER_PORT_OFFSET};
+use crate::push_udp::UdpPushSettings;
+use crate::raft::override_cleaner::OverrideSettings;
 use crate::raft::RaftSettings;
 use crate::security::SecuritySettings;
 use crate::telemetry::LogFormat;
@@ -107,6 +110,18 @@ pub struct Config {
     #[command(flatten)]
     pub security: SecuritySettings,
 
+    /// Overrides of ephemeral instances ([`crate::raft::override_cleaner`]).
+    #[command(flatten)]
+    pub overrides: OverrideSettings,
+
+    /// Emptied services and their cleaner ([`crate::naming::cleaner`]).
+    #[command(flatten)]
+    pub empty_services: EmptyServiceSettings,
+
+    /// UDP push to 1.x HTTP clients ([`crate::push_udp`]).
+    #[command(flatten)]
+    pub udp_push: UdpPushSettings,
+
     /// The admin plane's own listener ([`crate::admin`]).
     #[command(flatten)]
     pub admin: AdminSettings,
@@ -142,6 +157,9 @@ impl Config {
         self.auth.validate()?;
         self.cluster.validate()?;
         self.security.validate(self.cluster.lookup.mode)?;
+        self.udp_push.validate()?;
+        self.empty_services.validate()?;
+        self.overrides.validate()?;
         self.raft.validate()
     }
 
@@ -210,5 +228,8 @@ mod tests {
         assert_eq!(c.peer, PeerSettings::default());
         assert_eq!(c.raft, crate::raft::RaftSettings::default());
         assert_eq!(c.auth, AuthSettings::default());
+        assert_eq!(c.udp_push, UdpPushSettings::default());
+        assert_eq!(c.empty_services, EmptyServiceSettings::default());
+        assert_eq!(c.overrides, OverrideSettings::default());
     }
 }

@@ -44,9 +44,11 @@ use crate::error::{Error, Result};
 use crate::limits::{ClientLimits, LimitMetrics};
 use crate::listeners;
 use crate::metrics::Metrics;
+use crate::naming::cleaner::{self, CleanerMetrics};
 use crate::naming::NamingStore;
 use crate::peer::{Faults, PeerAddressResolver, PeerChannels, PeerService, PeerTransport};
 use crate::push::{PushService, PushTimings, Subscribers};
+use crate::push_udp::{UdpPush, UdpPushMetrics};
 use crate::raft::metrics::RaftMetricSet;
 use crate::raft::{RaftContext, RaftNode};
 use crate::security::{PeerSecurity, SecurityMetrics};
@@ -74,6 +76,10 @@ pub struct NodeMetrics {
     pub auth: Arc<AuthMetrics>,
     /// Refused peer requests.
     pub security: Arc<SecurityMetrics>,
+    /// UDP pushes to 1.x HTTP clients.
+    pub udp_push: Arc<UdpPushMetrics>,
+    /// The empty-service cleaner.
+    pub cleaner: Arc<CleanerMetrics>,
 }
 
 impl NodeMetrics {
@@ -86,6 +92,8 @@ impl NodeMetrics {
         self.raft.register(registry);
         self.auth.register(registry);
         self.security.register(registry);
+        self.udp_push.register(registry);
+        self.cleaner.register(registry);
     }
 }
 
@@ -239,7 +247,11 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         Cluster::start(member, &cluster_settings, transport.clone(), http_client.clone(), metrics.cluster.clone())
             .await?;
     let membership = cluster.membership().clone();
-    let store = Arc::new(NamingStore::new(config.beats.timeouts()));
+    let mut store = NamingStore::new(config.beats.timeouts());
+    if config.empty_services.keeps_emptied() {
+        store = store.keeping_emptied_services();
+    }
+    let store = Arc::new(store);
     let input_limits = config.limits.input();
     let distro = Distro::new(
         store.clone(),
@@ -253,6 +265,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let raft = start_raft(&config, &cluster, &store, transport.clone(), faults.clone(), &metrics).await?;
     let connections = Arc::new(Connections::new(metrics.api.clone()));
     let subscribers = Arc::new(Subscribers::default());
+    let udp_push = Arc::new(UdpPush::new(config.udp_push, security.client_tls().is_some(), metrics.udp_push.clone()));
     let client = Arc::new(ClientState {
         member: membership.local().to_owned(),
         lookup: config.cluster.lookup.mode,
@@ -260,6 +273,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         store: store.clone(),
         connections: connections.clone(),
         subscribers: subscribers.clone(),
+        udp_push: udp_push.clone(),
         limits: input_limits,
         client_limits: Arc::new(ClientLimits::new(&config.limits, metrics.limits.clone())),
         max_body_bytes: config.limits.max_body_bytes,
@@ -287,8 +301,10 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         tokio::spawn(push.run()),
         tokio::spawn(grpc::run_ejector(client.clone())),
         tokio::spawn(http::beat::run_expiry(store.clone(), membership.clone(), config.beats.check_interval)),
+        tokio::spawn(cleaner::run(store.clone(), config.empty_services, metrics.cleaner.clone())),
     ];
     background.extend(distro.start());
+    background.extend(udp_push.start(config.bind, store.clone(), config.push.delay).await?);
     let drainer = Arc::new(Drainer {
         client: client.clone(),
         distro: distro.clone(),
@@ -373,6 +389,7 @@ async fn start_raft(
     };
     RaftNode::start(RaftContext {
         settings: config.raft,
+        overrides: config.overrides,
         data_dir: config.data_dir.clone(),
         local: membership.local().to_owned(),
         standalone: membership.is_standalone(),
@@ -410,6 +427,11 @@ impl RunningNode {
     /// Subscriptions of the connections.
     pub fn subscribers(&self) -> &Arc<Subscribers> {
         &self.client.subscribers
+    }
+
+    /// UDP push to 1.x HTTP clients (its subscribers).
+    pub fn udp_push(&self) -> &Arc<UdpPush> {
+        &self.client.udp_push
     }
 
     /// The connection gates and rate buckets of the client planes.

@@ -103,6 +103,8 @@ async fn all_three_ports_speak_tls_and_refuse_plaintext() {
         nodes.push(start(config).await);
     }
     let client = https(&pki);
+    // Plaintext UDP pushes would bypass TLS: they are off (crate::push_udp).
+    assert!(nodes.iter().all(|n| !n.udp_push().enabled()));
 
     // The cluster forms over mutual TLS: both members UP, loaded, one Raft leader.
     eventually("two members over TLS with a leader", WAIT, || async {

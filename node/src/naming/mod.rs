@@ -4,15 +4,19 @@
 //! # Layout
 //! - [`model`]: the data types and their Nacos JSON shapes.
 //! - [`client`]: connection-based and ip:port clients.
+//! - [`overlay`]: overrides of ephemeral instances made through the API.
+//! - [`cleaner`]: the empty-service cleaner and its flags.
 //! - [`replica`]: a client's replicated state and Distro's merge rules,
 //!   without I/O.
 //! - [`store`]: the store itself, with change notification.
 //! - [`validate`]: input validation shared by both client APIs.
 //! - [`clock`]: the monotonic and wall clocks the store and clients use.
 
+pub mod cleaner;
 pub mod client;
 pub mod clock;
 pub mod model;
+pub mod overlay;
 pub mod replica;
 pub mod store;
 pub mod validate;

@@ -153,7 +153,14 @@ fn instance(
         "deregisterInstance" => {
             let ikey = instance_key(&wire)?;
             if ephemeral {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey, false);
+                // Nacos (`EphemeralClientOperationServiceImpl`) removes
+                // whatever the connection publishes in the service, whatever
+                // instance the request names: after a batch registration,
+                // one deregistration takes the whole batch. The instance
+                // must still be well formed.
+                if state.store.publishes_in(&conn.id, &key) {
+                    state.store.batch_register(&conn.id, ClientKind::Connection, &key, Vec::new());
+                }
             } else {
                 state.store.deregister_persistent(&key, &ikey);
             }

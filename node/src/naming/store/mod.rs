@@ -10,13 +10,16 @@
 //!
 //! # Layout
 //! Each file adds the methods of one job to [`NamingStore`]:
-//! - `entry`: a service as stored, and the view of its instances;
+//! - `entry`: a service as stored, the view of its instances, and the
+//!   emptied services kept until the empty-service cleaner removes them;
 //! - `tombstone`: what is left of removed clients (their floor and
 //!   removal records), so an older copy cannot bring them back;
 //! - `ephemeral`: clients' instances (gRPC connections, ip:port clients);
 //! - `persistent`: the instances and settings Raft owns;
 //! - `beat`: beats of ip:port clients and their expiry;
 //! - `query`: the consumer view and the protect threshold;
+//! - `overlay`: the instance-metadata overrides Raft holds, laid over
+//!   ephemeral instances wherever they are shown;
 //! - `service`: services created, updated, deleted and listed;
 //! - `catalog`: what is held rather than what consumers see, for the
 //!   console: each service's counts, each instance with its holder,
@@ -32,7 +35,8 @@ use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use super::client::Client;
-use super::model::{BeatTimeouts, ServiceKey};
+use super::model::{BeatTimeouts, InstanceKey, ServiceKey};
+use super::overlay::InstanceOverride;
 use super::replica::Slot;
 
 mod beat;
@@ -41,6 +45,7 @@ mod copies;
 mod entry;
 mod ephemeral;
 mod index;
+mod overlay;
 mod persistent;
 mod query;
 mod service;
@@ -74,6 +79,11 @@ struct Inner {
     services: BTreeMap<ServiceKey, ServiceEntry>,
     /// What is left of removed clients, by id.
     tombstones: HashMap<String, Tombstone>,
+    /// Overrides of ephemeral instances, as Raft holds them.
+    overrides: HashMap<ServiceKey, BTreeMap<InstanceKey, InstanceOverride>>,
+    /// Whether implicit services that lose their last instance are kept
+    /// until the empty-service cleaner removes them.
+    keep_emptied: bool,
 }
 
 /// A change made on this node to one client: the slots it touched, or

@@ -37,12 +37,13 @@ impl NamingStore {
     /// is returned as healthy (Nacos's protection against starving consumers).
     pub fn query(&self, key: &ServiceKey, selection: &Selection) -> ServiceInfo {
         let inner = self.inner.read();
-        let (protect_threshold, instances): (f32, Vec<&Instance>) = match inner.services.get(key) {
+        let (protect_threshold, instances) = match inner.services.get(key) {
             Some(entry) => (entry.meta.protect_threshold, inner.instances(key, entry)),
             None => (0.0, Vec::new()),
         };
         let selected: Vec<&Instance> = instances
-            .into_iter()
+            .iter()
+            .map(|i| &**i)
             .filter(|i| i.enabled)
             .filter(|i| selection.clusters.is_empty() || selection.clusters.iter().any(|c| c == &i.cluster))
             .collect();
@@ -77,11 +78,12 @@ impl NamingStore {
         }
     }
 
-    /// One instance of a service, if it exists.
+    /// One instance of a service as consumers see it (with its override),
+    /// if it exists.
     pub fn instance(&self, key: &ServiceKey, instance: &InstanceKey) -> Option<Instance> {
         let inner = self.inner.read();
         let entry = inner.services.get(key)?;
-        inner.instances(key, entry).into_iter().find(|i| &i.key() == instance).cloned()
+        inner.instances(key, entry).into_iter().find(|i| &i.key() == instance).map(std::borrow::Cow::into_owned)
     }
 }
 
