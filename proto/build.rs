@@ -7,6 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Instance metadata is a sorted map in the store.
+        .btree_map(".roster.peer.v1.PublishedInstance.metadata")
+        .compile_fds(descriptors)?;
     Ok(())
 }

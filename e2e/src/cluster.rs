@@ -210,9 +210,16 @@ impl SdkClient {
     /// Starts a client connected to the node at `http` (gRPC port `grpc`)
     /// and waits until it has registered `ip:port` in `service`.
     pub fn register(http: SocketAddr, grpc: u16, service: &str, ip: &str, port: u16) -> Result<SdkClient> {
+        SdkClient::register_to(&http.to_string(), grpc, service, ip, port)
+    }
+
+    /// As [`SdkClient::register`], with a server list (`host:port,...`,
+    /// each server's gRPC port `grpc`): the client connects to one of them
+    /// and moves to another when that one goes away.
+    pub fn register_to(servers: &str, grpc: u16, service: &str, ip: &str, port: u16) -> Result<SdkClient> {
         let bin = binary("roster-e2e", "sdk-client")?;
         let mut child = Command::new(bin)
-            .args(["--server", &http.to_string(), "--grpc-port", &grpc.to_string()])
+            .args(["--server", servers, "--grpc-port", &grpc.to_string()])
             .args(["--service", service, "--ip", ip, "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

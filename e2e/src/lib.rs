@@ -212,6 +212,16 @@ impl NodeProcess {
         Ok(self.child.try_wait()?)
     }
 
+    /// Asks the process to stop (SIGTERM, as Kubernetes does); it drains
+    /// and exits on its own. Reap it with [`NodeProcess::try_wait`].
+    pub fn terminate(&self) -> Result<()> {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed: {sent}", self.child.id());
+        }
+        Ok(())
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,8 +1,10 @@
 //! Distro with real `roster-node` processes on loopback (DESIGN §5):
 //! replication of gRPC and HTTP registrations, pushes across nodes,
 //! scale-up with snapshot bootstrap (file and address-server lookups),
-//! `kill -9`, a partition made with the peer fault switch, and a dropped
-//! sync repaired by verify.
+//! `kill -9`, a partition made with the peer fault switch, a dropped
+//! sync repaired by verify, and a SIGTERM that drains: the official SDK's
+//! client attached to the stopping member moves to another one without its
+//! instance ever vanishing.
 //!
 //! Timers are shortened so that every scenario takes seconds; every wait
 //! polls for a condition with a bound.
@@ -417,4 +419,95 @@ async fn a_dropped_sync_is_repaired_by_verify() {
     assert_eq!(s["distro"]["droppedSyncs"], 2, "both syncs were dropped: {s}");
     let repairs = s["distro"]["verifyRepairs"].as_u64().expect("verifyRepairs");
     assert!(repairs >= 2, "B and C got the client through verify (repairs: {repairs})");
+}
+
+/// Open gRPC connections of the node at `http` (0 when it does not answer).
+async fn connections(http: SocketAddr) -> u64 {
+    status(http).await.and_then(|s| s["store"]["connections"].as_u64()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_an_sdk_client_to_another_member_and_its_instance_never_vanishes() {
+    // The default drain settings: they must cover the SDK's reconnect.
+    let ThreeNodes { _dir, mut nodes, .. } = three_nodes(&[]).await;
+    let servers: Vec<String> = nodes.iter().map(|n| n.http.to_string()).collect();
+    let grpc = nodes[0].grpc.port();
+    assert!(nodes.iter().all(|n| n.grpc.port() == grpc), "standard ports: one gRPC port for all");
+    let mut client =
+        SdkClient::register_to(&servers.join(","), grpc, "svc-drain", "10.6.0.1", 7500).expect("sdk client");
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_instances(&all, "svc-drain", &[up("10.6.0.1", 7500)]).await;
+    // The SDK picked one server of its list: that member is stopped.
+    let holder = eventually("the member holding the client's connection", WAIT, || async {
+        for (i, node) in nodes.iter().enumerate() {
+            if connections(node.http).await == 1 {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    let leaving = nodes.remove(holder);
+    let survivors: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+
+    // Watch the survivors every 10 ms from before the SIGTERM until well
+    // after the member is gone.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, survivors) = (stop.clone(), survivors.clone());
+        tokio::spawn(async move {
+            // How many looks missed it, and the first one that did.
+            let (mut missed, mut first) = (0usize, None);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                for http in &survivors {
+                    if let Some(list) = instances(*http, "svc-drain").await {
+                        if list != [up("10.6.0.1", 7500)] {
+                            missed += 1;
+                            first.get_or_insert((*http, list));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (missed, first)
+        })
+    };
+    let started = Instant::now();
+    leaving.terminate().expect("SIGTERM");
+    // Told to stop, it drains: not ready, still answering.
+    eventually("the member to report draining, not ready", WAIT, || async {
+        let s = status(leaving.http).await?;
+        (s["draining"] == true && s["ready"] == false).then_some(())
+    })
+    .await;
+    let mut leaving = leaving;
+    let exit = loop {
+        if let Some(exit) = leaving.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(started.elapsed() < WAIT, "the drained member did not exit within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    assert!(exit.success(), "a drained member exits cleanly: {exit}");
+    assert!(took < Duration::from_secs(25), "within a pod's termination grace: {took:?}");
+    eventually("the client connected to a survivor", WAIT, || async {
+        (connections(survivors[0]).await + connections(survivors[1]).await == 1).then_some(())
+    })
+    .await;
+    // Until the old connection's client is gone from every survivor: one
+    // client left, the new connection.
+    eventually("the old connection's client removed everywhere", WAIT, || async {
+        for http in &survivors {
+            (status(*http).await?["store"]["clients"].as_u64()? == 1).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (missed, first) = watcher.await.expect("watcher");
+    assert_eq!(missed, 0, "the instance was not visible on every survivor all along; first: {first:?}");
+    let remaining: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_instances(&remaining, "svc-drain", &[up("10.6.0.1", 7500)]).await;
+    client.kill();
 }

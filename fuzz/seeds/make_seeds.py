@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,10 +86,19 @@ for name, data in HTTP.items():
 # --- peer_message: first byte chooses the decoder (mod 8).
 stored = {"ip": "10.0.0.1", "port": 80, "weight": 1.0, "healthy": True, "enabled": True, "ephemeral": True,
           "cluster": "DEFAULT", "metadata": {"k": "v"}}
-published = field_bytes(1, "public") + field_bytes(2, "DEFAULT_GROUP") + field_bytes(3, "orders") + field_bytes(4, js(stored))
-client = field_bytes(1, "10.0.0.1:80#true") + field_varint(2, 42) + field_varint(3, 0) + field_bytes(4, published)
-removed = field_bytes(1, "gone#true") + field_varint(2, 7)
-write("peer_message", "distro_sync", bytes([0]) + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, client) + field_bytes(4, removed))
+meta_entry = field_bytes(1, "k") + field_bytes(2, "v")
+published = (field_bytes(1, "public") + field_bytes(2, "DEFAULT_GROUP") + field_bytes(3, "orders")
+             + field_bytes(5, "10.0.0.1") + field_varint(6, 80) + field_bytes(7, "DEFAULT")
+             + varint(8 << 3 | 1) + struct.pack("<d", 1.0) + field_varint(9, 1) + field_varint(10, 1)
+             + field_bytes(11, meta_entry) + field_varint(12, 42))
+removed_instance = (field_bytes(1, "public") + field_bytes(2, "DEFAULT_GROUP") + field_bytes(3, "orders")
+                    + field_bytes(4, "10.0.0.1") + field_varint(5, 80) + field_bytes(6, "east") + field_varint(7, 41))
+client = (field_bytes(1, "10.0.0.1:80#true") + field_varint(2, 42) + field_varint(3, 0) + field_bytes(4, published)
+          + field_bytes(5, removed_instance) + field_varint(6, 7))
+connection = (field_bytes(1, "1700000000000_10.0.0.9_5555") + field_varint(2, 43) + field_varint(3, 1)
+              + field_bytes(4, published) + field_bytes(7, "127.0.0.3:8848") + field_varint(8, 1700000000000))
+write("peer_message", "distro_sync", bytes([0]) + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, client)
+      + field_bytes(2, connection))
 write("peer_message", "client_data", bytes([1]) + client)
 service = {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"}
 ikey = {"ip": "10.0.0.1", "port": 80, "cluster": "DEFAULT"}
@@ -113,7 +123,7 @@ header = js({"target": 1, "body": {"vote": {"leader_id": {"term": 1, "node_id": 
                                    "offset": 0, "data": [], "done": True}})
 write("peer_message", "snapshot_frame", bytes([5]) + len(header).to_bytes(4, "big") + header + b"[]")
 write("peer_message", "snapshot_entries", bytes([6]) + js([{"service": service, "meta": None, "instances": [dict(stored, ephemeral=False)]}]))
-write("peer_message", "member_report", bytes([7]) + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, "0.1.0") + field_varint(3, 1) + field_varint(4, 99))
+write("peer_message", "member_report", bytes([7]) + field_bytes(1, "127.0.0.2:8848") + field_bytes(2, "0.1.0") + field_varint(3, 1) + field_varint(4, 99) + field_varint(5, 1700000000000) + field_varint(6, 1))
 
 # --- peer_signature: mode byte (bit 0: accept the v1 scheme), "name: value" lines, an empty line, the body.
 # Signed with the target's FUZZ_SECRET at its FUZZ_NOW_MS (node/src/fuzzing.rs), so the seeds pass.

@@ -15,14 +15,17 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::admin::AdminSettings;
-use crate::api::grpc::{ConnectionSettings, PushSettings, GRPC_PORT_OFFSET};
+use crate::api::grpc::{ConnectionSettings, DrainSettings, PushSettings, GRPC_PORT_OFFSET};
 use crate::api::http::beat::BeatSettings;
 use crate::auth::AuthSettings;
 use crate::cluster::ClusterSettings;
 use crate::distro::DistroSettings;
 use crate::error::Result;
 use crate::limits::LimitSettings;
+use crate::naming::cleaner::EmptyServiceSettings;
 use crate::peer::{PeerSettings, PEER_PORT_OFFSET};
+use crate::push_udp::UdpPushSettings;
+use crate::raft::override_cleaner::OverrideSettings;
 use crate::raft::RaftSettings;
 use crate::security::SecuritySettings;
 use crate::telemetry::LogFormat;
@@ -79,6 +82,10 @@ pub struct Config {
     #[command(flatten)]
     pub connections: ConnectionSettings,
 
+    /// Moving gRPC clients elsewhere before stopping ([`crate::api::grpc::drain`]).
+    #[command(flatten)]
+    pub drain: DrainSettings,
+
     /// Size, connection and rate limits ([`crate::limits`]).
     #[command(flatten)]
     pub limits: LimitSettings,
@@ -102,6 +109,18 @@ pub struct Config {
     /// Cluster secret and TLS ([`crate::security`]).
     #[command(flatten)]
     pub security: SecuritySettings,
+
+    /// Overrides of ephemeral instances ([`crate::raft::override_cleaner`]).
+    #[command(flatten)]
+    pub overrides: OverrideSettings,
+
+    /// Emptied services and their cleaner ([`crate::naming::cleaner`]).
+    #[command(flatten)]
+    pub empty_services: EmptyServiceSettings,
+
+    /// UDP push to 1.x HTTP clients ([`crate::push_udp`]).
+    #[command(flatten)]
+    pub udp_push: UdpPushSettings,
 
     /// The admin plane's own listener ([`crate::admin`]).
     #[command(flatten)]
@@ -130,6 +149,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.beats.validate()?;
         self.connections.validate()?;
+        self.drain.validate()?;
         self.push.validate()?;
         self.distro.validate()?;
         self.limits.validate()?;
@@ -137,6 +157,9 @@ impl Config {
         self.auth.validate()?;
         self.cluster.validate()?;
         self.security.validate(self.cluster.lookup.mode)?;
+        self.udp_push.validate()?;
+        self.empty_services.validate()?;
+        self.overrides.validate()?;
         self.raft.validate()
     }
 
@@ -199,10 +222,14 @@ mod tests {
         assert_eq!(c.beats, BeatSettings::default());
         assert_eq!(c.push, PushSettings::default());
         assert_eq!(c.connections, ConnectionSettings::default());
+        assert_eq!(c.drain, DrainSettings::default());
         assert_eq!(c.limits, LimitSettings::default());
         assert_eq!(c.distro, DistroSettings::default());
         assert_eq!(c.peer, PeerSettings::default());
         assert_eq!(c.raft, crate::raft::RaftSettings::default());
         assert_eq!(c.auth, AuthSettings::default());
+        assert_eq!(c.udp_push, UdpPushSettings::default());
+        assert_eq!(c.empty_services, EmptyServiceSettings::default());
+        assert_eq!(c.overrides, OverrideSettings::default());
     }
 }

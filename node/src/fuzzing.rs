@@ -176,13 +176,11 @@ pub fn peer_message(data: &[u8]) {
                 return;
             };
             let now = Instant::now();
-            for copy in copies {
-                store.apply_copy(copy, &sync.source, now);
-            }
-            for removed in &sync.removed {
-                store.remove_copy(&removed.client_id, removed.revision);
-            }
+            store.apply_copies(&copies, &sync.source, "127.0.0.1:8848", now, |_| false);
+            // Applied twice: the merge must be idempotent, whatever came in.
+            store.apply_copies(&copies, &sync.source, "127.0.0.1:8848", now, |_| false);
             let _ = store.counts();
+            let _ = store.verify_list(|_| true);
         }
         1 => {
             if let Ok(data) = ClientData::decode(rest) {

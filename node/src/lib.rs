@@ -17,6 +17,7 @@
 //! - [`naming`]: the store (namespaces, groups, services, clusters,
 //!   instances) and the clients that own ephemeral instances.
 //! - [`push`]: subscriptions and pushes to subscribers.
+//! - [`push_udp`]: UDP pushes to 1.x-style HTTP clients.
 //! - [`cluster`]: member lookup (standalone, file, address server), member
 //!   health reports, Distro responsibility.
 //! - [`distro`]: the AP replication of ephemeral instances between members.
@@ -58,6 +59,7 @@ pub mod metrics;
 pub mod naming;
 pub mod peer;
 pub mod push;
+pub mod push_udp;
 pub mod raft;
 pub mod security;
 pub mod server;

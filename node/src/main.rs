@@ -1,5 +1,6 @@
 //! `roster-node`: parses the configuration, sets up logging, runs the node
-//! until SIGINT or SIGTERM, then shuts it down cleanly.
+//! until SIGINT or SIGTERM, then drains it (its gRPC clients move to other
+//! members) and shuts it down cleanly.
 //!
 //! `roster-node hash-password` instead prints the hash of a password read
 //! from standard input, for the users file of client authentication.
@@ -30,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let stop = shutdown_signal()?;
     let node = roster_node::start(config).await?;
     stop.await;
-    tracing::info!("shutdown requested");
+    tracing::info!("shutdown requested; draining first");
+    node.drain().await;
     node.shutdown().await;
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! registry (`roster_` prefix): these here, [`crate::limits::LimitMetrics`],
 //! [`crate::distro::metrics::DistroMetrics`],
 //! [`crate::cluster::ClusterMetrics`], [`crate::raft::metrics::RaftMetricSet`],
-//! [`crate::auth::AuthMetrics`] and [`crate::security::SecurityMetrics`]; the
+//! [`crate::auth::AuthMetrics`], [`crate::security::SecurityMetrics`] and
+//! [`crate::push_udp::UdpPushMetrics`]; the
 //! admin plane serves them at `GET /metrics`. Every label is a closed set:
 //! nothing a client sends becomes a label value (a label value is a time
 //! series kept forever).

@@ -33,6 +33,7 @@ use tracing::info;
 
 use crate::admin::{AdminParts, AdminState};
 use crate::api::grpc::connection::Connections;
+use crate::api::grpc::drain::{DrainSettings, Drained};
 use crate::api::{grpc, http, ClientState};
 use crate::auth::{Auth, AuthMetrics};
 use crate::cluster::{Cluster, ClusterMetrics, Membership};
@@ -43,15 +44,20 @@ use crate::error::{Error, Result};
 use crate::limits::{ClientLimits, LimitMetrics};
 use crate::listeners;
 use crate::metrics::Metrics;
+use crate::naming::cleaner::{self, CleanerMetrics};
 use crate::naming::NamingStore;
 use crate::peer::{Faults, PeerAddressResolver, PeerChannels, PeerService, PeerTransport};
 use crate::push::{PushService, PushTimings, Subscribers};
+use crate::push_udp::{UdpPush, UdpPushMetrics};
 use crate::raft::metrics::RaftMetricSet;
 use crate::raft::{RaftContext, RaftNode};
 use crate::security::{PeerSecurity, SecurityMetrics};
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a drain waits, at its end, for Distro to deliver the removals
+/// of the clients it handed over.
+const DRAIN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Every subsystem's metrics, each registered on the node's registry.
 #[derive(Debug, Default, Clone)]
@@ -70,6 +76,10 @@ pub struct NodeMetrics {
     pub auth: Arc<AuthMetrics>,
     /// Refused peer requests.
     pub security: Arc<SecurityMetrics>,
+    /// UDP pushes to 1.x HTTP clients.
+    pub udp_push: Arc<UdpPushMetrics>,
+    /// The empty-service cleaner.
+    pub cleaner: Arc<CleanerMetrics>,
 }
 
 impl NodeMetrics {
@@ -82,6 +92,8 @@ impl NodeMetrics {
         self.raft.register(registry);
         self.auth.register(registry);
         self.security.register(registry);
+        self.udp_push.register(registry);
+        self.cleaner.register(registry);
     }
 }
 
@@ -101,9 +113,68 @@ pub struct RunningNode {
     distro: Arc<Distro>,
     metrics: NodeMetrics,
     cluster: Cluster,
+    drainer: Arc<Drainer>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+}
+
+/// Runs drains one at a time: on removal from the member list (the node
+/// stays up, not ready) and on SIGTERM (the node stops after it).
+#[derive(Debug)]
+struct Drainer {
+    client: Arc<ClientState>,
+    distro: Arc<Distro>,
+    settings: DrainSettings,
+    /// Held while a drain runs.
+    running: tokio::sync::Mutex<()>,
+    /// Set once the node is stopping: it never stops draining then.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Drainer {
+    /// Drains (see [`crate::api::grpc::drain`]) and waits, bounded, until
+    /// Distro has delivered what the drain changed.
+    async fn drain(&self) -> Drained {
+        let _one = self.running.lock().await;
+        self.client.membership.set_draining(true);
+        let done = crate::api::grpc::drain::drain(&self.client, &self.settings).await;
+        let deadline = tokio::time::Instant::now() + DRAIN_FLUSH;
+        while self.distro.unsent() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done
+    }
+
+    /// Drains when the member list stops naming this node, and serves
+    /// again (ready once loaded) when it names it again, unless stopping.
+    async fn follow_listing(self: Arc<Self>) {
+        let membership = self.client.membership.clone();
+        if membership.is_standalone() {
+            return;
+        }
+        let mut changes = membership.subscribe();
+        let mut left = false;
+        loop {
+            let listed = membership.is_listed() || !membership.knows_list();
+            if !listed && !left {
+                left = true;
+                info!(member = %membership.local(), "this member left the member list: draining, staying up not ready");
+                let drainer = self.clone();
+                tokio::spawn(async move { drainer.drain().await });
+            } else if listed && left {
+                left = false;
+                if !self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    let _one = self.running.lock().await;
+                    info!(member = %membership.local(), "this member is listed again: serving");
+                    membership.set_draining(false);
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The address this member is known by: `--advertise`, else the bind
@@ -167,11 +238,20 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     // One HTTP client for the address server and forwarded writes; with TLS
     // it trusts the cluster CA only.
     let http_client = security.http_client(config.distro.sync_timeout)?;
+    // The address-server lookup keeps the last list it was given here, to
+    // start from when the server is down at a restart.
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut cluster_settings = config.cluster.clone();
+    cluster_settings.lookup.list_cache = Some(config.data_dir.join("members"));
     let cluster =
-        Cluster::start(member, &config.cluster, transport.clone(), http_client.clone(), metrics.cluster.clone())
+        Cluster::start(member, &cluster_settings, transport.clone(), http_client.clone(), metrics.cluster.clone())
             .await?;
     let membership = cluster.membership().clone();
-    let store = Arc::new(NamingStore::new(config.beats.timeouts()));
+    let mut store = NamingStore::new(config.beats.timeouts());
+    if config.empty_services.keeps_emptied() {
+        store = store.keeping_emptied_services();
+    }
+    let store = Arc::new(store);
     let input_limits = config.limits.input();
     let distro = Distro::new(
         store.clone(),
@@ -185,6 +265,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
     let raft = start_raft(&config, &cluster, &store, transport.clone(), faults.clone(), &metrics).await?;
     let connections = Arc::new(Connections::new(metrics.api.clone()));
     let subscribers = Arc::new(Subscribers::default());
+    let udp_push = Arc::new(UdpPush::new(config.udp_push, security.client_tls().is_some(), metrics.udp_push.clone()));
     let client = Arc::new(ClientState {
         member: membership.local().to_owned(),
         lookup: config.cluster.lookup.mode,
@@ -192,6 +273,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         store: store.clone(),
         connections: connections.clone(),
         subscribers: subscribers.clone(),
+        udp_push: udp_push.clone(),
         limits: input_limits,
         client_limits: Arc::new(ClientLimits::new(&config.limits, metrics.limits.clone())),
         max_body_bytes: config.limits.max_body_bytes,
@@ -219,8 +301,18 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         tokio::spawn(push.run()),
         tokio::spawn(grpc::run_ejector(client.clone())),
         tokio::spawn(http::beat::run_expiry(store.clone(), membership.clone(), config.beats.check_interval)),
+        tokio::spawn(cleaner::run(store.clone(), config.empty_services, metrics.cleaner.clone())),
     ];
     background.extend(distro.start());
+    background.extend(udp_push.start(config.bind, store.clone(), config.push.delay).await?);
+    let drainer = Arc::new(Drainer {
+        client: client.clone(),
+        distro: distro.clone(),
+        settings: config.drain,
+        running: tokio::sync::Mutex::new(()),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+    });
+    background.push(tokio::spawn(drainer.clone().follow_listing()));
 
     let grpc_server = listeners::serve_client_grpc(&client, &config, &security, grpc_listener, shutdown_rx.clone())?;
     let peer_service = PeerService::new(membership.clone())
@@ -274,6 +366,7 @@ pub async fn start(config: Config) -> Result<RunningNode> {
         distro,
         metrics,
         cluster,
+        drainer,
         shutdown,
         servers,
         background,
@@ -296,6 +389,7 @@ async fn start_raft(
     };
     RaftNode::start(RaftContext {
         settings: config.raft,
+        overrides: config.overrides,
         data_dir: config.data_dir.clone(),
         local: membership.local().to_owned(),
         standalone: membership.is_standalone(),
@@ -335,6 +429,11 @@ impl RunningNode {
         &self.client.subscribers
     }
 
+    /// UDP push to 1.x HTTP clients (its subscribers).
+    pub fn udp_push(&self) -> &Arc<UdpPush> {
+        &self.client.udp_push
+    }
+
     /// The connection gates and rate buckets of the client planes.
     pub fn client_limits(&self) -> &ClientLimits {
         &self.client.client_limits
@@ -364,6 +463,21 @@ impl RunningNode {
     /// client disconnecting would.
     pub fn close_connection(&self, id: &str) {
         grpc::close_connection(&self.client, id);
+    }
+
+    /// Drains the node before it stops (SIGTERM): readiness turns 503, its
+    /// gRPC clients are moved to other members and their instances stay
+    /// visible until registered there (bounded by the drain settings); see
+    /// [`crate::api::grpc::drain`]. The node still serves afterwards; call
+    /// [`RunningNode::shutdown`] to stop it.
+    pub async fn drain(&self) -> Drained {
+        self.drainer.stopping.store(true, std::sync::atomic::Ordering::Release);
+        self.drainer.drain().await
+    }
+
+    /// Whether the node drains (it was told to stop, or left the list).
+    pub fn is_draining(&self) -> bool {
+        self.client.membership.is_draining()
     }
 
     /// Stops serving: closes client connections (their streams end), stops

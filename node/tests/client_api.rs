@@ -10,7 +10,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
+use roster_node::naming::{ClientCopy, ClientKind, Delta, Instance, ServiceKey};
 use roster_node::{Config, RunningNode};
 use serde_json::{json, Value};
 
@@ -96,7 +96,7 @@ async fn a_grpc_client_is_listed_described_and_found_by_its_instance() {
     assert_eq!(ids(&data(&node, LIST, &[]).await), vec![id.clone()]);
 
     let detail = data(&node, DETAIL, &[("clientId", &id)]).await;
-    let revision = node.store().client(&id).expect("held").revision;
+    let revision = node.store().client(&id).expect("held").revision();
     assert_eq!(
         detail,
         json!({
@@ -147,7 +147,7 @@ async fn an_http_instance_belongs_to_its_ip_port_client_until_deregistered() {
     assert_eq!(ids(&data(&node, LIST, &[]).await), vec![id]);
 
     let detail = data(&node, DETAIL, &[("clientId", id)]).await;
-    let revision = node.store().client(id).expect("held").revision;
+    let revision = node.store().client(id).expect("held").revision();
     assert_eq!(
         detail,
         json!({
@@ -206,10 +206,18 @@ async fn a_client_synced_from_a_peer_names_its_source_and_is_not_connected_here(
     let copy = ClientCopy {
         id: id.to_owned(),
         kind: ClientKind::Connection,
-        revision,
-        instances: vec![(ServiceKey::new("public", "DEFAULT_GROUP", "remote"), Instance::new("10.1.0.7", 9000))],
+        owner: None,
+        delta: Delta {
+            revision,
+            live: vec![(
+                ServiceKey::new("public", "DEFAULT_GROUP", "remote"),
+                Instance::new("10.1.0.7", 9000),
+                revision,
+            )],
+            ..Delta::default()
+        },
     };
-    node.store().apply_copy(copy, "10.1.0.1:8848", Instant::now());
+    node.store().apply_copies(&[copy], "10.1.0.1:8848", node.member(), Instant::now(), |_| false);
 
     assert_eq!(
         data(&node, DETAIL, &[("clientId", id)]).await,
@@ -287,7 +295,7 @@ async fn errors_have_the_v2_shape_and_change_nothing() {
     let node = start(test_config()).await;
     let instance = [("serviceName", "web"), ("ip", "10.0.0.5"), ("port", "8080")];
     assert_eq!(http_form(Method::POST, &url(&node, INSTANCE), &instance).await, (200, "ok".to_owned()));
-    let before = (node.store().counts(), node.store().client("10.0.0.5:8080#true").map(|c| c.revision));
+    let before = (node.store().counts(), node.store().client("10.0.0.5:8080#true").map(|c| c.revision()));
 
     for path in [DETAIL, PUBLISHED, SUBSCRIBED] {
         let message = error(&node, path, &[("clientId", "nope")], 404, 20004, "resource not found").await;
@@ -321,7 +329,7 @@ async fn errors_have_the_v2_shape_and_change_nothing() {
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("non-JSON ({e}): {body}"));
     assert_eq!((status, &v["code"]), (400, &json!(20002)), "{body}");
 
-    let after = (node.store().counts(), node.store().client("10.0.0.5:8080#true").map(|c| c.revision));
+    let after = (node.store().counts(), node.store().client("10.0.0.5:8080#true").map(|c| c.revision()));
     assert_eq!(after, before, "bad requests change nothing");
     node.shutdown().await;
 }

@@ -7,6 +7,7 @@
 //! Every wait is a bounded poll; every server and task is stopped at the end.
 
 use crate::common;
+use crate::common::address_server::{serve as address_server, Answer};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,11 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
-use parking_lot::Mutex;
 use roster_node::cluster::{Cluster, ClusterMetrics, ClusterSettings, LookupSettings, LookupSource, MemberState};
 use roster_node::peer::{PeerAddressResolver, PeerChannels, PeerService};
 use roster_node::Error;
@@ -376,39 +373,9 @@ async fn standalone_is_a_cluster_of_one() {
     cluster.shutdown().await;
 }
 
-/// What the test address server answers.
-#[derive(Clone)]
-struct Answer(Arc<Mutex<(StatusCode, String)>>);
-
-impl Answer {
-    fn set(&self, status: StatusCode, body: &str) {
-        *self.0.lock() = (status, body.to_string());
-    }
-}
-
-async fn serverlist(State(answer): State<Answer>) -> (StatusCode, String) {
-    answer.0.lock().clone()
-}
-
-/// Serves the list at `/v1/clusters/ns/demo/serverlist`, as the operator does.
-async fn address_server(answer: Answer) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the address server");
-    let addr = listener.local_addr().expect("address");
-    let app = Router::new().route("/v1/clusters/ns/demo/serverlist", get(serverlist)).with_state(answer);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (addr, stop, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn address_server_list_changes_and_is_kept_when_the_server_fails() {
-    let answer = Answer(Arc::new(Mutex::new((StatusCode::OK, format!("{A}\n{B}\n")))));
+    let answer = Answer::new(StatusCode::OK, &format!("{A}\n{B}\n"));
     let (addr, stop, server) = address_server(answer.clone()).await;
     let url = format!("http://{addr}/v1/clusters/ns/demo/serverlist");
     let cluster = start_cluster(
@@ -475,7 +442,8 @@ async fn unreachable_address_server_at_start_is_not_fatal() {
     let lookup = cluster.lookup().expect("lookup");
     assert!(!lookup.stats().loaded());
     assert!(lookup.stats().failures() >= 1);
-    assert_eq!(lookup.current(), vec![A]);
+    assert!(lookup.current().is_empty(), "no list is published before the server answers");
     assert_eq!(cluster.membership().healthy_members(), vec![A]);
+    assert!(!cluster.membership().knows_list(), "the list of one is no list: Distro must not load from nobody");
     cluster.shutdown().await;
 }

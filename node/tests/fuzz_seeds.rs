@@ -26,7 +26,7 @@ use roster_node::distro::codec;
 use roster_node::fuzzing;
 use roster_node::naming::model::BeatTimeouts;
 use roster_node::naming::validate::{self, Limits};
-use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
+use roster_node::naming::{ClientCopy, ClientKind, Delta, Instance, ServiceKey};
 use roster_node::raft::command::Command;
 use roster_node::security::signature::{NONCE_HEADER, PEER_HEADER, TIME_HEADER};
 use roster_node::security::{ClusterSecret, PeerAuth};
@@ -86,6 +86,15 @@ fn seeds_and_regressions_decode_without_panicking() {
             }
         }
     }
+    // The Distro seeds are real messages: the node's decoder takes them.
+    let seed = std::fs::read(fuzz.join("seeds/peer_message/client_data")).expect("the client data seed");
+    let data = roster_proto::peer::ClientData::decode(&seed[1..]).expect("a ClientData");
+    let copy = codec::decode(data, &LIMITS).expect("a valid client");
+    assert_eq!((copy.delta.live.len(), copy.delta.removed.len(), copy.delta.floor), (1, 1, 7));
+    let seed = std::fs::read(fuzz.join("seeds/peer_message/distro_sync")).expect("the sync seed");
+    let sync = DistroSyncRequest::decode(&seed[1..]).expect("a DistroSyncRequest");
+    let copies: Vec<ClientCopy> = sync.upserts.into_iter().map(|d| codec::decode(d, &LIMITS).expect("valid")).collect();
+    assert_eq!(copies[1].owner.as_ref().map(|o| o.incarnation), Some(1_700_000_000_000));
     // Degenerate inputs every target must take.
     for (_, target) in TARGETS {
         target(&[]);
@@ -186,12 +195,8 @@ fn params_refusal(data: &[u8]) -> Result<(), String> {
 
 /// A client of one instance as Distro sends it (the node's own encoder).
 fn client_copy(instance: Instance) -> ClientCopy {
-    ClientCopy {
-        id: "10.0.0.1:80#true".into(),
-        kind: ClientKind::IpPort,
-        revision: 42,
-        instances: vec![(service(), instance)],
-    }
+    let delta = Delta { revision: 42, live: vec![(service(), instance, 42)], ..Delta::default() };
+    ClientCopy { id: "10.0.0.1:80#true".into(), kind: ClientKind::IpPort, owner: None, delta }
 }
 
 /// The Distro path of one client's data.
@@ -271,21 +276,26 @@ fn derived() -> Vec<Derived> {
     // peer_message: the first byte modulo 8 picks the decoder (0: Distro
     // sync, 1: Distro client data, 2: Raft command, 7: member report).
     let client = codec::encode(&client_copy(Instance::new("10.0.0.1", 80)));
-    let sync = DistroSyncRequest { source: "127.0.0.2:8848".into(), upserts: vec![client.clone()], removed: vec![] };
+    let sync = DistroSyncRequest { source: "127.0.0.2:8848".into(), upserts: vec![client.clone()] };
     let sync = truncated(sync.encode_to_vec(), 3);
     let refused = DistroSyncRequest::decode(sync.as_slice()).map(drop).map_err(|e| e.to_string());
     all.push(derived_input("peer_message", "distro_sync_truncated", with_mode(0, &sync), refused, "failed to decode"));
-    let mut not_json = client.clone();
-    not_json.instances[0].instance_json = r#"{"ip":"10.0.0.1","port":"#.into();
+    let mut port_out_of_range = client.clone();
+    port_out_of_range.instances[0].port = 70_000;
+    let mut removed_without_ip = codec::encode(&ClientCopy {
+        delta: Delta {
+            revision: 43,
+            removed: vec![(service(), Instance::new("10.0.0.1", 80).key(), 43)],
+            ..Delta::default()
+        },
+        ..client_copy(Instance::new("10.0.0.1", 80))
+    });
+    removed_without_ip.removed[0].ip = String::new();
     let mut oversize = Instance::new("10.0.0.1", 80);
     oversize.metadata.insert("k".into(), oversize_value());
     let cases = [
-        ("client_data_instance_not_json", not_json, "instance JSON"),
-        (
-            "client_data_persistent_instance",
-            codec::encode(&client_copy(Instance { ephemeral: false, ..Instance::new("10.0.0.1", 80) })),
-            "persistent instance",
-        ),
+        ("client_data_port_out_of_range", port_out_of_range, "port"),
+        ("client_data_removed_without_ip", removed_without_ip, "ip"),
         ("client_data_metadata_oversize", codec::encode(&client_copy(oversize)), "too large"),
     ];
     for (name, data, because) in cases {
@@ -299,9 +309,16 @@ fn derived() -> Vec<Derived> {
     let command = serde_json::to_vec(&command).expect("JSON");
     let refused = serde_json::from_slice::<Command>(&command).map(drop).map_err(|e| e.to_string());
     all.push(derived_input("peer_message", "command_port_as_text", with_mode(2, &command), refused, "invalid type"));
-    let report =
-        MemberReport { member: "127.0.0.2:8848".into(), version: "0.1.0".into(), distro_initialized: true, raft_id: 9 };
-    let report = truncated(report.encode_to_vec(), 7);
+    let report = MemberReport {
+        member: "127.0.0.2:8848".into(),
+        version: "0.1.0".into(),
+        distro_initialized: true,
+        raft_id: 9,
+        incarnation: 1_700_000_000_000,
+        draining: false,
+    };
+    // Cut inside the incarnation's varint.
+    let report = truncated(report.encode_to_vec(), 3);
     let refused = MemberReport::decode(report.as_slice()).map(drop).map_err(|e| e.to_string());
     all.push(derived_input(
         "peer_message",

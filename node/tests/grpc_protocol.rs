@@ -250,3 +250,68 @@ async fn a_new_subscription_is_pushed_the_current_view() {
     .await;
     node.shutdown().await;
 }
+
+/// `ip:port` of every host of `service` as `node` shows it, sorted.
+fn addresses(node: &RunningNode, service: &str) -> Vec<String> {
+    let key = ServiceKey::new("public", "DEFAULT_GROUP", service);
+    let mut out: Vec<String> =
+        node.store().query(&key, &Selection::default()).hosts.iter().map(|h| format!("{}:{}", h.ip, h.port)).collect();
+    out.sort();
+    out
+}
+
+fn deregister(service: &str, ip: &str, port: i64, cluster: &str) -> Value {
+    let mut body = register(service, ip, port);
+    body["type"] = json!("deregisterInstance");
+    body["instance"]["clusterName"] = json!(cluster);
+    body
+}
+
+/// Nacos's `EphemeralClientOperationServiceImpl.deregisterInstance`: a
+/// connection's deregister removes whatever that connection publishes in
+/// the service, whatever ip, port and cluster the request names; the other
+/// services and the other connections keep theirs, and the HTTP deregister
+/// stays exact.
+#[tokio::test]
+async fn a_deregister_removes_what_the_connection_published_in_the_service() {
+    let node = start(test_config()).await;
+    let mut a = RawClient::connect(&node, true).await;
+    let mut b = RawClient::connect(&node, true).await;
+    let instance = |ip: &str, cluster: &str| json!({"ip": ip, "port": 80, "weight": 1.0, "healthy": true, "enabled": true, "ephemeral": true, "clusterName": cluster, "metadata": {}});
+    let batch = json!({"namespace": "public", "groupName": "DEFAULT_GROUP", "serviceName": "svc", "type": "batchRegisterInstance",
+        "instances": [instance("10.0.0.1", "DEFAULT"), instance("10.0.0.2", "east")]});
+    let (_, v) = a.call("BatchInstanceRequest", batch).await;
+    assert_eq!(v["resultCode"], 200, "{v}");
+    a.call("InstanceRequest", register("other", "10.0.0.1", 80)).await;
+    b.call("InstanceRequest", register("svc", "10.0.0.9", 80)).await;
+    assert_eq!(addresses(&node, "svc"), ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.9:80"]);
+
+    let (t, v) = a.call("InstanceRequest", deregister("svc", "10.9.9.9", 1, "nowhere")).await;
+    assert_eq!(
+        (t.as_str(), v["resultCode"].as_i64(), v["type"].as_str()),
+        ("InstanceResponse", Some(200), Some("deregisterInstance"))
+    );
+    assert_eq!(addresses(&node, "svc"), ["10.0.0.9:80"], "the whole batch goes, the other connection's stays");
+    assert_eq!(addresses(&node, "other"), ["10.0.0.1:80"], "other services keep theirs");
+
+    // Nothing left to remove: success, and the client is not even touched.
+    let revision = node.store().client(&a.connection_id).map(|c| c.revision());
+    let (_, v) = a.call("InstanceRequest", deregister("svc", "10.0.0.1", 80, "DEFAULT")).await;
+    assert_eq!(v["resultCode"], 200, "{v}");
+    assert_eq!(node.store().client(&a.connection_id).map(|c| c.revision()), revision);
+    // A malformed instance is still refused, and changes nothing.
+    let (t, v) = b.call("InstanceRequest", deregister("svc", "10.0.0.9", 70000, "DEFAULT")).await;
+    assert_eq!((t.as_str(), v["errorCode"].as_i64()), ("ErrorResponse", Some(400)), "{v}");
+    assert_eq!(addresses(&node, "svc"), ["10.0.0.9:80"]);
+
+    // HTTP (ip:port clients): only the instance named goes.
+    let url = format!("{}/nacos/v1/ns/instance", common::http_base(&node));
+    for ip in ["10.0.1.1", "10.0.1.2"] {
+        let form = [("serviceName", "http-svc"), ("ip", ip), ("port", "80")];
+        assert_eq!(common::http_form(reqwest::Method::POST, &url, &form).await.0, 200);
+    }
+    let named = [("serviceName", "http-svc"), ("ip", "10.0.1.1"), ("port", "80")];
+    assert_eq!(common::http_query(reqwest::Method::DELETE, &url, &named).await.0, 200);
+    assert_eq!(addresses(&node, "http-svc"), ["10.0.1.2:80"]);
+    node.shutdown().await;
+}

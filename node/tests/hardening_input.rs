@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use prost::Message;
 use roster_node::distro::codec;
-use roster_node::naming::{ClientCopy, ClientKind, Instance, Selection, ServiceKey};
+use roster_node::naming::{ClientCopy, ClientKind, Delta, Instance, Owner, Selection, ServiceKey};
 use roster_node::security::{ClusterSecret, PeerAuth, SignedChannel};
 use roster_node::RunningNode;
 use roster_proto::nacos::bi_request_stream_client::BiRequestStreamClient;
@@ -55,13 +55,9 @@ fn ips_of(node: &RunningNode, service: &str) -> Vec<String> {
 
 /// A Distro sync from `sender` carrying one ip:port client at `ip:port`.
 fn sync(sender: &str, ip: &str, port: u16) -> DistroSyncRequest {
-    let copy = ClientCopy {
-        id: format!("{ip}:{port}#true"),
-        kind: ClientKind::IpPort,
-        revision: 1,
-        instances: vec![(key("captured"), Instance::new(ip, port))],
-    };
-    DistroSyncRequest { source: sender.into(), upserts: vec![codec::encode(&copy)], removed: vec![] }
+    let delta = Delta { revision: 1, live: vec![(key("captured"), Instance::new(ip, port), 1)], ..Delta::default() };
+    let copy = ClientCopy { id: format!("{ip}:{port}#true"), kind: ClientKind::IpPort, owner: None, delta };
+    DistroSyncRequest { source: sender.into(), upserts: vec![codec::encode(&copy)] }
 }
 
 /// The body a unary gRPC call of `message` carries: one uncompressed frame.
@@ -392,9 +388,11 @@ async fn connections_opened_and_closed_in_a_loop_leave_nothing_behind() {
     })
     .await;
     assert_eq!(node.store().counts().clients, 0);
-    let (held, removed) = node.store().client_copies(&ids);
-    assert!(held.is_empty());
-    assert!(removed.iter().all(|(_, revision)| *revision == 0), "no tombstone for clients that published nothing");
+    // What this node would send a peer of them: nothing, no removal record
+    // for clients that published nothing.
+    let me = Owner { member: node.member().to_owned(), incarnation: node.membership().incarnation() };
+    let wanted = |ids: &[String]| ids.iter().map(|id| (id.clone(), None)).collect::<Vec<_>>();
+    assert!(node.store().copies(&wanted(&ids), &me).is_empty(), "no tombstone for clients that published nothing");
     // A connection that did publish leaves its tombstone (so Distro peers drop it).
     let mut publisher = RawClient::connect(&node, true).await;
     let (_, v) = publisher.call("InstanceRequest", register("p", "10.0.0.1", 80)).await;
@@ -402,8 +400,8 @@ async fn connections_opened_and_closed_in_a_loop_leave_nothing_behind() {
     let id = publisher.connection_id.clone();
     drop(publisher);
     eventually("the publisher's removal recorded", WAIT, || async {
-        let (held, removed) = node.store().client_copies(std::slice::from_ref(&id));
-        (held.is_empty() && removed[0].1 > 0).then_some(())
+        let copies = node.store().copies(&wanted(std::slice::from_ref(&id)), &me);
+        (!node.store().has_client(&id) && copies.len() == 1 && copies[0].delta.floor > 0).then_some(())
     })
     .await;
     node.shutdown().await;
@@ -490,7 +488,13 @@ async fn silent_peer_connections_are_capped_and_closed_while_a_members_stays() {
     // A member (from 127.0.0.1) signs a request and keeps its connection.
     let channel = Channel::from_shared(format!("http://{}", node.peer_addr)).expect("uri").connect().await.expect("c");
     let mut member = PeerClient::new(SignedChannel::new(channel, Some(Arc::new(PeerAuth::new(&secret(), "b:8848")))));
-    let report = MemberReport { member: "b:8848".into(), version: "1".into(), distro_initialized: true, raft_id: 7 };
+    let report = MemberReport {
+        member: "b:8848".into(),
+        version: "1".into(),
+        distro_initialized: true,
+        raft_id: 7,
+        ..Default::default()
+    };
     member.report(report.clone()).await.expect("a member's report is answered");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     for socket in &mut silent {

@@ -17,7 +17,7 @@ use roster_node::distro::metrics::DistroMetrics;
 use roster_node::distro::{Distro, DistroPeer, DistroSettings};
 use roster_node::naming::model::BeatTimeouts;
 use roster_node::naming::validate::Limits;
-use roster_node::naming::{ClientKind, Instance, NamingStore, ServiceKey};
+use roster_node::naming::{ip_port_client_id, ClientKind, Instance, NamingStore, Selection, ServiceKey};
 use roster_node::peer::{DistroHandler, MemberHandler, PeerError, PeerTransport, RaftCall, SnapshotStream};
 use roster_proto::peer::{
     DistroAck, DistroSyncRequest, DistroVerifyReply, DistroVerifyRequest, MemberReport, MemberReportReply, RaftMessage,
@@ -53,6 +53,8 @@ pub struct Sent {
     pub at: tokio::time::Instant,
     /// Whether it reached the receiver's handler.
     pub delivered: bool,
+    /// Clients it carried (syncs), or client pairs (verifies).
+    pub clients: usize,
 }
 
 struct Handlers {
@@ -133,7 +135,14 @@ impl Network {
 
     /// Decides the fate of one message: `Err` when it is lost, `Ok(false)`
     /// when it is swallowed after "arriving", `Ok(true)` when it is delivered.
-    async fn route(&self, from: &str, to: &str, kind: Kind, timeout: Duration) -> Result<bool, PeerError> {
+    async fn route(
+        &self,
+        from: &str,
+        to: &str,
+        kind: Kind,
+        clients: usize,
+        timeout: Duration,
+    ) -> Result<bool, PeerError> {
         let pair = (from.to_owned(), to.to_owned());
         let lost = self.cut.lock().contains(&pair) || !self.nodes.lock().contains_key(to);
         let swallowed = !lost && {
@@ -147,7 +156,14 @@ impl Network {
             }
         };
         let at = tokio::time::Instant::now();
-        self.log.lock().push(Sent { from: from.into(), to: to.into(), kind, at, delivered: !lost && !swallowed });
+        self.log.lock().push(Sent {
+            from: from.into(),
+            to: to.into(),
+            kind,
+            at,
+            delivered: !lost && !swallowed,
+            clients,
+        });
         if lost {
             return Err(PeerError::Status(Status::unavailable(format!("{from} cannot reach {to}"))));
         }
@@ -189,7 +205,7 @@ fn gone(to: &str) -> PeerError {
 #[tonic::async_trait]
 impl PeerTransport for Link {
     async fn report(&self, to: &str, report: MemberReport, timeout: Duration) -> Result<MemberReportReply, PeerError> {
-        let delivered = self.net.route(&self.from, to, Kind::Report, timeout).await?;
+        let delivered = self.net.route(&self.from, to, Kind::Report, 0, timeout).await?;
         let handler = self.net.members_of(to).ok_or_else(|| gone(to))?;
         let own = handler.report(report);
         if !delivered {
@@ -204,7 +220,7 @@ impl PeerTransport for Link {
         request: DistroSyncRequest,
         timeout: Duration,
     ) -> Result<DistroAck, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Sync, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Sync, request.upserts.len(), timeout).await? {
             return Ok(DistroAck { accepted: true, message: String::new() });
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;
@@ -217,7 +233,7 @@ impl PeerTransport for Link {
         request: DistroVerifyRequest,
         timeout: Duration,
     ) -> Result<DistroVerifyReply, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Verify, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Verify, request.clients.len(), timeout).await? {
             return Ok(DistroVerifyReply { missing_client_ids: Vec::new() });
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;
@@ -230,7 +246,7 @@ impl PeerTransport for Link {
         request: SnapshotRequest,
         timeout: Duration,
     ) -> Result<SnapshotStream, PeerError> {
-        if !self.net.route(&self.from, to, Kind::Snapshot, timeout).await? {
+        if !self.net.route(&self.from, to, Kind::Snapshot, 0, timeout).await? {
             return Err(PeerError::Timeout);
         }
         let handler = self.net.distro_of(to).ok_or_else(|| gone(to))?;
@@ -278,14 +294,81 @@ impl Node {
         self.store.register_ephemeral(client, ClientKind::Connection, &service_key(service), Instance::new(ip, 80));
     }
 
+    /// Publishes `ip:port` in `service` for its ip:port client, here (as an
+    /// HTTP registration applied on this member does).
+    pub fn register_http(&self, service: &str, ip: &str, port: u16) {
+        let client = ip_port_client_id(ip, port);
+        self.store.register_ephemeral(&client, ClientKind::IpPort, &service_key(service), Instance::new(ip, port));
+    }
+
     /// Whether this node holds `client`.
     pub fn holds(&self, client: &str) -> bool {
         self.store.has_client(client)
     }
 
+    /// `ip:port` of every instance of `service` this node shows, sorted.
+    pub fn hosts(&self, service: &str) -> Vec<String> {
+        let info = self.store.query(&service_key(service), &Selection::default());
+        let mut hosts: Vec<String> = info.hosts.iter().map(|h| format!("{}:{}", h.ip, h.port)).collect();
+        hosts.sort();
+        hosts
+    }
+
+    /// `(revision, digest)` of `client` here.
+    pub fn version_of(&self, client: &str) -> Option<(u64, u64)> {
+        self.store.client(client).map(|c| (c.revision(), c.digest()))
+    }
+
     /// The state this node sees `member` in.
     pub fn sees(&self, member: &str) -> Option<MemberState> {
         self.membership.member(member).map(|m| m.state)
+    }
+}
+
+impl Node {
+    /// Starts the node `name` on `net`, with the member `list` (`None`: the
+    /// lookup has produced none yet) and a membership of `incarnation`
+    /// (its start time; a later one is a later run).
+    fn start(
+        net: &Arc<Network>,
+        name: &str,
+        list: Option<&[String]>,
+        settings: DistroSettings,
+        incarnation: u64,
+    ) -> Node {
+        let metrics = Arc::new(ClusterMetrics::new());
+        let membership = Arc::new(Membership::new(name, false, 3, metrics.clone()).with_incarnation(incarnation));
+        if let Some(list) = list {
+            membership.apply_member_list(list);
+        }
+        let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
+        let link = net.link(name);
+        let distro_metrics = Arc::new(DistroMetrics::default());
+        let distro = Distro::new(
+            store.clone(),
+            membership.clone(),
+            link.clone(),
+            Arc::default(),
+            distro_metrics.clone(),
+            Limits { max_metadata_bytes: 16 * 1024, max_batch_instances: 1000 },
+            settings,
+        );
+        net.attach(name, membership.clone(), Arc::new(DistroPeer(distro.clone())));
+        let (stop, stop_rx) = watch::channel(false);
+        let reporter = Reporter::new(membership.clone(), link, REPORT_TIMEOUT, metrics);
+        let mut tasks = vec![tokio::spawn(reporter.run(REPORT_INTERVAL, stop_rx))];
+        tasks.extend(distro.start());
+        Node { name: name.to_string(), store, membership, distro, metrics: distro_metrics, stop, tasks }
+    }
+
+    /// Stops the node's tasks.
+    async fn stop(self) {
+        self.distro.stop();
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -308,39 +391,25 @@ impl Cluster {
     pub fn start(names: &[&str], settings: DistroSettings) -> Cluster {
         let net = Network::new();
         let list: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut nodes = Vec::new();
-        for name in names {
-            let metrics = Arc::new(ClusterMetrics::new());
-            let membership = Arc::new(Membership::new(*name, false, 3, metrics.clone()));
-            membership.apply_member_list(&list);
-            let store = Arc::new(NamingStore::new(BeatTimeouts::default()));
-            let link = net.link(name);
-            let distro_metrics = Arc::new(DistroMetrics::default());
-            let distro = Distro::new(
-                store.clone(),
-                membership.clone(),
-                link.clone(),
-                Arc::default(),
-                distro_metrics.clone(),
-                Limits { max_metadata_bytes: 16 * 1024, max_batch_instances: 1000 },
-                settings,
-            );
-            net.attach(name, membership.clone(), Arc::new(DistroPeer(distro.clone())));
-            let (stop, stop_rx) = watch::channel(false);
-            let reporter = Reporter::new(membership.clone(), link, REPORT_TIMEOUT, metrics);
-            let mut tasks = vec![tokio::spawn(reporter.run(REPORT_INTERVAL, stop_rx))];
-            tasks.extend(distro.start());
-            nodes.push(Node {
-                name: name.to_string(),
-                store,
-                membership,
-                distro,
-                metrics: distro_metrics,
-                stop,
-                tasks,
-            });
-        }
+        let nodes = names.iter().map(|name| Node::start(&net, name, Some(&list), settings, 1)).collect();
         Cluster { net, nodes }
+    }
+
+    /// Replaces the node `name` by a new run of it (an empty store, a later
+    /// incarnation), as a restarted process: the old one's tasks stop.
+    pub async fn restart(&mut self, name: &str, settings: DistroSettings) {
+        let i = self.nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"));
+        let list: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let incarnation = self.nodes[i].membership.incarnation() + 1;
+        let old =
+            std::mem::replace(&mut self.nodes[i], Node::start(&self.net, name, Some(&list), settings, incarnation));
+        old.stop().await;
+    }
+
+    /// Adds a node `name` that knows no member list yet (its lookup has
+    /// produced none): the others do not list it.
+    pub fn add_without_list(&mut self, name: &str, settings: DistroSettings) {
+        self.nodes.push(Node::start(&self.net, name, None, settings, 1));
     }
 
     /// The node called `name`.
@@ -356,12 +425,7 @@ impl Cluster {
     /// Stops every node's tasks.
     pub async fn stop(self) {
         for node in self.nodes {
-            node.distro.stop();
-            let _ = node.stop.send(true);
-            for task in node.tasks {
-                task.abort();
-                let _ = task.await;
-            }
+            node.stop().await;
         }
     }
 }

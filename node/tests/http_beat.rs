@@ -87,7 +87,7 @@ async fn a_silent_instance_turns_unhealthy_then_is_removed() {
 /// When the node last recorded a beat (or the registration) of the instance.
 fn last_beat(node: &RunningNode) -> Instant {
     let client = node.store().client("10.1.0.1:9000#true").expect("the instance's ip:port client");
-    client.published.values().flat_map(|set| set.values()).map(|p| p.last_beat).next().expect("its instance")
+    client.published().values().flat_map(|set| set.values()).map(|p| p.last_beat).next().expect("its instance")
 }
 
 #[tokio::test]

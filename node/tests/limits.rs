@@ -128,8 +128,6 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
         c
     })
     .await;
-    let instance = json!({"ip": "10.0.0.9", "port": 80, "weight": 1.0, "healthy": true, "enabled": true,
-        "ephemeral": true, "cluster": "DEFAULT", "metadata": {}});
     let sender = "127.0.0.1:1";
     let sync = DistroSyncRequest {
         source: sender.into(),
@@ -141,10 +139,17 @@ async fn oversized_peer_messages_get_resource_exhausted_and_change_nothing() {
                 namespace: "public".into(),
                 group: "DEFAULT_GROUP".into(),
                 service: "peer".into(),
-                instance_json: format!("{instance} {}", " ".repeat(limit)),
+                ip: "10.0.0.9".into(),
+                port: 80,
+                cluster: "DEFAULT".into(),
+                weight: 1.0,
+                healthy: true,
+                enabled: true,
+                metadata: [("padding".to_string(), " ".repeat(limit))].into(),
+                revision: 1,
             }],
+            ..ClientData::default()
         }],
-        removed: vec![],
     };
     let channel =
         Channel::from_shared(format!("http://{}", node.peer_addr)).expect("uri").connect().await.expect("connect");

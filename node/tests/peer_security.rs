@@ -16,7 +16,7 @@ use http::HeaderMap;
 use openraft::{LogId, Vote};
 use roster_node::cluster::LookupMode;
 use roster_node::distro::codec;
-use roster_node::naming::{ClientCopy, ClientKind, Instance, ServiceKey};
+use roster_node::naming::{ClientCopy, ClientKind, Delta, Instance, ServiceKey};
 use roster_node::raft::command::Command;
 use roster_node::raft::network::{Addressed, ForwardRequest};
 use roster_node::security::signature::{DIGEST_HEADER, NONCE_HEADER, PEER_HEADER, SIGNATURE_HEADER, TIME_HEADER};
@@ -107,11 +107,13 @@ fn sender(caller: Caller) -> String {
 }
 
 fn client_copy(id: &str) -> ClientCopy {
+    let revision = now_ms();
+    let live = vec![(ServiceKey::new("public", "DEFAULT_GROUP", "intruder"), Instance::new("10.9.9.9", 80), revision)];
     ClientCopy {
         id: id.into(),
         kind: ClientKind::IpPort,
-        revision: now_ms(),
-        instances: vec![(ServiceKey::new("public", "DEFAULT_GROUP", "intruder"), Instance::new("10.9.9.9", 80))],
+        owner: None,
+        delta: Delta { revision, live, ..Delta::default() },
     }
 }
 
@@ -169,18 +171,15 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
             Err(e) => panic!("{who} {rpc} was answered: {e}"),
         };
         let id = format!("10.9.9.9:80#{who}");
-        let sync = DistroSyncRequest {
-            source: sender(caller),
-            upserts: vec![codec::encode(&client_copy(&id))],
-            removed: vec![],
-        };
+        let sync = DistroSyncRequest { source: sender(caller), upserts: vec![codec::encode(&client_copy(&id))] };
         let r = peer.distro_sync(request(caller, "DistroSync", sync)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("accepted".to_string()), "DistroSync");
         assert!(!node.store().has_client(&id), "{who}: a refused sync landed in the store");
 
         let verify = DistroVerifyRequest {
             source: sender(caller),
-            clients: vec![ClientRevision { client_id: id.clone(), revision: 1 }],
+            clients: vec![ClientRevision { client_id: id.clone(), revision: 1, digest: 0 }],
+            whole: true,
         };
         let r = peer.distro_verify(request(caller, "DistroVerify", verify)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("answered".to_string()), "DistroVerify");
@@ -189,8 +188,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
         let r = peer.distro_snapshot(request(caller, "DistroSnapshot", snapshot)).await;
         unauthenticated(r.map(|_| "a stream".to_string()).err().ok_or("streamed".to_string()), "DistroSnapshot");
 
-        let report =
-            MemberReport { member: sender(caller), version: "9.9.9".into(), distro_initialized: true, raft_id: 7 };
+        let report = MemberReport { member: sender(caller), version: "9.9.9".into(), raft_id: 7, ..Default::default() };
         let r = peer.report(request(caller, "Report", report)).await;
         unauthenticated(r.map(|a| format!("{a:?}")).err().ok_or("answered".to_string()), "Report");
 
@@ -232,11 +230,7 @@ async fn only_holders_of_the_secret_reach_distro_and_raft() {
     // The control: the same sync, signed by a holder of the secret, lands.
     let mut peer = peer_client(&node, Caller::Member).await;
     let id = "10.9.9.9:80#member";
-    let sync = DistroSyncRequest {
-        source: sender(Caller::Member),
-        upserts: vec![codec::encode(&client_copy(id))],
-        removed: vec![],
-    };
+    let sync = DistroSyncRequest { source: sender(Caller::Member), upserts: vec![codec::encode(&client_copy(id))] };
     let ack = peer.distro_sync(request(Caller::Member, "DistroSync", sync)).await.expect("a member's sync is answered");
     assert!(ack.into_inner().accepted);
     assert!(node.store().has_client(id));
@@ -249,7 +243,13 @@ async fn a_node_without_a_secret_accepts_no_peer_at_all() {
     config.security.cluster_secret = None;
     let node = start(config).await;
     let mut peer = peer_client(&node, Caller::Member).await;
-    let report = MemberReport { member: "b:8848".into(), version: "1".into(), distro_initialized: true, raft_id: 7 };
+    let report = MemberReport {
+        member: "b:8848".into(),
+        version: "1".into(),
+        distro_initialized: true,
+        raft_id: 7,
+        ..Default::default()
+    };
     let status = peer.report(request(Caller::Member, "Report", report)).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert!(metrics(&node).await.contains("roster_peer_auth_failures_total{reason=\"no_secret\"} 1"));

@@ -62,8 +62,14 @@ impl Kubelet {
         let state = dir.join("kubelet");
         std::fs::create_dir_all(&state)?;
         let log = File::create(dir.join("kubelet.log"))?;
-        let child = Command::new(SYSTEM_PYTHON)
-            .arg(&env.kubelet_py)
+        let mut command = Command::new(SYSTEM_PYTHON);
+        command.arg(&env.kubelet_py);
+        // `ROSTER_KUBE_E2E_NODE_LOG` (a `RUST_LOG` filter) reaches the
+        // members' processes: the kubelet passes its own `RUST_LOG` on.
+        if let Some(filter) = std::env::var_os("ROSTER_KUBE_E2E_NODE_LOG") {
+            command.env("RUST_LOG", filter).args(["--pass-env", "RUST_LOG"]);
+        }
+        let child = command
             .arg("--kubeconfig")
             .arg(&env.kubeconfig)
             .arg("--state-dir")

@@ -49,6 +49,8 @@ pub struct NodeStatus {
     pub lookup: &'static str,
     /// Same as the readiness endpoint.
     pub ready: bool,
+    /// Whether the node drains (SIGTERM, or it left the member list).
+    pub draining: bool,
     /// Members and their states.
     pub members: Vec<MemberStatus>,
     /// Distro state.
@@ -69,6 +71,7 @@ pub fn status(state: &AdminState) -> NodeStatus {
         version: VERSION,
         lookup: state.node.lookup.as_str(),
         ready: is_ready(state),
+        draining: state.node.membership.is_draining(),
         members: state
             .node
             .membership

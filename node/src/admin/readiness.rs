@@ -1,5 +1,6 @@
 //! Readiness: the conjunction of named checks, one per subsystem, so each
-//! can be read (and added) on its own: [`distro_ready`] and [`raft_ready`].
+//! can be read (and added) on its own: [`distro_ready`], [`raft_ready`],
+//! and, first of all, not draining.
 
 use super::AdminState;
 
@@ -22,6 +23,9 @@ pub fn raft_ready(state: &AdminState) -> bool {
 
 /// Why the node is not ready, or `None` when it is.
 pub fn not_ready_reason(state: &AdminState) -> Option<&'static str> {
+    if state.node.membership.is_draining() {
+        return Some("draining: moving clients to other members");
+    }
     if !distro_ready(state) {
         return Some("distro: snapshot not loaded yet");
     }

@@ -17,6 +17,7 @@ use crate::naming::validate::Limits;
 use crate::naming::NamingStore;
 use crate::peer::Faults;
 use crate::push::Subscribers;
+use crate::push_udp::UdpPush;
 use crate::raft::RaftNode;
 use crate::security::{PeerSecurity, SecurityMetrics};
 
@@ -35,6 +36,8 @@ pub struct ClientState {
     pub(crate) connections: Arc<Connections>,
     /// Which connection watches which service.
     pub(crate) subscribers: Arc<Subscribers>,
+    /// Which HTTP client address watches which service over UDP.
+    pub(crate) udp_push: Arc<UdpPush>,
     /// Input limits of names, metadata and batches.
     pub(crate) limits: Limits,
     /// Connection gates and rate buckets of the client planes.

@@ -80,6 +80,12 @@ pub struct Member {
     pub distro_initialized: bool,
     /// Its Raft id (as it last reported); `None` while it has none.
     pub raft_id: Option<u64>,
+    /// Its process incarnation (start time in ms, as it last reported);
+    /// `None` until it reported one. It grows when the member restarts.
+    pub incarnation: Option<u64>,
+    /// Whether it is draining (as it last reported): it takes no Distro
+    /// responsibility and is no target for clients moved elsewhere.
+    pub draining: bool,
 }
 
 impl Member {
@@ -95,12 +101,19 @@ impl Member {
             version: None,
             distro_initialized: false,
             raft_id: None,
+            incarnation: None,
+            draining: false,
         }
     }
 
-    /// Whether it counts for Distro responsibility.
+    /// Whether it answers our reports (`UP` or `SUSPICIOUS`).
     pub fn is_healthy(&self) -> bool {
         self.state.is_healthy()
+    }
+
+    /// Whether it may take Distro responsibility: healthy and not draining.
+    pub fn can_serve(&self) -> bool {
+        self.is_healthy() && !self.draining
     }
 
     /// Applies a transition computed by [`on_report_result`].

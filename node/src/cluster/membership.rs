@@ -6,7 +6,11 @@
 //! by the reporter ([`Membership::report_succeeded`],
 //! [`Membership::report_failed`]), whose effect on a member is the pure
 //! [`on_report_result`]. Reports received from other members
-//! ([`Membership::receive_report`]) only refresh the sender's metadata.
+//! ([`Membership::receive_report`]) only refresh the sender's metadata; a
+//! report from a member held `SUSPICIOUS` or `DOWN` also asks the reporter
+//! to report to it at once ([`Membership::probes`]), so that a restarted
+//! member is seen `UP` within a round trip of its first report rather than
+//! at the next interval (our own reports still decide its state).
 //!
 //! Subscribers get a `watch` of the sorted member list. It is notified when
 //! a member joins or leaves, changes state, or reports a different version,
@@ -14,12 +18,13 @@
 //! the last answer) is updated in place without waking anyone.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 use roster_proto::peer::MemberReport;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use super::member::{on_report_result, Member, MemberState, Transition};
@@ -29,10 +34,11 @@ use crate::peer::MemberHandler;
 
 /// Who is responsible for Distro tags, fixed at one moment: the local
 /// member when standalone, else Nacos's `DistroMapper` choice over the
-/// healthy members that have loaded their Distro snapshot (all healthy
-/// members when none has, as in a fresh cluster). A member that joins is
-/// thus handed clients only once it holds the data, and never while it is
-/// still loading.
+/// healthy members that are not draining and have loaded their Distro
+/// snapshot (all healthy, non-draining members when none has, as in a
+/// fresh cluster). A member that joins is thus handed clients only once it
+/// holds the data, never while it is still loading, and a member that
+/// drains hands its clients on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Responsibility {
     local: String,
@@ -75,6 +81,17 @@ pub struct Membership {
     members: Mutex<BTreeMap<String, Member>>,
     changes: watch::Sender<Vec<Member>>,
     metrics: Arc<ClusterMetrics>,
+    /// This process's incarnation: its start time in ms since the epoch.
+    incarnation: u64,
+    /// Whether a member list has been applied (a lookup produced one), or
+    /// the node is standalone: until then the list of one is no list.
+    list_known: AtomicBool,
+    /// Whether the last list applied named this member.
+    listed: AtomicBool,
+    /// Unhealthy members heard from since the reporter last looked, and
+    /// the reporter's wake-up.
+    probes: Mutex<std::collections::BTreeSet<String>>,
+    probe_wanted: Notify,
 }
 
 impl Membership {
@@ -89,13 +106,35 @@ impl Membership {
         metrics: Arc<ClusterMetrics>,
     ) -> Membership {
         let local = local.into();
+        let incarnation = u64::try_from(crate::naming::clock::now_millis()).unwrap_or(0);
         let mut me = Member::new(local.clone());
         me.version = Some(VERSION.to_string());
+        me.incarnation = Some(incarnation);
         let members = BTreeMap::from([(local.clone(), me)]);
         let (changes, _) = watch::channel(members.values().cloned().collect());
-        let membership = Membership { local, standalone, down_after, members: Mutex::new(members), changes, metrics };
+        let membership = Membership {
+            local,
+            standalone,
+            down_after,
+            members: Mutex::new(members),
+            changes,
+            metrics,
+            incarnation,
+            list_known: AtomicBool::new(standalone),
+            listed: AtomicBool::new(true),
+            probes: Mutex::new(Default::default()),
+            probe_wanted: Notify::new(),
+        };
         membership.publish(&membership.members.lock(), true);
         membership
+    }
+
+    /// The same membership with another incarnation (tests that restart a
+    /// member within one millisecond of its first run).
+    pub fn with_incarnation(mut self, incarnation: u64) -> Membership {
+        self.incarnation = incarnation;
+        self.update_local(|me| me.incarnation = Some(incarnation));
+        self
     }
 
     /// This member's address, `host:mainPort`.
@@ -106,6 +145,43 @@ impl Membership {
     /// Whether the node runs standalone (a cluster of one).
     pub fn is_standalone(&self) -> bool {
         self.standalone
+    }
+
+    /// This process's incarnation (its start time in ms since the epoch),
+    /// sent in every report.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Whether this node knows a member list: standalone, or a list the
+    /// lookup produced (the file was read, the address server answered, or
+    /// its last answer was cached). Only then does a list naming no peer
+    /// mean the node is alone.
+    pub fn knows_list(&self) -> bool {
+        self.list_known.load(Ordering::Acquire)
+    }
+
+    /// Whether the lookup's source names this member (true until it was
+    /// read, and when standalone); see [`Membership::set_listed`].
+    pub fn is_listed(&self) -> bool {
+        self.listed.load(Ordering::Acquire)
+    }
+
+    /// Whether this node is draining (see [`Membership::set_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.members.lock().get(&self.local).is_some_and(|m| m.draining)
+    }
+
+    /// Records whether this node drains: while it does, it takes no Distro
+    /// responsibility (here and, through its reports, on every peer) and
+    /// reports not ready.
+    pub fn set_draining(&self, draining: bool) {
+        self.update_local(|me| me.draining = draining);
+    }
+
+    /// Whether this node has loaded its Distro snapshot (as it reports).
+    pub fn is_loaded(&self) -> bool {
+        self.members.lock().get(&self.local).is_some_and(|m| m.distro_initialized)
     }
 
     /// Every member, the local one included, sorted by address.
@@ -135,9 +211,9 @@ impl Membership {
     /// Take one per pass over many clients rather than asking per client.
     pub fn responsibility(&self) -> Responsibility {
         let members = self.members.lock();
-        let healthy: Vec<&Member> = members.values().filter(|m| m.is_healthy()).collect();
-        let loaded: Vec<String> = healthy.iter().filter(|m| m.distro_initialized).map(|m| m.address.clone()).collect();
-        let candidates = if loaded.is_empty() { healthy.iter().map(|m| m.address.clone()).collect() } else { loaded };
+        let serving: Vec<&Member> = members.values().filter(|m| m.can_serve()).collect();
+        let loaded: Vec<String> = serving.iter().filter(|m| m.distro_initialized).map(|m| m.address.clone()).collect();
+        let candidates = if loaded.is_empty() { serving.iter().map(|m| m.address.clone()).collect() } else { loaded };
         Responsibility { local: self.local.clone(), standalone: self.standalone, candidates }
     }
 
@@ -184,13 +260,21 @@ impl Membership {
             version: VERSION.to_string(),
             distro_initialized: me.is_some_and(|m| m.distro_initialized),
             raft_id: me.and_then(|m| m.raft_id).unwrap_or(0),
+            incarnation: self.incarnation,
+            draining: me.is_some_and(|m| m.draining),
         }
     }
 
     /// Makes the member list `list` (the local member is kept even if
     /// absent). New members start `UP`; members that left are forgotten, so
     /// one that comes back starts afresh. Returns whether the list changed.
+    /// An empty list is what a lookup that has produced nothing yet
+    /// publishes: it changes nothing, and the node still knows no list.
     pub fn apply_member_list(&self, list: &[String]) -> bool {
+        if list.is_empty() {
+            return false;
+        }
+        self.list_known.store(true, Ordering::Release);
         let mut members = self.members.lock();
         let before = members.len();
         members.retain(|address, _| *address == self.local || list.contains(address));
@@ -203,6 +287,16 @@ impl Membership {
         }
         self.publish(&members, changed);
         changed
+    }
+
+    /// Records whether the lookup's source names this member (it keeps the
+    /// member in the list it publishes either way); subscribers hear of a
+    /// change. A member the source stops naming was removed: it drains.
+    pub fn set_listed(&self, listed: bool) {
+        if self.listed.swap(listed, Ordering::AcqRel) != listed {
+            let members = self.members.lock();
+            self.publish(&members, true);
+        }
     }
 
     /// Applies an answered report from `address` at `now`: the member is
@@ -253,9 +347,27 @@ impl Membership {
         let Some(member) = members.get_mut(&report.member) else {
             return false;
         };
+        let unhealthy = member.state != MemberState::Up;
         let changed = apply_metadata(member, report);
         self.publish(&members, changed);
+        drop(members);
+        if unhealthy {
+            self.probes.lock().insert(report.member.clone());
+            self.probe_wanted.notify_one();
+        }
         true
+    }
+
+    /// Waits until an unhealthy member has been heard from, then returns
+    /// the members to report to at once (each taken once).
+    pub async fn probes(&self) -> Vec<String> {
+        loop {
+            let taken: Vec<String> = std::mem::take(&mut *self.probes.lock()).into_iter().collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.probe_wanted.notified().await;
+        }
     }
 
     /// Replaces the published list; wakes subscribers only when `notify`.
@@ -291,15 +403,27 @@ impl MemberHandler for Membership {
 
 /// Copies a report's metadata into `member`; returns whether anything
 /// changed.
+///
+/// A report without a Raft id keeps the id the member reported before: a
+/// member just restarted reports before its Raft has started, and its id
+/// (kept in its data directory) has not changed. Taking that gap for "no
+/// id" made the Raft leader remove a member that only restarted from the
+/// voters. A member that lost its data reports its new id once its Raft
+/// starts, and that replaces the old one.
 fn apply_metadata(member: &mut Member, report: &MemberReport) -> bool {
     let version = (!report.version.is_empty()).then(|| report.version.clone());
-    let raft_id = (report.raft_id != 0).then_some(report.raft_id);
+    let raft_id = (report.raft_id != 0).then_some(report.raft_id).or(member.raft_id);
+    let incarnation = (report.incarnation != 0).then_some(report.incarnation);
     let changed = member.version != version
         || member.distro_initialized != report.distro_initialized
-        || member.raft_id != raft_id;
+        || member.raft_id != raft_id
+        || member.incarnation != incarnation
+        || member.draining != report.draining;
     member.version = version;
     member.distro_initialized = report.distro_initialized;
     member.raft_id = raft_id;
+    member.incarnation = incarnation;
+    member.draining = report.draining;
     changed
 }
 
@@ -318,7 +442,14 @@ mod tests {
     }
 
     fn report(member: &str, raft_id: u64) -> MemberReport {
-        MemberReport { member: member.into(), version: "9.9.9".into(), distro_initialized: true, raft_id }
+        MemberReport {
+            member: member.into(),
+            version: "9.9.9".into(),
+            distro_initialized: true,
+            raft_id,
+            incarnation: 7,
+            draining: false,
+        }
     }
 
     #[test]
@@ -358,6 +489,22 @@ mod tests {
         assert!(m.report_failed("z:8848", t0).is_none());
         assert!(m.report_failed("a:8848", t0).is_none());
         assert_eq!(m.member("a:8848").map(|x| x.state), Some(MemberState::Up));
+    }
+
+    #[test]
+    fn a_restarted_member_keeps_its_raft_id_until_it_reports_another() {
+        let m = membership("a:8848");
+        m.apply_member_list(&list(&["a:8848", "b:8848"]));
+        let now = Instant::now();
+        m.report_succeeded("b:8848", &report("b:8848", 7), now);
+        // Restarted: its first reports come before its Raft has started.
+        let restarted = MemberReport { incarnation: 8, ..report("b:8848", 0) };
+        m.report_succeeded("b:8848", &restarted, now);
+        assert_eq!(m.member("b:8848").and_then(|b| b.raft_id), Some(7));
+        assert_eq!(m.member("b:8848").and_then(|b| b.incarnation), Some(8));
+        // Its data lost, it has a new id once its Raft runs.
+        m.report_succeeded("b:8848", &report("b:8848", 9), now);
+        assert_eq!(m.member("b:8848").and_then(|b| b.raft_id), Some(9));
     }
 
     #[test]

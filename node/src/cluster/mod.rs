@@ -186,8 +186,10 @@ impl Cluster {
         // Apply the first list before returning, so callers see the members
         // the lookup already knows.
         membership.apply_member_list(&lookup.current());
+        membership.set_listed(*lookup.subscribe_listed().borrow());
         let mut tasks = vec![tokio::spawn(follow_member_list(
             lookup.subscribe(),
+            lookup.subscribe_listed(),
             membership.clone(),
             transport.clone(),
             stop_rx.clone(),
@@ -248,10 +250,12 @@ impl Drop for Cluster {
     }
 }
 
-/// Applies every list the lookup publishes to the membership and lets the
-/// transport drop the connections of members that left.
+/// Applies every list the lookup publishes to the membership (and whether
+/// its source names this member) and lets the transport drop the
+/// connections of members that left.
 async fn follow_member_list(
     mut lists: watch::Receiver<Vec<String>>,
+    mut listed: watch::Receiver<bool>,
     membership: Arc<Membership>,
     transport: Arc<dyn PeerTransport>,
     mut stop: watch::Receiver<bool>,
@@ -261,11 +265,17 @@ async fn follow_member_list(
         if membership.apply_member_list(&list) {
             info!(members = ?list, "member list changed");
         }
+        membership.set_listed(*listed.borrow_and_update());
         transport.retain(&membership.peers());
         tokio::select! {
             changed = lists.changed() => {
                 if changed.is_err() {
                     // The lookup stopped; the last list stays.
+                    return;
+                }
+            }
+            changed = listed.changed() => {
+                if changed.is_err() {
                     return;
                 }
             }

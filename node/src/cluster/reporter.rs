@@ -19,6 +19,7 @@ use roster_proto::peer::MemberReport;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::member::MemberState;
 use super::membership::Membership;
 use super::metrics::{ClusterMetrics, ReportOutcome};
 use crate::peer::{PeerError, PeerTransport};
@@ -60,6 +61,11 @@ impl fmt::Display for ReportFailure {
     }
 }
 
+/// Most tries of one probe ([`Reporter::probe`]).
+const PROBE_ATTEMPTS: u32 = 5;
+/// The pause between two tries of a probe.
+const PROBE_SPACING: Duration = Duration::from_millis(200);
+
 /// Sends this node's report to every other member each interval.
 #[derive(Debug)]
 pub struct Reporter {
@@ -82,24 +88,60 @@ impl Reporter {
     }
 
     /// Reports every `interval` until `stop` turns true (or its sender is
-    /// dropped). The first round starts at once.
+    /// dropped). The first round starts at once. Beside the rounds, a
+    /// member held unhealthy that reports to us is reported to at once
+    /// ([`Membership::probes`], [`Reporter::probe`]).
     pub async fn run(self, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        tokio::pin!(stopped);
-        loop {
-            // A round in flight is abandoned on stop, not awaited.
-            tokio::select! {
-                _ = &mut stopped => return,
-                _ = async {
-                    tick.tick().await;
-                    self.round().await;
-                } => {}
+        let rounds = async {
+            loop {
+                tick.tick().await;
+                self.round().await;
             }
+        };
+        let probes = async {
+            loop {
+                let peers = self.membership.probes().await;
+                self.probe(&peers).await;
+            }
+        };
+        // Rounds and probes in flight are abandoned on stop, not awaited.
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            _ = rounds => {}
+            _ = probes => {}
         }
+    }
+
+    /// Reports to `peers`, unhealthy members that just reported to us, until
+    /// one answers (it is `UP` at once), [`PROBE_ATTEMPTS`] tries have
+    /// failed [`PROBE_SPACING`] apart, or a round found it `UP`. A member
+    /// that reports is alive, and what keeps us from reaching it just after
+    /// it started is short-lived: its name not resolvable yet (a new pod's
+    /// DNS record), its peer port not serving yet. A failed probe is not
+    /// counted: the rounds count failures, one per interval.
+    async fn probe(&self, peers: &[String]) {
+        let report = self.membership.local_report();
+        futures::future::join_all(peers.iter().map(|peer| async {
+            for attempt in 1..=PROBE_ATTEMPTS {
+                if self.membership.member(peer).is_none_or(|m| m.state == MemberState::Up) {
+                    return;
+                }
+                match self.send(peer, report.clone()).await {
+                    Ok(reply) => {
+                        self.metrics.report(ReportOutcome::Ok);
+                        self.membership.report_succeeded(peer, &reply, now());
+                        return;
+                    }
+                    Err(failure) => {
+                        debug!(member = peer.as_str(), attempt, error = %failure, "probe of an unhealthy member failed");
+                        tokio::time::sleep(PROBE_SPACING).await;
+                    }
+                }
+            }
+        }))
+        .await;
     }
 
     /// One round: a report to every other member, concurrently, each outcome

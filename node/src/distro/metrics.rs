@@ -17,10 +17,10 @@ label_set! {
         SyncDropped => "sync_dropped",
         /// Clients sent in delivered syncs.
         ClientsSent => "clients_sent",
-        /// Clients from a peer's sync that replaced what was held.
+        /// Clients from a peer's sync that changed what was held.
         ClientsApplied => "clients_applied",
-        /// Clients a peer's sync removed.
-        ClientsRemoved => "clients_removed",
+        /// Copies of connections dropped because their member restarted.
+        RestartedConnections => "restarted_connections",
         /// A verify message was answered.
         VerifySent => "verify_sent",
         /// A verify call failed.

@@ -6,22 +6,28 @@
 //! node; for an ip:port client, the member [`Responsibility`] names, to
 //! which HTTP writes are forwarded) and copied to every other member:
 //!
-//! * **Sync** ([`sync`]): a local change is queued for every peer, merged
-//!   within the sync delay and sent with the client's revision; failed sends
+//! * **Sync** ([`sync`]): a local change (the slots it touched) is queued
+//!   for every peer and sent as a delta, at once when the link is idle and
+//!   gathered with the next changes while a send is in flight; failed sends
 //!   are retried until the peer leaves the member list.
 //! * **Verify** ([`verify`]): every verify interval a loaded node sends each
-//!   peer the `(client, revision)` pairs it vouches for; the peer confirms,
-//!   reports what it lacks (re-synced in full) and sends back what it holds
-//!   newer. Copies that stop being confirmed expire.
+//!   peer the `(client, revision, digest)` it vouches for; the peer
+//!   confirms, reports what it lacks or holds differently (re-synced whole)
+//!   and sends back what it holds newer or differently. Copies that stop
+//!   being confirmed expire.
 //! * **Snapshot** ([`snapshot`]): a starting node streams the whole data set
 //!   from one peer in chunks before it is ready, and sends no verify data
-//!   until then.
+//!   until then; it loads from nobody only when alone by configuration.
+//! * **Restarts** ([`Distro::run_restart_watch`]): when a member reports a
+//!   new process incarnation, the copies of the connections its earlier run
+//!   held are dropped at once (they died with it), not after the expiry.
 //!
-//! The store applies the merge rules ([`crate::naming::store`]: higher
-//! revision wins, a connection belongs to its node, copies expire); this
-//! module moves data and decides when. Messages travel through the peer
-//! plane ([`crate::peer`]): out through its [`PeerTransport`], in through
-//! [`DistroPeer`], the [`DistroHandler`] the peer service calls.
+//! The store applies the merge rules ([`crate::naming::replica`]: per slot
+//! the higher revision wins, removals outlive older writes, a connection
+//! belongs to its node, copies expire); this module moves data and decides
+//! when. Messages travel through the peer plane ([`crate::peer`]): out
+//! through its [`PeerTransport`], in through [`DistroPeer`], the
+//! [`DistroHandler`] the peer service calls.
 //!
 //! # Layout
 //! - [`codec`]: clients on the wire.
@@ -50,11 +56,13 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 use tracing::{debug, warn};
 
+use std::collections::HashMap;
+
 use crate::cluster::Membership;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::naming::validate::Limits;
-use crate::naming::{Applied, NamingStore, StoreCounts};
+use crate::naming::{ClientCopy, NamingStore, Owner, StoreCounts, Vouched};
 use crate::peer::{DistroHandler, Faults, PeerTransport, SnapshotStream};
 
 use self::metrics::{DistroEvent, DistroMetrics};
@@ -64,9 +72,11 @@ use self::sync::SyncQueues;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Distro (ephemeral instances)")]
 pub struct DistroSettings {
-    /// Distro: how long changes to one client are gathered into one send
-    /// (Nacos: 1 s).
-    #[arg(long = "distro-sync-delay", id = "distro_sync_delay", value_name = "DISTRO_SYNC_DELAY", env = "ROSTER_DISTRO_SYNC_DELAY", default_value = "200ms", value_parser = duration::parse)]
+    /// Distro: how long a change waits on an idle link for more to join its
+    /// send (0: it leaves at once). While a send to a peer is in flight,
+    /// changes gather for the next one whatever this says (Nacos: a fixed
+    /// 1 s window).
+    #[arg(long = "distro-sync-delay", id = "distro_sync_delay", value_name = "DISTRO_SYNC_DELAY", env = "ROSTER_DISTRO_SYNC_DELAY", default_value = "0ms", value_parser = duration::parse)]
     pub sync_delay: Duration,
 
     /// Distro: how long a failed send waits before it is retried (Nacos: 3 s).
@@ -111,7 +121,7 @@ pub struct DistroSettings {
 impl Default for DistroSettings {
     fn default() -> Self {
         DistroSettings {
-            sync_delay: Duration::from_millis(200),
+            sync_delay: Duration::ZERO,
             sync_retry_delay: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(3),
             verify_interval: Duration::from_secs(5),
@@ -250,7 +260,51 @@ impl Distro {
             tokio::spawn(self.clone().run_dispatcher(self.stop_signal())),
             tokio::spawn(self.clone().run_loader(self.stop_signal())),
             tokio::spawn(self.clone().run_verifier(self.stop_signal())),
+            tokio::spawn(self.clone().run_restart_watch(self.stop_signal())),
         ]
+    }
+
+    /// This member as the owner of its connections.
+    pub(crate) fn local_owner(&self) -> Owner {
+        Owner { member: self.membership.local().to_owned(), incarnation: self.membership.incarnation() }
+    }
+
+    /// Whether the connection copies of `owner` belong to an earlier run of
+    /// it than the one its reports name (so they are gone), given the
+    /// members' `known` incarnations.
+    fn is_stale(known: &HashMap<String, u64>, owner: &Owner) -> bool {
+        known.get(&owner.member).is_some_and(|current| owner.incarnation < *current)
+    }
+
+    /// The incarnation every member last reported.
+    fn incarnations(&self) -> HashMap<String, u64> {
+        self.membership.members().into_iter().filter_map(|m| Some((m.address, m.incarnation?))).collect()
+    }
+
+    /// Merges copies received from `source` into the store.
+    pub(crate) fn apply(&self, copies: &[ClientCopy], source: &str) -> usize {
+        let known = self.incarnations();
+        let stale = |owner: &Owner| Distro::is_stale(&known, owner);
+        self.store.apply_copies(copies, source, self.membership.local(), now(), stale)
+    }
+
+    /// Drops the copies of connections of members that have restarted,
+    /// whenever the members change (a member's report of a new incarnation
+    /// is such a change).
+    pub(crate) async fn run_restart_watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut members = self.membership.subscribe();
+        loop {
+            let known = self.incarnations();
+            let dropped = self.store.drop_stale_connections(|owner| Distro::is_stale(&known, owner));
+            if dropped > 0 {
+                self.metrics.event(DistroEvent::RestartedConnections, dropped as u64);
+                debug!(dropped, "dropped the copies of connections of members that restarted");
+            }
+            tokio::select! {
+                changed = members.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
     }
 
     /// Stops every Distro task, the per-peer senders included.
@@ -260,6 +314,11 @@ impl Distro {
 
     fn stop_signal(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// Changes not yet delivered to every peer (queued or in flight).
+    pub fn unsent(&self) -> usize {
+        self.queues.unsent()
     }
 
     /// Whether the snapshot is loaded (or the node is alone).
@@ -310,28 +369,29 @@ impl DistroHandler for DistroPeer {
                 warn!(source = %request.source, error = %e, "refusing an invalid Distro sync");
                 Status::invalid_argument(format!("invalid client data: {e}"))
             })?;
-        let now = now();
-        let mut replaced = 0u64;
-        for copy in copies {
-            if distro.store.apply_copy(copy, &request.source, now) == Applied::Replaced {
-                replaced += 1;
-            }
-        }
-        let removed = request.removed.iter().filter(|r| distro.store.remove_copy(&r.client_id, r.revision)).count();
-        distro.metrics.event(DistroEvent::ClientsApplied, replaced);
-        distro.metrics.event(DistroEvent::ClientsRemoved, removed as u64);
-        debug!(source = %request.source, replaced, removed, "applied a Distro sync");
+        let changed = distro.apply(&copies, &request.source);
+        distro.metrics.event(DistroEvent::ClientsApplied, changed as u64);
+        debug!(source = %request.source, clients = copies.len(), changed, "applied a Distro sync");
         Ok(DistroAck { accepted: true, message: String::new() })
     }
 
     fn verify(&self, request: DistroVerifyRequest) -> Result<DistroVerifyReply, Status> {
         let distro = &self.0;
-        let pairs: Vec<(String, u64)> = request.clients.into_iter().map(|c| (c.client_id, c.revision)).collect();
+        let sent: Vec<Vouched<'_>> = request
+            .clients
+            .iter()
+            .map(|c| Vouched { id: &c.client_id, revision: c.revision, digest: c.digest })
+            .collect();
         let responsibility = distro.membership.responsibility();
-        let outcome = distro.store.verify(&pairs, now(), |tag| responsibility.is_local(tag));
+        let outcome = distro.store.verify(
+            &sent,
+            now(),
+            |tag| responsibility.is_local(tag),
+            |tag| request.whole && responsibility.member_for(tag) == Some(request.source.as_str()),
+        );
         if !outcome.newer_here.is_empty() && distro.membership.member(&request.source).is_some() {
             debug!(source = %request.source, newer = outcome.newer_here.len(), "sending newer copies back");
-            distro.queue(&request.source, outcome.newer_here);
+            distro.queue_whole(&request.source, outcome.newer_here);
         }
         Ok(DistroVerifyReply { missing_client_ids: outcome.missing })
     }
@@ -353,7 +413,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::ClusterMetrics;
-    use crate::naming::{ClientCopy, ClientKind, Instance, Selection, ServiceKey};
+    use crate::naming::{ClientCopy, ClientKind, Delta, Instance, Selection, ServiceKey};
     use crate::peer::{PeerAddressResolver, PeerChannels};
 
     fn distro() -> Arc<Distro> {
@@ -376,12 +436,12 @@ mod tests {
     }
 
     fn client(id: &str, revision: u64, ip: &str) -> ClientCopy {
-        let instance = Instance::new(ip, 80);
+        let live = vec![(ServiceKey::new("public", "DEFAULT_GROUP", "s"), Instance::new(ip, 80), revision)];
         ClientCopy {
             id: id.into(),
             kind: ClientKind::Connection,
-            revision,
-            instances: vec![(ServiceKey::new("public", "DEFAULT_GROUP", "s"), instance)],
+            owner: None,
+            delta: Delta { revision, live, ..Delta::default() },
         }
     }
 
@@ -391,35 +451,45 @@ mod tests {
         let peer = DistroPeer(d.clone());
         let good = codec::encode(&client("c1", 1, "10.0.0.1"));
         let mut bad = codec::encode(&client("c2", 1, "10.0.0.2"));
-        bad.instances[0].instance_json = "not json".into();
-        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good.clone(), bad], removed: vec![] };
+        bad.instances[0].port = 0;
+        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good.clone(), bad] };
         let status = peer.sync(request).expect_err("refused");
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(d.store.counts().clients, 0, "nothing applied");
 
-        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good], removed: vec![] };
+        let request = DistroSyncRequest { source: "b:8848".into(), upserts: vec![good] };
         assert!(peer.sync(request).expect("accepted").accepted);
         let held = d.store.query(&ServiceKey::new("public", "DEFAULT_GROUP", "s"), &Selection::default());
         assert_eq!(held.hosts.len(), 1);
-        // Verify: held at that revision is confirmed; unknown is missing.
+        // Verify: held at that revision and digest is confirmed; unknown is
+        // missing; the same revision with another digest is missing too.
+        let digest = d.store.client("c1").map(|c| c.digest()).expect("held");
         let reply = peer
             .verify(DistroVerifyRequest {
                 source: "b:8848".into(),
                 clients: vec![
-                    ClientRevision { client_id: "c1".into(), revision: 1 },
-                    ClientRevision { client_id: "c9".into(), revision: 3 },
+                    ClientRevision { client_id: "c1".into(), revision: 1, digest },
+                    ClientRevision { client_id: "c9".into(), revision: 3, digest: 0 },
                 ],
+                whole: true,
             })
             .expect("verify");
         assert_eq!(reply.missing_client_ids, ["c9"]);
+        let reply = peer
+            .verify(DistroVerifyRequest {
+                source: "b:8848".into(),
+                clients: vec![ClientRevision { client_id: "c1".into(), revision: 1, digest: digest ^ 1 }],
+                whole: true,
+            })
+            .expect("verify");
+        assert_eq!(reply.missing_client_ids, ["c1"]);
     }
 
     #[tokio::test]
     async fn a_snapshot_streams_every_client_in_chunks() {
         let d = distro();
-        for n in 0..5 {
-            d.store.apply_copy(client(&format!("c{n}"), 1, &format!("10.0.0.{n}")), "b:8848", now());
-        }
+        let copies: Vec<ClientCopy> = (0..5).map(|n| client(&format!("c{n}"), 1, &format!("10.0.0.{n}"))).collect();
+        d.apply(&copies, "b:8848");
         let stream = DistroPeer(d.clone())
             .snapshot(SnapshotRequest { requester: "c:8848".into(), chunk_clients: 0 })
             .expect("stream");

@@ -2,13 +2,20 @@
 //! chunks, and loading it on start.
 //!
 //! The loader asks one peer at a time, healthy and already-loaded peers
-//! first, and applies each chunk as it arrives (the higher-revision rule
-//! makes a partial or stale chunk harmless, and nothing is held twice in
-//! memory). A snapshot from a peer that has loaded completes the bootstrap.
-//! A complete snapshot from a peer that has *not* loaded is accepted only
-//! when no loaded peer answers in the whole round (a fresh cluster, or a
+//! first, and merges each chunk as it arrives (the merge rules of
+//! `naming::replica` make a partial or stale chunk harmless and keep what
+//! this node wrote meanwhile; nothing is held twice in memory). A snapshot
+//! from a peer that has loaded completes the bootstrap. A complete
+//! snapshot from a peer that has *not* loaded is accepted only when no
+//! loaded peer answers in the whole round (a fresh cluster, or a
 //! whole-cluster restart). When no peer answers at all, the next round
-//! starts after the load retry delay. A node with no peers is loaded at once.
+//! starts after the load retry delay.
+//!
+//! A node is loaded from nobody only when it is alone by configuration:
+//! standalone, or a member list the lookup actually produced that names no
+//! peer. A lookup that has produced nothing yet (an address server that
+//! did not answer at start, with no list kept from before) is no list of
+//! one: the node keeps waiting, not ready.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,7 +28,7 @@ use tonic::Status;
 use tracing::{debug, info, warn};
 
 use super::metrics::DistroEvent;
-use super::{codec, now, Distro};
+use super::{codec, Distro};
 use crate::cluster::Member;
 use crate::peer::{PeerError, SnapshotStream};
 
@@ -82,9 +89,10 @@ impl Distro {
             .filter(|n| *n > 0)
             .unwrap_or(self.settings.snapshot_chunk)
             .min(MAX_CHUNK_CLIENTS);
-        let ids = self.store.client_ids();
+        let ids = self.store.snapshot_ids();
         let source_initialized = self.is_initialized();
         let store = self.store.clone();
+        let owner = self.local_owner();
         let (tx, rx) = mpsc::channel::<Result<SnapshotChunk, Status>>(2);
         self.metrics.event(DistroEvent::SnapshotServed, 1);
         debug!(requester = %request.requester, clients = ids.len(), "serving a Distro snapshot");
@@ -94,8 +102,9 @@ impl Distro {
             // may publish thousands of instances).
             let mut pending: Vec<ClientData> = Vec::new();
             for batch in ids.chunks(chunk) {
-                // Clients removed since the table of contents was taken are skipped.
-                let (copies, _) = store.client_copies(batch);
+                // Clients forgotten since the table of contents was taken are skipped.
+                let wanted: Vec<(String, Option<Vec<_>>)> = batch.iter().map(|id| (id.clone(), None)).collect();
+                let copies = store.copies(&wanted, &owner);
                 pending.extend(copies.iter().map(codec::encode));
                 drop(copies);
                 let mut groups = codec::split_by_size(std::mem::take(&mut pending), chunk, codec::MESSAGE_BUDGET_BYTES);
@@ -116,12 +125,24 @@ impl Distro {
     /// it; then marks this node initialized.
     pub(crate) async fn run_loader(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut round = 0u32;
+        let mut waiting_for_list = false;
         loop {
             let peers = self.membership.members();
             let peers: Vec<Member> = peers.into_iter().filter(|m| m.address != self.membership.local()).collect();
-            if peers.is_empty() {
+            if peers.is_empty() && self.membership.knows_list() {
                 self.mark_loaded(None);
                 return;
+            }
+            if peers.is_empty() {
+                if !waiting_for_list {
+                    warn!("no member list yet (the lookup has produced none); not loading from nobody, waiting");
+                    waiting_for_list = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.load_retry_delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                continue;
             }
             round += 1;
             let mut attempts = Vec::new();
@@ -166,16 +187,15 @@ impl Distro {
                 Ok(Some(Err(status))) => return Attempt::Failed(status.to_string()),
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            let now = now();
+            let mut copies = Vec::with_capacity(chunk.clients.len());
             for data in chunk.clients {
                 match codec::decode(data, &self.limits) {
-                    Ok(copy) => {
-                        self.store.apply_copy(copy, peer, now);
-                        clients += 1;
-                    }
+                    Ok(copy) => copies.push(copy),
                     Err(e) => warn!(peer, error = %e, "skipping an invalid client in a snapshot"),
                 }
             }
+            clients += copies.len();
+            self.apply(&copies, peer);
             if chunk.last {
                 return Attempt::Complete { source_initialized: chunk.source_initialized, clients };
             }
@@ -190,7 +210,10 @@ impl Distro {
         }
         self.membership.set_distro_initialized(true);
         self.metrics.event(DistroEvent::SnapshotLoaded, 1);
-        info!(source = source.as_deref().unwrap_or("none (no peers)"), "Distro snapshot loaded; node is initialized");
+        info!(
+            source = source.as_deref().unwrap_or("none (alone by configuration)"),
+            "Distro snapshot loaded; node is initialized"
+        );
     }
 }
 

@@ -1,11 +1,15 @@
 //! Verify and copy expiry.
 //!
 //! Every verify interval, a loaded node sends every peer the
-//! `(client, revision)` pairs of the clients it vouches for (its own
+//! `(client, revision, digest)` of the clients it vouches for (its own
 //! connections and the ip:port clients it is responsible for or last
-//! changed). The receiver confirms those it holds at that revision, answers
-//! with those it lacks or holds older (the sender re-syncs them in full)
-//! and sends back those it holds newer. Copies nobody confirms expire.
+//! changed). The receiver confirms those it holds at that revision with
+//! that digest, answers with those it lacks, holds older or holds
+//! differently (the sender re-syncs them whole) and sends back, whole,
+//! those it holds newer or differently: two copies of one client that
+//! differ at the same revision (a sync lost on the way, two members that
+//! wrote one client) are thus merged on both sides. Copies nobody confirms
+//! expire.
 
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use tracing::debug;
 
 use super::metrics::DistroEvent;
 use super::{now, Distro};
+use crate::naming::CopyExpiry;
 use crate::peer::PeerError;
 
 /// Most `(client, revision)` pairs in one verify message.
@@ -41,9 +46,8 @@ impl Distro {
     /// Drops copies whose source stopped confirming them.
     pub(crate) fn expire_copies(&self) {
         let responsibility = self.membership.responsibility();
-        let expired = self.store.expire_copies(now(), self.settings.copy_expiry, self.settings.tombstone_ttl, |tag| {
-            responsibility.is_local(tag)
-        });
+        let expiry = CopyExpiry { connection: self.settings.copy_expiry, tombstone_ttl: self.settings.tombstone_ttl };
+        let expired = self.store.expire_copies(now(), expiry, |tag| responsibility.is_local(tag));
         if expired > 0 {
             self.metrics.event(DistroEvent::CopiesExpired, expired as u64);
             debug!(expired, "Distro copies expired without verification");
@@ -57,11 +61,10 @@ impl Distro {
             .store
             .verify_list(|tag| responsibility.is_local(tag))
             .into_iter()
-            .map(|(client_id, revision)| ClientRevision { client_id, revision })
+            .map(|(client_id, revision, digest)| ClientRevision { client_id, revision, digest })
             .collect();
-        if pairs.is_empty() {
-            return;
-        }
+        // Sent even when empty: a peer then hands over the ip:port clients
+        // this node is responsible for but lacks.
         let pairs = Arc::new(pairs);
         let rounds: Vec<_> = self
             .membership
@@ -80,8 +83,13 @@ impl Distro {
 
     /// Verifies `pairs` with `peer` and queues the re-sync of what it lacks.
     async fn verify_with(self: &Arc<Self>, peer: &str, pairs: &[ClientRevision]) {
-        for batch in pairs.chunks(MAX_PAIRS_PER_VERIFY) {
-            let request = DistroVerifyRequest { source: self.membership.local().to_owned(), clients: batch.to_vec() };
+        let whole = pairs.len() <= MAX_PAIRS_PER_VERIFY;
+        // An empty list still goes out as one message (see verify_round).
+        let batches: Vec<&[ClientRevision]> =
+            if pairs.is_empty() { vec![pairs] } else { pairs.chunks(MAX_PAIRS_PER_VERIFY).collect() };
+        for batch in batches {
+            let request =
+                DistroVerifyRequest { source: self.membership.local().to_owned(), clients: batch.to_vec(), whole };
             let reply = match self.transport.distro_verify(peer, request, self.settings.sync_timeout).await {
                 Ok(reply) => reply,
                 // Nothing was sent: the peer has no endpoint or is cut.
@@ -96,7 +104,7 @@ impl Distro {
             if !reply.missing_client_ids.is_empty() {
                 debug!(peer, missing = reply.missing_client_ids.len(), "peer lacks clients; re-syncing them");
                 self.metrics.event(DistroEvent::VerifyMissing, reply.missing_client_ids.len() as u64);
-                self.queue(peer, reply.missing_client_ids);
+                self.queue_whole(peer, reply.missing_client_ids);
             }
         }
     }

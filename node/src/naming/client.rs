@@ -4,8 +4,11 @@
 //! connection is a *connection-based* client (its instances live as long as the
 //! connection); an HTTP registration belongs to an *ip:port* client named
 //! `ip:port#true`, kept alive by beats. A client is also what Distro
-//! replicates: it carries a revision that grows with every change, and an
-//! [`Origin`] saying whether this node or a peer last wrote it.
+//! replicates: every instance carries the revision at which it was last
+//! written, a removed one leaves a removal record, and the client carries
+//! the highest revision it has seen and an [`Origin`] saying whether this
+//! node or a peer last wrote it. The rules that change and merge these are
+//! in `naming::replica`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -81,31 +84,71 @@ pub enum Origin {
     },
 }
 
-/// One published instance and when it was last renewed by a beat.
+/// The member a connection-based client is connected to, in the process
+/// incarnation it had then: a copy of a connection is alive only as long
+/// as that incarnation of its owner is (see `docs/ARCHITECTURE.md`, "One
+/// ephemeral registration").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The member, `host:port`.
+    pub member: String,
+    /// Its incarnation (start time in ms since the epoch).
+    pub incarnation: u64,
+}
+
+/// One published instance: the revision at which it was last written
+/// (what Distro's merge compares), and when it was last renewed by a beat.
 #[derive(Debug, Clone)]
 pub struct Published {
     /// The instance as registered (health updated by beats and expiry).
     pub instance: Instance,
+    /// The revision of the write that made it what it is.
+    pub revision: u64,
     /// Last beat (ip:port clients) or registration time.
     pub last_beat: Instant,
 }
 
+/// What is left of a removed instance: the revision of its removal, so
+/// that an older write of it arriving later cannot bring it back, and when
+/// the record was made (it is forgotten after the Distro tombstone TTL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// The revision of the removal.
+    pub revision: u64,
+    /// When the record was made, on the monotonic clock.
+    pub at: Instant,
+}
+
 /// A client and everything it publishes.
+///
+/// The instance maps and the revisions are private: every change goes
+/// through the methods of `naming::replica`, which keep the client's
+/// revision and digest right and apply Distro's merge rules.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// Connection id, or `ip:port#true`.
     pub id: String,
     /// How the client is kept alive.
     pub kind: ClientKind,
-    /// Grows with every change; Distro verify compares it.
-    pub revision: u64,
-    /// The instances this client publishes, per service.
-    pub published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>>,
     /// Who wrote the current data.
     pub origin: Origin,
+    /// The member a copy of a connection belongs to (`None` for this
+    /// node's own connections and for ip:port clients).
+    pub owner: Option<Owner>,
     /// When a copy was last confirmed by its source (sync or verify); a copy
     /// that goes unconfirmed for the Distro expiry is dropped.
     pub refreshed: Instant,
+    /// The highest revision this client has seen (writes, removals, floor).
+    pub(super) revision: u64,
+    /// Every slot written at or below this revision is removed (a
+    /// whole-client removal); 0 when never removed.
+    pub(super) floor: u64,
+    /// The live instances, per service.
+    pub(super) published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>>,
+    /// Removal records of instances, per service.
+    pub(super) removed: HashMap<ServiceKey, BTreeMap<InstanceKey, Removal>>,
+    /// Wrapping sum of the digests of the live slots (see `replica`).
+    pub(super) digest: u64,
 }
 
 impl Client {
@@ -114,10 +157,14 @@ impl Client {
         Client {
             id: id.into(),
             kind,
-            revision: 0,
-            published: HashMap::new(),
             origin: Origin::Local,
+            owner: None,
             refreshed: clock::now(),
+            revision: 0,
+            floor: 0,
+            published: HashMap::new(),
+            removed: HashMap::new(),
+            digest: 0,
         }
     }
 
@@ -127,21 +174,30 @@ impl Client {
         self.kind == ClientKind::Connection && self.origin == Origin::Local
     }
 
-    /// Records a change made on this node: the revision moves past both the
-    /// previous one and the wall clock in milliseconds, so the later of two
-    /// writes made on different nodes (a partition) has the higher revision.
-    /// An ip:port client changed here becomes local; a connection keeps its
-    /// origin (its owner is the node it is connected to).
-    pub fn touch_local(&mut self) {
-        self.revision = next_revision(self.revision);
-        if self.kind == ClientKind::IpPort {
-            self.origin = Origin::Local;
-        }
+    /// The highest revision this client has seen; grows with every change.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The live instances this client publishes, per service.
+    pub fn published(&self) -> &HashMap<ServiceKey, BTreeMap<InstanceKey, Published>> {
+        &self.published
+    }
+
+    /// The digest of the live slots and their revisions, which Distro's
+    /// verify compares besides the revision.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// Number of instances published, over all services.
     pub fn instance_count(&self) -> usize {
         self.published.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether the client publishes nothing and remembers no removal.
+    pub fn is_empty(&self) -> bool {
+        self.published.is_empty() && self.removed.is_empty()
     }
 }
 

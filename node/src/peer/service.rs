@@ -183,12 +183,18 @@ mod tests {
             if let Ok(mut got) = self.0.lock() {
                 got.push(from);
             }
-            MemberReport { member: "a:8848".into(), version: "1".into(), distro_initialized: false, raft_id: 11 }
+            MemberReport { member: "a:8848".into(), version: "1".into(), raft_id: 11, ..Default::default() }
         }
     }
 
     fn report_from(member: &str) -> MemberReport {
-        MemberReport { member: member.into(), version: "0.0.1".into(), distro_initialized: true, raft_id: 3 }
+        MemberReport {
+            member: member.into(),
+            version: "0.0.1".into(),
+            distro_initialized: true,
+            raft_id: 3,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]

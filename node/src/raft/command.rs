@@ -9,12 +9,18 @@
 //!
 //! What Raft cannot see (ephemeral instances, owned by Distro) is checked by
 //! the handler before it proposes (`api/http/service.rs`).
+//!
+//! Raft also holds the overrides of ephemeral instances
+//! ([`crate::naming::overlay`]): edits of their weight, enabled flag and
+//! metadata, kept with the service they belong to, so that every member
+//! lays the same edit over the same instance and an edit outlives restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::naming::overlay::InstanceOverride;
 use crate::naming::{Instance, InstanceKey, ServiceKey, ServiceMeta};
 
 /// One write through Raft.
@@ -83,6 +89,32 @@ pub enum Command {
         /// The service.
         service: ServiceKey,
     },
+    /// Deletes a service its proposer holds as an emptied one (implicit, no
+    /// instances; see [`crate::naming::cleaner`]): every member forgets it at
+    /// once. Raft holding nothing for it is fine; settings or persistent
+    /// instances it holds by now are handled as by `DeleteService`.
+    DeleteEmptiedService {
+        /// The service.
+        service: ServiceKey,
+    },
+    /// Merges an edit into the override of an ephemeral instance (which Raft
+    /// cannot see: the proposer checked that it exists).
+    OverrideInstance {
+        /// The service.
+        service: ServiceKey,
+        /// Which instance.
+        instance: InstanceKey,
+        /// The edit.
+        edit: InstanceOverride,
+    },
+    /// Drops the override of an instance (the leader's cleaner: its instance
+    /// has been gone for a while); absent is fine.
+    ClearOverride {
+        /// The service.
+        service: ServiceKey,
+        /// Which instance.
+        instance: InstanceKey,
+    },
 }
 
 impl Command {
@@ -95,8 +127,18 @@ impl Command {
             | Command::SetHealth { service, .. }
             | Command::CreateService { service, .. }
             | Command::UpdateService { service, .. }
-            | Command::DeleteService { service } => service,
+            | Command::DeleteService { service }
+            | Command::DeleteEmptiedService { service }
+            | Command::OverrideInstance { service, .. }
+            | Command::ClearOverride { service, .. } => service,
         }
+    }
+
+    /// Whether, once applied, the service is gone from Raft and every
+    /// member forgets it if it holds nothing (no settings kept, deleted or
+    /// emptied, stay listed).
+    pub fn deletes_service(&self) -> bool {
+        matches!(self, Command::DeleteService { .. } | Command::DeleteEmptiedService { .. })
     }
 }
 
@@ -133,11 +175,20 @@ pub struct ServiceRecord {
     pub meta: Option<ServiceMeta>,
     /// Persistent instances by key.
     pub instances: BTreeMap<InstanceKey, Instance>,
+    /// Overrides of ephemeral instances by key.
+    pub overrides: BTreeMap<InstanceKey, InstanceOverride>,
 }
 
 impl ServiceRecord {
+    /// No settings and no persistent instances: as a service, Raft does not
+    /// know it (it may still hold overrides for it).
     fn is_empty(&self) -> bool {
         self.meta.is_none() && self.instances.is_empty()
+    }
+
+    /// Nothing at all to keep.
+    fn holds_nothing(&self) -> bool {
+        self.is_empty() && self.overrides.is_empty()
     }
 }
 
@@ -151,6 +202,10 @@ pub struct ServiceEntry {
     pub meta: Option<ServiceMeta>,
     /// Persistent instances, sorted by key.
     pub instances: Vec<Instance>,
+    /// Overrides of ephemeral instances, sorted by instance (absent in data
+    /// written before overrides existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<(InstanceKey, InstanceOverride)>,
 }
 
 /// Everything Raft replicates: the services it knows, by key.
@@ -169,8 +224,10 @@ impl PersistentData {
                 .into_iter()
                 .map(|i| (i.key(), Instance { ephemeral: false, ..i }))
                 .collect::<BTreeMap<_, _>>();
-            let record = ServiceRecord { meta: e.meta.map(|m| ServiceMeta { explicit: true, ..m }), instances };
-            if !record.is_empty() {
+            let meta = e.meta.map(|m| ServiceMeta { explicit: true, ..m });
+            let overrides = e.overrides.into_iter().filter(|(_, o)| !o.is_empty()).collect();
+            let record = ServiceRecord { meta, instances, overrides };
+            if !record.holds_nothing() {
                 services.insert(e.service, record);
             }
         }
@@ -183,6 +240,7 @@ impl PersistentData {
             service: key.clone(),
             meta: r.meta.clone(),
             instances: r.instances.values().cloned().collect(),
+            overrides: r.overrides.iter().map(|(k, o)| (k.clone(), o.clone())).collect(),
         })
     }
 
@@ -204,6 +262,11 @@ impl PersistentData {
     /// Whether Raft knows no service.
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+
+    /// Every instance with an override, with its service (for the cleaner).
+    pub fn overridden(&self) -> Vec<(ServiceKey, InstanceKey)> {
+        self.services.iter().flat_map(|(k, r)| r.overrides.keys().map(move |i| (k.clone(), i.clone()))).collect()
     }
 
     /// Every persistent instance with its service (for health checks).
@@ -271,8 +334,9 @@ impl PersistentData {
                 }
                 record.meta = Some(ServiceMeta { explicit: true, ..meta });
             }
-            Command::DeleteService { .. } => {
-                if record.is_empty() {
+            Command::DeleteService { .. } | Command::DeleteEmptiedService { .. } => {
+                let emptied = matches!(command, Command::DeleteEmptiedService { .. });
+                if record.is_empty() && !emptied {
                     return Err(ApplyError::NotFound(format!("service {} not found!", key.grouped_name())));
                 }
                 if !record.instances.is_empty() {
@@ -283,8 +347,18 @@ impl PersistentData {
                 }
                 record.meta = None;
             }
+            Command::OverrideInstance { instance, edit, .. } => {
+                let held = record.overrides.entry(instance.clone()).or_default();
+                held.merge(edit);
+                if held.is_empty() {
+                    record.overrides.remove(instance);
+                }
+            }
+            Command::ClearOverride { instance, .. } => {
+                record.overrides.remove(instance);
+            }
         }
-        if record.is_empty() {
+        if record.holds_nothing() {
             self.services.remove(key);
         } else {
             self.services.insert(key.clone(), record);
@@ -418,5 +492,67 @@ mod tests {
         let cmd = register("b", &inst("10.0.0.3", 1));
         let json = serde_json::to_string(&cmd).expect("json");
         assert_eq!(serde_json::from_str::<Command>(&json).expect("parse"), cmd);
+    }
+
+    fn heavier(weight: f64) -> InstanceOverride {
+        InstanceOverride { weight: Some(weight), ..InstanceOverride::default() }
+    }
+
+    #[test]
+    fn overrides_merge_clear_and_are_kept_without_the_service() {
+        let mut d = PersistentData::default();
+        let i = inst("10.0.0.1", 80);
+        let edit = |e: InstanceOverride| Command::OverrideInstance { service: svc("a"), instance: i.key(), edit: e };
+        d.apply(&edit(heavier(5.0))).expect("override");
+        assert!(d.service(&svc("a")).is_some_and(|r| r.meta.is_none() && r.instances.is_empty()));
+        let hidden = InstanceOverride { enabled: Some(false), ..InstanceOverride::default() };
+        d.apply(&edit(hidden)).expect("override");
+        let held = d.service(&svc("a")).and_then(|r| r.overrides.get(&i.key()).cloned()).expect("held");
+        assert_eq!((held.weight, held.enabled), (Some(5.0), Some(false)), "a later edit is merged");
+        assert_eq!(d.overridden(), vec![(svc("a"), i.key())]);
+        assert!(
+            matches!(d.apply(&Command::DeleteService { service: svc("a") }), Err(ApplyError::NotFound(_))),
+            "overrides are not a service"
+        );
+        let clear = Command::ClearOverride { service: svc("a"), instance: i.key() };
+        d.apply(&clear).expect("clear");
+        assert!(d.is_empty());
+        d.apply(&clear).expect("clearing what is not there is fine");
+    }
+
+    #[test]
+    fn an_emptied_service_is_deleted_whatever_raft_holds_of_it() {
+        let mut d = PersistentData::default();
+        let emptied = Command::DeleteEmptiedService { service: svc("a") };
+        assert!(emptied.deletes_service() && !register("a", &inst("10.0.0.1", 80)).deletes_service());
+        d.apply(&emptied).expect("Raft holds nothing of it: fine");
+        d.apply(&Command::CreateService { service: svc("a"), meta: ServiceMeta::default() }).expect("create");
+        d.apply(&register("a", &inst("10.0.0.1", 80))).expect("apply");
+        assert!(matches!(d.apply(&emptied), Err(ApplyError::Conflict(_))), "not empty by now");
+        d.apply(&Command::DeregisterInstance { service: svc("a"), instance: inst("10.0.0.1", 80).key() })
+            .expect("apply");
+        d.apply(&emptied).expect("settings created meanwhile are deleted");
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn entries_carry_overrides_and_read_data_written_before_them() {
+        let mut d = PersistentData::default();
+        let i = inst("10.0.0.1", 80);
+        d.apply(&Command::OverrideInstance { service: svc("a"), instance: i.key(), edit: heavier(2.0) }).expect("ok");
+        let json = serde_json::to_string(&d.entries()).expect("json");
+        let back: Vec<ServiceEntry> = serde_json::from_str(&json).expect("parse");
+        assert_eq!(PersistentData::from_entries(back), d);
+        let old =
+            r#"[{"service":{"namespace":"public","group":"DEFAULT_GROUP","name":"b"},"meta":null,"instances":[]}]"#;
+        let old: Vec<ServiceEntry> = serde_json::from_str(old).expect("an entry without overrides");
+        assert!(old[0].overrides.is_empty());
+        let mut plain = PersistentData::default();
+        plain.apply(&register("b", &i)).expect("apply");
+        let plain = serde_json::to_string(&plain.entries()).expect("json");
+        assert!(
+            plain.contains("instances") && !plain.contains("overrides"),
+            "data without overrides is written as before: {plain}"
+        );
     }
 }

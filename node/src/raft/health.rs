@@ -115,6 +115,14 @@ async fn http_ok(address: &str, path: &str) -> std::io::Result<bool> {
     Ok(line.starts_with("HTTP/") && code.is_some_and(|c| (200..400).contains(&c)))
 }
 
+/// Whether member `id` leads now (its own view): the leader's jobs (health
+/// checks, clearing overrides) run only there.
+pub(super) fn leads(raft: &Raft, id: NodeId) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader && m.current_leader == Some(id)
+}
+
 /// The checker task.
 pub struct HealthChecker {
     /// The local Raft (verdicts are written through it, as leader).
@@ -142,12 +150,7 @@ impl HealthChecker {
                 _ = tick.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let leading = {
-                let m = self.raft.metrics();
-                let m = m.borrow();
-                m.state == ServerState::Leader && m.current_leader == Some(self.id)
-            };
-            if !leading {
+            if !leads(&self.raft, self.id) {
                 failures.clear();
                 continue;
             }

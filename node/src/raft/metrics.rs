@@ -1,5 +1,5 @@
 //! Prometheus metrics of Raft: writes and forwards by outcome, membership
-//! changes, health verdicts, and gauges following Raft's own metrics (term,
+//! changes, health verdicts, overrides cleared, and gauges following Raft's own metrics (term,
 //! leadership, indexes, group size).
 //!
 //! They are registered on the node's registry ([`RaftMetricSet::register`]),
@@ -118,6 +118,8 @@ pub struct RaftMetricSet {
     pub membership_changes: Family<ChangeLabels, Counter>,
     /// Health changes of persistent instances committed, by new health.
     pub health_verdicts: Family<VerdictLabels, Counter>,
+    /// Overrides of gone instances cleared by the leader.
+    pub overrides_cleared: Counter,
     /// Current term.
     pub term: Gauge,
     /// 1 while this member leads.
@@ -157,6 +159,11 @@ impl RaftMetricSet {
             "raft_health_verdicts",
             "Health changes of persistent instances committed",
             self.health_verdicts.clone(),
+        );
+        registry.register(
+            "raft_overrides_cleared",
+            "Overrides of instances gone for the override expiry, cleared by the leader",
+            self.overrides_cleared.clone(),
         );
         registry.register("raft_term", "Current Raft term", self.term.clone());
         registry.register("raft_leader", "1 while this member is the Raft leader", self.leader.clone());

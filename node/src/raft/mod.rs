@@ -29,6 +29,7 @@
 //! - [`reconfigure`]: pure decisions: bootstrap and membership changes.
 //! - [`controller`]: the task that executes them.
 //! - [`health`]: server-side health checks of persistent instances.
+//! - [`override_cleaner`]: the leader clears overrides of gone instances.
 //! - [`metrics`]: Prometheus metrics of writes, forwards, changes and indexes.
 //! - [`summary`]: the `raft` section of `/roster/v1/status`.
 //!
@@ -43,6 +44,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod network;
 pub mod node_id;
+pub mod override_cleaner;
 pub mod reconfigure;
 pub mod state_machine;
 pub mod summary;
@@ -202,6 +204,8 @@ impl RaftSettings {
 pub struct RaftContext {
     /// Timing and compaction.
     pub settings: RaftSettings,
+    /// When the overrides of gone instances are cleared.
+    pub overrides: override_cleaner::OverrideSettings,
     /// `--data-dir`; Raft uses `<data-dir>/raft`.
     pub data_dir: PathBuf,
     /// This member's address.
@@ -289,8 +293,17 @@ impl RaftNode {
                 timeout: ctx.settings.health_check_timeout,
                 metrics: ctx.metrics.clone(),
             };
-            tasks.push(tokio::spawn(checker.run(stop_rx)));
+            tasks.push(tokio::spawn(checker.run(stop_rx.clone())));
         }
+        let cleaner = override_cleaner::OverrideCleaner {
+            raft: raft.clone(),
+            id,
+            state: state.clone(),
+            store: ctx.store.clone(),
+            settings: ctx.overrides,
+            metrics: ctx.metrics.clone(),
+        };
+        tasks.push(tokio::spawn(cleaner.run(stop_rx)));
         info!(raft_id = id, dir = %dir.display(), "raft started");
         Ok(Arc::new(RaftNode {
             id,

@@ -28,6 +28,7 @@
 // prescribe; boxing it is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
@@ -104,11 +105,32 @@ fn key_string(key: &ServiceKey) -> Result<String, serde_json::Error> {
     serde_json::to_string(key)
 }
 
+/// Makes the store's copy of one service's Raft-held part (settings,
+/// persistent instances, overrides) what Raft holds.
 fn mirror(store: &NamingStore, key: &ServiceKey, entry: Option<ServiceEntry>) {
     match entry {
-        Some(e) => store.set_persistent_service(key, e.meta, e.instances),
-        None => store.set_persistent_service(key, None, Vec::new()),
+        Some(e) => {
+            store.set_persistent_service(key, e.meta, e.instances);
+            store.set_overrides(key, e.overrides.into_iter().collect());
+        }
+        None => {
+            store.set_persistent_service(key, None, Vec::new());
+            store.set_overrides(key, BTreeMap::new());
+        }
     }
+}
+
+/// Makes the store's copy of everything Raft holds what `data` holds (the
+/// state loaded at start, or a snapshot installed).
+fn mirror_all(store: &NamingStore, data: &PersistentData) {
+    let entries = data.entries();
+    let overrides = entries
+        .iter()
+        .filter(|e| !e.overrides.is_empty())
+        .map(|e| (e.service.clone(), e.overrides.iter().cloned().collect()))
+        .collect();
+    store.replace_persistent(entries.into_iter().map(|e| (e.service, e.meta, e.instances)).collect());
+    store.replace_overrides(overrides);
 }
 
 impl StateMachine {
@@ -142,7 +164,7 @@ impl StateMachine {
             Ok(SmState { data: PersistentData::from_entries(entries), applied, membership })
         })()
         .map_err(|e| fail(&e))?;
-        store.replace_persistent(state.data.entries().into_iter().map(|e| (e.service, e.meta, e.instances)).collect());
+        mirror_all(&store, &state.data);
         info!(services = state.data.len(), applied = ?state.applied, "raft state loaded");
         Ok(StateMachine {
             db: Arc::new(db),
@@ -215,6 +237,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut results = Vec::new();
         let mut changed: Vec<ServiceKey> = Vec::new();
+        let mut deleted: Vec<ServiceKey> = Vec::new();
         let (rows, applied, membership) = {
             let mut s = self.state.write();
             for entry in entries {
@@ -228,6 +251,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let outcome = s.data.apply(&command);
                         if outcome.is_ok() && !changed.contains(command.service()) {
                             changed.push(command.service().clone());
+                        }
+                        if outcome.is_ok() && command.deletes_service() {
+                            deleted.push(command.service().clone());
                         }
                         results.push(outcome);
                     }
@@ -277,6 +303,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await?;
         for (key, entry) in rows {
             mirror(&self.store, &key, entry);
+        }
+        for key in &deleted {
+            self.store.forget_deleted_service(key);
         }
         Ok(results)
     }
@@ -329,7 +358,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await?;
         let data = PersistentData::from_entries(entries);
-        self.store.replace_persistent(data.entries().into_iter().map(|e| (e.service, e.meta, e.instances)).collect());
+        mirror_all(&self.store, &data);
         info!(snapshot = %meta.snapshot_id, services = data.len(), "raft snapshot installed");
         let mut s = self.state.write();
         *s = SmState { data, applied: meta.last_log_id, membership: meta.last_membership.clone() };

@@ -55,6 +55,8 @@ pub struct RawClient {
     pub connection_id: String,
     /// Whether the client answers server requests (pushes, probes).
     pub answers: bool,
+    /// Every server request received on the stream: its type and body.
+    pub received: std::sync::Arc<parking_lot::Mutex<Vec<(String, Value)>>>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -101,12 +103,15 @@ impl RawClient {
             .expect("stream")
             .into_inner();
         let replies = tx.clone();
+        let received = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = received.clone();
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = inbound.next().await {
+                let (t, v) = body(&msg);
+                log.lock().push((t.clone(), v.clone()));
                 if !answers {
                     continue;
                 }
-                let (t, v) = body(&msg);
                 let response = t.replace("Request", "Response");
                 let reply = json!({"resultCode": 200, "errorCode": 0, "success": true, "requestId": v["requestId"]});
                 if replies.send(payload(&response, &reply)).await.is_err() {
@@ -114,7 +119,24 @@ impl RawClient {
                 }
             }
         });
-        RawClient { unary, to_server: Some(tx), connection_id, answers, reader }
+        RawClient { unary, to_server: Some(tx), connection_id, answers, received, reader }
+    }
+
+    /// Connects as [`RawClient::connect`] does, but returns what refused
+    /// the connection (the server check or the stream) instead of failing.
+    pub async fn connect_unchecked(node: &RunningNode) -> Result<RawClient, String> {
+        let channel =
+            Channel::from_shared(format!("http://{}", node.grpc_addr)).map_err(|e| e.to_string())?.connect().await;
+        let mut unary = RequestClient::new(channel.map_err(|e| e.to_string())?);
+        let check = unary
+            .request(payload("ServerCheckRequest", &json!({"headers": {}, "module": "internal"})))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (t, v) = body(check.get_ref());
+        if t != "ServerCheckResponse" {
+            return Err(format!("{t}: {v}"));
+        }
+        Ok(Self::connect(node, true).await)
     }
 
     /// A unary request; its answer's type and JSON body.

@@ -2,6 +2,7 @@
 //! ephemeral loopback ports and bounded polling.
 #![allow(dead_code)]
 
+pub mod address_server;
 pub mod grpc;
 
 use std::future::Future;
@@ -224,4 +225,28 @@ pub fn member_config(ip: &str, conf: &std::path::Path) -> Config {
     config.cluster.lookup.cluster_conf = conf.to_path_buf();
     config.cluster.report_interval = Duration::from_millis(100);
     config
+}
+
+/// Three members of one cluster on loopback addresses of their own, each
+/// with [`member_config`] changed by `tune`, started and waited for: the
+/// Distro responsibility split and a Raft leader known everywhere. The
+/// directory holds their `cluster.conf`.
+pub async fn start_ready_cluster(tune: impl Fn(&mut Config)) -> (tempfile::TempDir, Vec<RunningNode>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ips = loopback_ips(3);
+    let (conf, members) = member_file(dir.path(), &ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        let mut config = member_config(ip, &conf);
+        config.cluster.lookup.file_poll_interval = Duration::from_millis(100);
+        config.cluster.report_timeout = Duration::from_millis(300);
+        tune(&mut config);
+        nodes.push(start(config).await);
+    }
+    responsibility_split(&nodes, &members).await;
+    eventually("a Raft leader everywhere", Duration::from_secs(20), || async {
+        nodes.iter().all(|n| n.raft().has_leader()).then_some(())
+    })
+    .await;
+    (dir, nodes)
 }

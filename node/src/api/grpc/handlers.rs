@@ -111,7 +111,7 @@ fn check_services(state: &ClientState, held: (usize, bool), what: &str) -> Resul
 /// the close may have cleaned up before the write landed.
 fn undo_if_closed(state: &ClientState, conn: &Connection) {
     if conn.is_closed() {
-        state.store.remove_client(&conn.id);
+        super::retire_client(state, &conn.id);
         state.subscribers.remove_connection(&conn.id);
     }
 }
@@ -154,7 +154,14 @@ fn instance(
         "deregisterInstance" => {
             let ikey = instance_key(&wire)?;
             if ephemeral {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+                // Nacos (`EphemeralClientOperationServiceImpl`) removes
+                // whatever the connection publishes in the service, whatever
+                // instance the request names: after a batch registration,
+                // one deregistration takes the whole batch. The instance
+                // must still be well formed.
+                if state.store.publishes_in(&conn.id, &key) {
+                    state.store.batch_register(&conn.id, ClientKind::Connection, &key, Vec::new());
+                }
             } else {
                 state.store.deregister_persistent(&key, &ikey);
             }
@@ -218,7 +225,7 @@ fn batch_instance(
         "batchDeregisterInstance" => {
             let keys = req.instances.iter().map(instance_key).collect::<Result<Vec<_>>>()?;
             for ikey in keys {
-                state.store.deregister_ephemeral(&conn.id, &key, &ikey);
+                state.store.deregister_ephemeral(&conn.id, &key, &ikey, false);
             }
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),

@@ -4,12 +4,14 @@
 //! - [`payload`]: the `Payload` envelope and JSON bodies.
 //! - [`messages`]: request bodies.
 //! - [`connection`]: connection ids, registration, server requests.
+//! - [`drain`]: moving the connections to other members before stopping.
 //! - [`handlers`]: one function per request type.
 //! - [`settings`]: connection and push flags, the port offset.
 //! - this module: the two tonic services, the stream lifecycle and the
 //!   ejector of silent connections.
 
 pub mod connection;
+pub mod drain;
 pub mod handlers;
 pub mod messages;
 pub mod payload;
@@ -29,6 +31,7 @@ use tonic::{Response, Status, Streaming};
 use tracing::{debug, info, warn, Instrument};
 
 use self::connection::{ClientInfo, Connection};
+pub use self::drain::DrainSettings;
 use self::messages::{ConnectionSetupRequest, StreamResponse};
 use self::payload::{error_response, ok_response, Envelope};
 pub use self::settings::{ConnectionSettings, PushSettings, GRPC_PORT_OFFSET};
@@ -86,6 +89,10 @@ async fn unary(state: &ClientState, remote: Option<SocketAddr>, payload: Payload
         return error_response(&e, request_id.as_deref());
     }
     let result = match env.type_name.as_str() {
+        // A draining member takes no new client: it picks another server.
+        "ServerCheckRequest" if state.membership.is_draining() => {
+            Err(Error::NotReady("this member is draining; connect to another one".into()))
+        }
         "ServerCheckRequest" => match remote {
             Some(addr) => Ok(ok_response(
                 "ServerCheckResponse",
@@ -184,6 +191,10 @@ async fn serve_stream(
             return;
         }
     };
+    if state.membership.is_draining() {
+        let _ = tx.send(Err(Status::unavailable("this member is draining; connect to another one"))).await;
+        return;
+    }
     let info = ClientInfo {
         version: setup.client_version.unwrap_or_default(),
         tenant: setup.tenant.unwrap_or_default(),
@@ -253,18 +264,29 @@ fn on_stream_message(conn: &Connection, payload: Payload) {
 }
 
 /// Ends a connection and removes everything it owned: its ephemeral
-/// instances and its subscriptions.
+/// instances and its subscriptions. While the node drains, its instances
+/// stay for their handover instead ([`drain`]).
 pub fn close_connection(state: &ClientState, id: &str) {
     if let Some(conn) = state.connections.unregister(id) {
         conn.close();
         // The TCP connection may stay; it must set up again in time.
         state.client_limits.grpc_setup.torn_down(conn.remote);
     }
-    let had_client = state.store.remove_client(id);
     state.subscribers.remove_connection(id);
-    if had_client {
+    if retire_client(state, id) {
         info!(connection = %id, "connection closed; its instances were removed");
     }
+}
+
+/// Removes the client of a connection that is gone, unless the node
+/// drains: then the client waits for its handover ([`drain`]). Returns
+/// whether it was removed.
+pub(crate) fn retire_client(state: &ClientState, id: &str) -> bool {
+    if state.membership.is_draining() {
+        debug!(connection = %id, "draining: the closed connection's instances stay until they are registered elsewhere");
+        return false;
+    }
+    state.store.remove_client(id)
 }
 
 /// Probes connections that have been silent too long and closes those that

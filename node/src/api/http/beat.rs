@@ -222,6 +222,14 @@ fn beat_here(
         return Ok(BeatResponse::new(CODE_OK, interval_ms));
     }
     let Some(info) = info else {
+        // Rare and worth seeing: the instance was removed, or never reached
+        // this member (the client registers again on this answer).
+        tracing::info!(
+            client = %client,
+            service = %crate::telemetry::clip(&key.to_string()),
+            held = state.store.has_client(&client),
+            "a light beat for an instance this member does not hold: answered 20404"
+        );
         return Ok(BeatResponse::new(CODE_NOT_FOUND, DEFAULT_BEAT_INTERVAL_MS));
     };
     // A full beat for an unknown instance registers it (Nacos does the same,

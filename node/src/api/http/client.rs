@@ -213,7 +213,7 @@ pub async fn detail(State(state): State<Arc<ClientState>>, p: Result<Params, Err
             ClientDetail {
                 client_id: id,
                 ephemeral: true,
-                last_updated_time: Some(client.revision),
+                last_updated_time: Some(client.revision()),
                 client_type: client_type(client.kind),
                 address,
                 source: match client.origin {
@@ -291,7 +291,7 @@ pub async fn published(
     let (_, held) = held(&state, &p?)?;
     let items = match held {
         Held::Client(client) => {
-            let mut services: Vec<_> = client.published.iter().collect();
+            let mut services: Vec<_> = client.published().iter().collect();
             services.sort_unstable_by(|a, b| a.0.cmp(b.0));
             services
                 .into_iter()

@@ -21,9 +21,12 @@ use super::forward::{self, Inbound};
 use super::params::{Params, CLUSTER_NAMES};
 use crate::api::ClientState;
 use crate::error::{Error, Result};
+use crate::naming::overlay::{self, InstanceOverride};
 use crate::naming::store::now_millis;
 use crate::naming::validate::Limits;
-use crate::naming::{ip_port_client_id, validate, ClientKind, Form, Instance, InstanceWire, Selection};
+use crate::naming::{
+    ip_port_client_id, validate, ClientKind, Form, Instance, InstanceKey, InstanceWire, Selection, ServiceKey,
+};
 use crate::raft::Command;
 
 /// Builds a new instance from register parameters, with Nacos's defaults
@@ -69,7 +72,11 @@ pub async fn deregister(State(state): State<Arc<ClientState>>, inbound: Inbound,
             return Ok(answer);
         }
         let client = ip_port_client_id(&ikey.ip, ikey.port);
-        state.store.deregister_ephemeral(&client, &key, &ikey);
+        // A member that has not loaded its snapshot may not hold the
+        // instance yet: the removal is recorded all the same, so the
+        // snapshot's older copy of it does not bring it back.
+        let blind = !state.membership.is_loaded();
+        state.store.deregister_ephemeral(&client, &key, &ikey, blind);
     } else {
         state.raft.write(Command::DeregisterInstance { service: key, instance: ikey }).await?;
     }
@@ -82,6 +89,12 @@ pub async fn deregister(State(state): State<Arc<ClientState>>, inbound: Inbound,
 /// Parameters that are absent keep their current value (an empty `metadata`
 /// clears it). Nacos's PUT resets absent ones to defaults, but its clients
 /// always send all of them, so keeping is compatible and never loses data.
+///
+/// For an ephemeral instance, weight, enabled and metadata become its
+/// override ([`crate::naming::overlay`], written through Raft), so the edit
+/// outlives the client registering again and every member shows it; its
+/// health stays the client's to report, and a given `healthy` changes the
+/// published instance until the client's next beat or registration.
 pub async fn update(State(state): State<Arc<ClientState>>, inbound: Inbound, p: Params) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let ikey = p.instance_key()?;
@@ -110,15 +123,44 @@ pub async fn update(State(state): State<Arc<ClientState>>, inbound: Inbound, p: 
         state.raft.write(command).await?;
         return Ok("ok".into_response());
     }
-    let updated = Instance {
-        weight: weight.unwrap_or(current.weight),
-        healthy: healthy.unwrap_or(current.healthy),
-        enabled: enabled.unwrap_or(current.enabled),
-        metadata: metadata.unwrap_or(current.metadata),
-        ..current
+    let edit = InstanceOverride {
+        weight,
+        enabled,
+        metadata: metadata.map(|m| overlay::replacing(&current.metadata, &m)).unwrap_or_default(),
     };
-    state.store.update_instance(&key, &updated)?;
+    override_instance(&state, &key, &ikey, edit).await?;
+    if let Some(healthy) = healthy {
+        if let Some(published) = state.store.published_instance(&key, &ikey) {
+            state.store.update_instance(&key, &Instance { healthy, ..published })?;
+        }
+    }
     Ok("ok".into_response())
+}
+
+/// Merges `edit` into the override of the ephemeral instance `ikey` of
+/// `key` through Raft (nothing to write for an empty edit). The override
+/// may hold at most twice the metadata limit: what it shows and what it
+/// hides of the published metadata.
+pub(crate) async fn override_instance(
+    state: &ClientState,
+    key: &ServiceKey,
+    ikey: &InstanceKey,
+    edit: InstanceOverride,
+) -> Result<()> {
+    if edit.is_empty() {
+        return Ok(());
+    }
+    let mut merged = state.store.instance_override(key, ikey).unwrap_or_default();
+    merged.merge(&edit);
+    let limit = state.limits.max_metadata_bytes.saturating_mul(2);
+    if merged.metadata_bytes() > limit {
+        return Err(Error::invalid(format!(
+            "Param 'metadata' is too large: the instance's metadata edits would hold {} bytes (limit {limit} bytes).",
+            merged.metadata_bytes()
+        )));
+    }
+    let command = Command::OverrideInstance { service: key.clone(), instance: ikey.clone(), edit };
+    state.raft.write(command).await
 }
 
 /// What `GET /nacos/v1/ns/instance` answers (Nacos's `detail`).
@@ -164,9 +206,13 @@ pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<
 }
 
 /// `GET /nacos/v1/ns/instance/list`: the consumer view of a service, named
-/// `group@@service` as v1 clients expect. `udpPort`, `clientIP` and `app` are
-/// accepted and ignored: Roster pushes over gRPC only.
-pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Response<Body>> {
+/// `group@@service` as v1 clients expect. A `udpPort` subscribes the caller
+/// to UDP pushes ([`crate::push_udp`]); `clientIP` is accepted and not used.
+pub async fn list(
+    State(state): State<Arc<ClientState>>,
+    caller: super::udp_subscribe::ListCaller,
+    p: Params,
+) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let clusters = p
         .get("clusters")
@@ -176,7 +222,10 @@ pub async fn list(State(state): State<Arc<ClientState>>, p: Params) -> Result<Re
         .filter(|c| !c.is_empty())
         .map(|c| validate::cluster(Some(c)).map_err(|e| Error::invalid(format!("Param 'clusters': {e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let selection = Selection { clusters, healthy_only: p.bool("healthyOnly")?.unwrap_or(false), grouped_name: true };
+    let healthy_only = p.bool("healthyOnly")?.unwrap_or(false);
+    let udp_port = super::udp_subscribe::udp_port(&p, "udpPort")?;
+    super::udp_subscribe::subscribe(&state, &caller, &key, udp_port, &clusters, &p);
+    let selection = Selection { clusters, healthy_only, grouped_name: true };
     // The encoded view, as `Json(ServiceInfo)` would write it.
     let view = state.store.answer(&key, &selection, Form::Fields);
     let body = view.to_bytes(now_millis());

@@ -1,5 +1,6 @@
 //! The Nacos Open API over HTTP (main port): v1 for 1.x-era SDKs and tools,
-//! and the v2 client introspection routes for operators.
+//! the v2 naming routes for tools built on Nacos 2, and the v2 client
+//! introspection routes for operators.
 //!
 //! Same paths, parameters, defaults and JSON shapes as Nacos
 //! (`namespaceId=public`, `groupName=DEFAULT_GROUP`, `clusterName=DEFAULT`).
@@ -19,7 +20,10 @@
 //! - [`service`]: service create, update, delete, detail and list.
 //! - [`cluster`]: the member list (`/nacos/v1/core/cluster/nodes`).
 //! - [`operator`]: the naming summary 1.x clients use as a health check.
+//! - [`udp_subscribe`]: list callers subscribing to UDP pushes.
 //! - [`v2`]: the v2 answer shape (`Result`, `ErrorCode`).
+//! - [`v2_naming`]: the v2 naming routes (`/nacos/v2/ns/instance...`,
+//!   `/service...`, `/health...`, `/operator/metrics`).
 //! - [`client`]: the v2 client introspection routes
 //!   (`/nacos/v2/ns/client...`), for admins only.
 //!
@@ -38,7 +42,9 @@ pub mod instance;
 pub mod operator;
 pub mod params;
 pub mod service;
+pub mod udp_subscribe;
 pub mod v2;
+pub mod v2_naming;
 
 use std::sync::Arc;
 
@@ -56,7 +62,7 @@ use crate::metrics::{HttpMethod, Metrics};
 /// Route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The v1 naming routes and the v2 client routes.
+/// The v1 naming routes, the v2 naming routes and the v2 client routes.
 ///
 /// The router has its own fallback (a 404 in the v1 error shape) and the
 /// client limits (the per-IP rate, [`guard::http_guard`]);
@@ -103,6 +109,7 @@ pub fn router(state: Arc<ClientState>) -> Router {
         .merge(naming)
         .merge(summary)
         .merge(clients)
+        .merge(v2_naming::routes(&state))
         .merge(logins)
         .route("/nacos/v1/core/cluster/nodes", get(cluster::nodes))
         .route("/nacos/v1/core/cluster/nodes/self", get(cluster::node_self))

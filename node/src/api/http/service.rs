@@ -103,7 +103,14 @@ pub async fn delete(State(state): State<Arc<ClientState>>, p: Params) -> Result<
             key.grouped_name()
         )));
     }
-    state.raft.write(Command::DeleteService { service: key }).await?;
+    // An emptied service (kept listed after its last instance left) is
+    // known to the store only; deleting it takes it off every member now.
+    let command = if state.store.is_emptied(&key) {
+        Command::DeleteEmptiedService { service: key }
+    } else {
+        Command::DeleteService { service: key }
+    };
+    state.raft.write(command).await?;
     Ok("ok")
 }
 

@@ -5,18 +5,23 @@
 //!
 //! Unlike a missing `cluster.conf`, an unreachable address server is not an
 //! error at start: on Kubernetes the operator serving the list may be
-//! restarting when pods start. Until the first good answer the list is the
-//! local member alone and [`super::LookupStats::loaded`] is false.
+//! restarting when pods start. The last list the server gave is kept in a
+//! file (`<data-dir>/members`, written atomically on every change), and a
+//! node that starts while the server does not answer starts from that
+//! list. With no such file, the published list is *empty* until the first
+//! good answer ([`super::LookupStats::loaded`] is false): no consumer can
+//! mistake "no list yet" for "a cluster of one" (Distro would declare its
+//! snapshot loaded from nobody, see `distro::snapshot`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::parse::parse_member_list;
-use super::{log_invalid, publish, LookupMode, LookupStats, MemberLookup};
+use super::{log_invalid, publish, ListSender, LookupMode, LookupStats, MemberLookup};
 use crate::cluster::metrics::ClusterMetrics;
 use crate::error::{Error, Result};
 
@@ -69,6 +74,29 @@ pub struct AddressServerLookup {
     pub timeout: Duration,
     /// The HTTP client that asks.
     pub http: reqwest::Client,
+    /// Where the last list the server gave is kept (none: not kept).
+    pub cache: Option<PathBuf>,
+}
+
+/// Reads a list kept by [`write_cache`]; `None` when there is none or it
+/// names no valid member.
+pub fn read_cache(path: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let parsed = parse_member_list(&text);
+    (!parsed.members.is_empty()).then_some(parsed.members)
+}
+
+/// Keeps `members` in `path`: written to a temporary file, synced, then
+/// renamed over the old one, so a crash leaves the old list or the new one.
+pub fn write_cache(path: &Path, members: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    for m in members {
+        writeln!(file, "{m}")?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 impl AddressServerLookup {
@@ -78,18 +106,36 @@ impl AddressServerLookup {
         if self.interval.is_zero() || self.timeout.is_zero() {
             return Err(Error::Config("the address-server poll interval and timeout must be greater than zero".into()));
         }
-        let (tx, list) = watch::channel(vec![self.local.clone()]);
+        // Until the server answers, nothing says this member was removed.
+        let (tx, list, listed) = ListSender::new(Vec::new(), true);
         let stats = Arc::new(LookupStats::default());
         let mut failing = false;
         self.refresh(&url, &tx, &stats, &metrics, &mut failing).await;
+        if !stats.loaded() {
+            match self.cache.as_deref().and_then(read_cache) {
+                Some(cached) => {
+                    publish(&tx, &cached, &self.local);
+                    stats.mark_loaded();
+                    info!(
+                        url = %self.url,
+                        members = ?tx.current(),
+                        "address server unreachable at start; starting from the member list it gave last"
+                    );
+                }
+                None => warn!(
+                    url = %self.url,
+                    "address server unreachable at start and no member list kept from before; waiting for it"
+                ),
+            }
+        }
         let task = tokio::spawn(self.poll(url, tx, stats.clone(), metrics, failing));
-        Ok(MemberLookup::running(LookupMode::AddressServer, list, stats, task))
+        Ok(MemberLookup::running(LookupMode::AddressServer, (list, listed), stats, task))
     }
 
     async fn poll(
         self,
         url: Url,
-        tx: watch::Sender<Vec<String>>,
+        tx: ListSender,
         stats: Arc<LookupStats>,
         metrics: Arc<ClusterMetrics>,
         mut failing: bool,
@@ -107,7 +153,7 @@ impl AddressServerLookup {
     async fn refresh(
         &self,
         url: &Url,
-        tx: &watch::Sender<Vec<String>>,
+        tx: &ListSender,
         stats: &LookupStats,
         metrics: &ClusterMetrics,
         failing: &mut bool,
@@ -120,9 +166,16 @@ impl AddressServerLookup {
                     *failing = false;
                 }
                 if publish(tx, &members, &self.local) {
-                    info!(url = %self.url, members = ?*tx.borrow(), "member list from the address server changed");
+                    info!(url = %self.url, members = ?tx.current(), "member list from the address server changed");
                 } else {
                     debug!(url = %self.url, "member list unchanged");
+                }
+                if let Some(path) = &self.cache {
+                    if read_cache(path).as_deref() != Some(members.as_slice()) {
+                        if let Err(e) = write_cache(path, &members) {
+                            warn!(path = %path.display(), error = %e, "cannot keep the member list");
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -196,6 +249,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
             http: reqwest::Client::new(),
+            cache: None,
         };
         let fetch = |path: &'static str| {
             let l = lookup(path);
@@ -209,5 +263,18 @@ mod tests {
         assert!(matches!(fetch("/gone").await, Err(FetchError::Status(404))));
         assert!(matches!(fetch("/big").await, Err(FetchError::TooLarge)));
         server.abort();
+    }
+
+    #[test]
+    fn a_kept_list_reads_back_and_a_broken_one_is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("members");
+        assert_eq!(read_cache(&path), None, "nothing kept");
+        let list = vec!["10.0.0.1:8848".to_string(), "10.0.0.2:8848".to_string()];
+        write_cache(&path, &list).expect("write");
+        assert_eq!(read_cache(&path), Some(list));
+        assert!(!path.with_extension("tmp").exists(), "the temporary file was renamed");
+        std::fs::write(&path, "# nothing valid\nnot an address\n").expect("write");
+        assert_eq!(read_cache(&path), None);
     }
 }

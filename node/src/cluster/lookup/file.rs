@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::parse::{parse_member_list, with_local};
-use super::{log_invalid, publish, LookupMode, LookupStats, MemberLookup};
+use super::{log_invalid, publish, ListSender, LookupMode, LookupStats, MemberLookup};
 use crate::cluster::metrics::ClusterMetrics;
 use crate::error::{Error, Result};
 
@@ -50,21 +49,16 @@ impl FileLookup {
         if parsed.members.is_empty() {
             warn!(file = %source, "cluster.conf lists no valid member; starting with the local member only");
         }
-        let (tx, list) = watch::channel(with_local(&parsed.members, &self.local));
+        let named = parsed.members.is_empty() || parsed.members.contains(&self.local);
+        let (tx, list, listed) = ListSender::new(with_local(&parsed.members, &self.local), named);
         let stats = Arc::new(LookupStats::default());
         stats.record(true, &metrics);
         info!(file = %source, members = ?*list.borrow(), "member list read from cluster.conf");
         let task = tokio::spawn(self.poll(tx, text, stats.clone(), metrics));
-        Ok(MemberLookup::running(LookupMode::File, list, stats, task))
+        Ok(MemberLookup::running(LookupMode::File, (list, listed), stats, task))
     }
 
-    async fn poll(
-        self,
-        tx: watch::Sender<Vec<String>>,
-        mut last_text: String,
-        stats: Arc<LookupStats>,
-        metrics: Arc<ClusterMetrics>,
-    ) {
+    async fn poll(self, tx: ListSender, mut last_text: String, stats: Arc<LookupStats>, metrics: Arc<ClusterMetrics>) {
         let source = self.path.display().to_string();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +97,7 @@ impl FileLookup {
             }
             stats.record(true, &metrics);
             if publish(&tx, &parsed.members, &self.local) {
-                info!(file = %source, members = ?*tx.borrow(), "cluster.conf changed");
+                info!(file = %source, members = ?tx.current(), "cluster.conf changed");
             }
         }
     }

@@ -18,10 +18,13 @@
 //!
 //! The local member is always part of the list a lookup publishes (Nacos
 //! does the same), so a node that is missing from its own `cluster.conf`
-//! still sees itself. A source that cannot be read, answers with a status
-//! other than 200, or yields no valid member at all (a truncated file, an
-//! empty answer) keeps the last list: losing the member list must never be
-//! the result of a transient failure.
+//! still sees itself; the one exception is an address-server lookup that
+//! has produced nothing yet (the server did not answer at start and no
+//! list was kept from before), whose list is empty until it does. A source
+//! that cannot be read, answers with a status other than 200, or yields no
+//! valid member at all (a truncated file, an empty answer) keeps the last
+//! list: losing the member list must never be the result of a transient
+//! failure.
 //!
 //! The list is published, sorted and without duplicates, through a
 //! `tokio::sync::watch` channel that changes only when the list does.
@@ -112,6 +115,11 @@ pub struct LookupSettings {
     /// Timeout of one address-server request.
     #[arg(long, env = "ROSTER_ADDRESS_SERVER_TIMEOUT", default_value = "3s", value_parser = duration::parse)]
     pub address_server_timeout: Duration,
+
+    /// Where the address-server lookup keeps the last list it was given
+    /// (the node sets `<data-dir>/members`; not a flag).
+    #[arg(skip)]
+    pub list_cache: Option<PathBuf>,
 }
 
 impl Default for LookupSettings {
@@ -123,6 +131,7 @@ impl Default for LookupSettings {
             file_poll_interval: Duration::from_secs(1),
             address_server_poll_interval: Duration::from_secs(5),
             address_server_timeout: Duration::from_secs(3),
+            list_cache: None,
         }
     }
 }
@@ -207,6 +216,7 @@ impl LookupSource {
                     interval: settings.address_server_poll_interval,
                     timeout: settings.address_server_timeout,
                     http,
+                    cache: settings.list_cache.clone(),
                 }
                 .start(metrics)
                 .await
@@ -237,6 +247,11 @@ impl LookupStats {
 }
 
 impl LookupStats {
+    /// Records that the list comes from a source read before (a kept list).
+    pub(crate) fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Relaxed);
+    }
+
     /// Successful reads of the source (whether or not the list changed).
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
@@ -247,19 +262,44 @@ impl LookupStats {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Whether the source has been read successfully at least once. Until
-    /// then the list holds only the local member: in `address-server` mode a
-    /// node must not mistake that for a cluster of one.
+    /// Whether the source has been read successfully at least once (or a
+    /// list it gave before was kept). Until then the list is empty.
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Relaxed)
     }
 }
 
-/// A running lookup: its list channel and its polling task.
+/// The sending side of a running lookup: the list (the local member
+/// always in it) and whether the source itself named the local member.
+#[derive(Debug)]
+pub(crate) struct ListSender {
+    list: watch::Sender<Vec<String>>,
+    listed: watch::Sender<bool>,
+}
+
+impl ListSender {
+    /// Channels starting with `list`, which names the local member or not.
+    pub(crate) fn new(
+        list: Vec<String>,
+        listed: bool,
+    ) -> (ListSender, watch::Receiver<Vec<String>>, watch::Receiver<bool>) {
+        let (list_tx, list_rx) = watch::channel(list);
+        let (listed_tx, listed_rx) = watch::channel(listed);
+        (ListSender { list: list_tx, listed: listed_tx }, list_rx, listed_rx)
+    }
+
+    /// The list published now.
+    pub(crate) fn current(&self) -> Vec<String> {
+        self.list.borrow().clone()
+    }
+}
+
+/// A running lookup: its list channels and its polling task.
 #[derive(Debug)]
 pub struct MemberLookup {
     mode: LookupMode,
     list: watch::Receiver<Vec<String>>,
+    listed: watch::Receiver<bool>,
     stats: Arc<LookupStats>,
     task: Option<JoinHandle<()>>,
 }
@@ -267,21 +307,27 @@ pub struct MemberLookup {
 impl MemberLookup {
     fn running(
         mode: LookupMode,
-        list: watch::Receiver<Vec<String>>,
+        (list, listed): (watch::Receiver<Vec<String>>, watch::Receiver<bool>),
         stats: Arc<LookupStats>,
         task: JoinHandle<()>,
     ) -> Self {
-        MemberLookup { mode, list, stats, task: Some(task) }
+        MemberLookup { mode, list, listed, stats, task: Some(task) }
     }
 
     /// A standalone lookup: the local member alone, no task.
     pub fn standalone(local: &str) -> MemberLookup {
-        let (tx, list) = watch::channel(vec![local.to_string()]);
-        // Nothing ever changes: dropping the sender leaves the value readable.
-        drop(tx);
+        // Nothing ever changes: dropping the senders leaves the values readable.
+        let (_, list, listed) = ListSender::new(vec![local.to_string()], true);
         let stats = Arc::new(LookupStats::default());
         stats.loaded.store(true, Ordering::Relaxed);
-        MemberLookup { mode: LookupMode::Standalone, list, stats, task: None }
+        MemberLookup { mode: LookupMode::Standalone, list, listed, stats, task: None }
+    }
+
+    /// A receiver of whether the source names the local member (a member
+    /// the source stopped naming has been removed and drains). True until
+    /// the source was read.
+    pub fn subscribe_listed(&self) -> watch::Receiver<bool> {
+        self.listed.clone()
     }
 
     /// The lookup mode.
@@ -323,10 +369,13 @@ impl Drop for MemberLookup {
 }
 
 /// Publishes `members` (plus the local member) when they differ from the
-/// current list. Returns whether the list changed.
-pub(crate) fn publish(tx: &watch::Sender<Vec<String>>, members: &[String], local: &str) -> bool {
+/// current list, and whether they name the local member. Returns whether
+/// the list changed.
+pub(crate) fn publish(tx: &ListSender, members: &[String], local: &str) -> bool {
+    let named = members.iter().any(|m| m == local);
+    tx.listed.send_if_modified(|listed| std::mem::replace(listed, named) != named);
     let next = with_local(members, local);
-    tx.send_if_modified(|current| {
+    tx.list.send_if_modified(|current| {
         if *current == next {
             false
         } else {
@@ -349,13 +398,18 @@ mod tests {
 
     #[test]
     fn publish_notifies_only_on_change() {
-        let (tx, mut rx) = watch::channel(vec!["a:1".to_string()]);
+        let (tx, mut rx, mut listed) = ListSender::new(vec!["a:1".to_string()], true);
         rx.mark_unchanged();
         assert!(!publish(&tx, &["a:1".to_string()], "a:1"));
         assert!(!rx.has_changed().unwrap_or(true));
+        assert!(!listed.has_changed().unwrap_or(true));
         assert!(publish(&tx, &["b:1".to_string()], "a:1"));
         assert!(rx.has_changed().unwrap_or(false));
-        assert_eq!(*rx.borrow_and_update(), vec!["a:1", "b:1"]);
+        assert_eq!(*rx.borrow_and_update(), vec!["a:1", "b:1"], "the local member stays in the list");
+        assert!(listed.has_changed().unwrap_or(false), "but the source no longer names it");
+        assert!(!*listed.borrow_and_update());
+        assert!(!publish(&tx, &["a:1".to_string(), "b:1".to_string()], "a:1"), "the same list");
+        assert!(*listed.borrow_and_update(), "named again");
     }
 
     #[derive(Debug, clap::Parser)]

@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::NamingStore;
-use crate::naming::client::{distro_tag, next_revision, ClientKind, Published};
+use crate::naming::client::{distro_tag, ClientKind, Published};
 use crate::naming::model::{BeatTimeouts, InstanceKey, ServiceKey};
+use crate::naming::replica::Slot;
 
 /// The outcome of a beat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +65,18 @@ impl NamingStore {
         let (outcome, changed) = {
             let mut inner = self.inner.write();
             let Some(client) = inner.clients.get_mut(client_id) else { return BeatOutcome::NotFound };
-            let Some(p) = client.published.get_mut(key).and_then(|m| m.get_mut(instance)) else {
-                return BeatOutcome::NotFound;
-            };
-            p.last_beat = now;
-            let changed = !p.instance.healthy;
-            p.instance.healthy = true;
-            let interval_ms = p.instance.beat_interval_ms();
+            let Some(renewed) = client.renew(key, instance, now) else { return BeatOutcome::NotFound };
+            let interval_ms = renewed.beat_interval_ms();
+            let changed = !renewed.healthy;
             if changed {
-                client.touch_local();
+                let revision = client.touch_local();
+                client.set_health(key, instance, true, revision);
             }
             (BeatOutcome::Renewed { interval_ms }, changed)
         };
         if changed {
             self.notify(key);
-            self.changed_locally(client_id);
+            self.changed_locally(client_id, Some(vec![(key.clone(), instance.clone())]));
         }
         outcome
     }
@@ -108,52 +106,52 @@ impl NamingStore {
             return Vec::new();
         }
         let mut changed: BTreeSet<ServiceKey> = BTreeSet::new();
-        let mut changed_clients = Vec::new();
+        let mut changed_clients: Vec<(String, Vec<Slot>)> = Vec::new();
         {
             let mut inner = self.inner.write();
-            let mut emptied: Vec<(String, ServiceKey)> = Vec::new();
             for id in &due {
                 let Some(client) = inner.clients.get_mut(id) else { continue };
-                let mut client_changed = false;
-                for (service, set) in client.published.iter_mut() {
-                    set.retain(|_, p| match verdict(p) {
+                let verdicts: Vec<(Slot, Silence)> = client
+                    .published()
+                    .iter()
+                    .flat_map(|(s, m)| m.iter().map(move |(k, p)| ((s.clone(), k.clone()), verdict(p))))
+                    .filter(|(_, v)| *v != Silence::Tolerated)
+                    .collect();
+                if verdicts.is_empty() {
+                    continue;
+                }
+                let revision = client.touch_local();
+                let mut slots = Vec::with_capacity(verdicts.len());
+                for ((service, key), silence) in verdicts {
+                    match silence {
                         Silence::Expired => {
-                            changed.insert(service.clone());
-                            client_changed = true;
-                            false
+                            client.remove(&service, &key, revision, now, false);
                         }
                         Silence::TurnsUnhealthy => {
-                            p.instance.healthy = false;
-                            changed.insert(service.clone());
-                            client_changed = true;
-                            true
+                            client.set_health(&service, &key, false, revision);
                         }
-                        Silence::Tolerated => true,
-                    });
-                    if set.is_empty() {
-                        emptied.push((id.clone(), service.clone()));
+                        Silence::Tolerated => {}
                     }
+                    changed.insert(service.clone());
+                    slots.push((service, key));
                 }
-                client.published.retain(|_, set| !set.is_empty());
-                if client_changed {
-                    client.touch_local();
-                    changed_clients.push(id.clone());
+                let emptied: Vec<ServiceKey> =
+                    slots.iter().map(|(s, _)| s.clone()).filter(|s| !client.published().contains_key(s)).collect();
+                let gone = client.published().is_empty();
+                for service in emptied {
+                    inner.unpublish(id, &service);
                 }
-                if client.published.is_empty() {
-                    let revision = client.revision;
-                    inner.clients.remove(id);
-                    inner.bury(id, next_revision(revision));
+                if gone {
+                    inner.take_and_bury(id);
                 }
-            }
-            for (client_id, service) in emptied {
-                inner.unpublish(&client_id, &service);
+                changed_clients.push((id.clone(), slots));
             }
         }
         for key in &changed {
             self.notify(key);
         }
-        for id in &changed_clients {
-            self.changed_locally(id);
+        for (id, slots) in changed_clients {
+            self.changed_locally(&id, Some(slots));
         }
         changed.into_iter().collect()
     }
@@ -174,7 +172,7 @@ mod tests {
     const TIMEOUTS: BeatTimeouts = BeatTimeouts { unhealthy_ms: 100, delete_ms: 200 };
 
     fn published(instance: Instance, last_beat: Instant) -> Published {
-        Published { instance, last_beat }
+        Published { instance, revision: 1, last_beat }
     }
 
     #[test]
@@ -245,7 +243,7 @@ mod tests {
         assert!(!store.has_client("10.0.0.1:80#true"));
         assert!(store.has_client("10.0.0.2:80#true"), "another member judges its beats");
         assert!(store.has_client("conn"), "a connection does not beat");
-        assert_eq!(local.try_recv().ok().as_deref(), Some("10.0.0.1:80#true"), "announced to Distro");
+        assert_eq!(local.try_recv().ok().map(|c| c.client), Some("10.0.0.1:80#true".to_owned()), "announced to Distro");
         assert!(local.try_recv().is_err());
         assert!(store.expire_beats(clock::now(), |tag| tag == "10.0.0.1:80").is_empty(), "nothing left to do");
     }

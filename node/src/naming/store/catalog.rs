@@ -4,7 +4,11 @@
 //! it can re-enable).
 //!
 //! Queries ([`NamingStore::query`]) answer what consumers see; these
-//! answer what is held, under one shared lock per call.
+//! answer what is held, under one shared lock per call, each ephemeral
+//! instance with its override laid over (an operator's edit, see
+//! [`crate::naming::overlay`]), as consumers are shown it.
+
+use std::borrow::Cow;
 
 use super::NamingStore;
 use crate::naming::client::{ClientKind, Origin};
@@ -82,7 +86,7 @@ impl NamingStore {
     pub fn catalog_instances(&self, key: &ServiceKey) -> Option<Vec<Instance>> {
         let inner = self.inner.read();
         let entry = inner.services.get(key)?;
-        Some(inner.instances(key, entry).into_iter().cloned().collect())
+        Some(inner.instances(key, entry).into_iter().map(Cow::into_owned).collect())
     }
 
     /// Every instance held in `key`, enabled or not, with its holder,
@@ -91,7 +95,8 @@ impl NamingStore {
     /// another member, while its old connection's copy is still held) is
     /// listed once per client.
     pub fn held_instances(&self, key: &ServiceKey) -> Option<Vec<HeldInstance>> {
-        let inner = self.inner.read();
+        let guard = self.inner.read();
+        let inner = &*guard;
         let entry = inner.services.get(key)?;
         let mut out: Vec<HeldInstance> = entry
             .publishers
@@ -99,7 +104,7 @@ impl NamingStore {
             .filter_map(|id| inner.clients.get(id))
             .flat_map(|client| {
                 client.published.get(key).into_iter().flat_map(|set| set.values()).map(move |p| HeldInstance {
-                    instance: p.instance.clone(),
+                    instance: inner.overridden(key, &p.instance).into_owned(),
                     holder: Holder::Client { id: client.id.clone(), kind: client.kind, origin: client.origin.clone() },
                 })
             })
@@ -167,6 +172,20 @@ mod tests {
             ]
         );
         assert_eq!(store.held_instances(&svc("missing")), None);
+    }
+
+    #[test]
+    fn the_views_show_an_edited_instance_as_edited() {
+        use crate::naming::overlay::InstanceOverride;
+        use std::collections::BTreeMap;
+        let store = NamingStore::new(BeatTimeouts::default());
+        store.register_ephemeral("conn", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
+        let edit = InstanceOverride { enabled: Some(false), weight: Some(3.0), ..InstanceOverride::default() };
+        store.set_overrides(&svc("a"), BTreeMap::from([(inst("10.0.0.1", 80).key(), edit)]));
+        let held = store.held_instances(&svc("a")).expect("service exists");
+        assert_eq!((held[0].instance.enabled, held[0].instance.weight), (false, 3.0), "held, as edited");
+        let shown = store.catalog_instances(&svc("a")).expect("service exists");
+        assert_eq!((shown[0].enabled, shown[0].weight), (false, 3.0), "in the catalog, as edited");
     }
 
     #[test]

@@ -1,201 +1,223 @@
-//! The store as Distro's sync sees it: whole clients copied out to the
-//! other members and their copies applied here.
+//! The store as Distro's sync sees it: clients, whole or in part, copied
+//! out to the other members, and copies from them merged in.
 //!
-//! Rules (Distro's, see "One ephemeral registration, to every member" in
-//! `docs/ARCHITECTURE.md`), applied here so that every path (sync, verify,
-//! snapshot) agrees:
-//! * **Higher revision wins.** A copy replaces what is held only when its
-//!   revision is higher (or nothing is held). Revisions are raised past the
-//!   wall clock on every local change ([`Client::touch_local`]), so after a
-//!   partition the later write wins everywhere.
-//! * **A removal outlives older copies.** A client removed at some revision
-//!   is not brought back by a copy of that revision or older (see
-//!   [`super::tombstone`]).
+//! The rules are `naming::replica`'s, applied here so that every path
+//! (sync, verify repair, snapshot) agrees (see "One ephemeral
+//! registration, to every member" in `docs/ARCHITECTURE.md`):
+//! * **Slot by slot, the higher revision wins**; a copy never replaces a
+//!   whole client, so writes two members made to one client both stay.
+//! * **Removals outlive older writes**: removal records and a removed
+//!   client's floor stay (in its tombstone) for the tombstone TTL.
 //! * **A connection belongs to the node it is connected to.** A removal
-//!   from a peer never removes a local connection, and a newer copy of one
-//!   (an admin update made elsewhere) changes its instances but not its
-//!   origin.
+//!   from a peer never removes a local connection; a copy of a connection
+//!   this node owned and no longer holds (it closed, or an earlier run of
+//!   this node held it) is its own past and is ignored; a copy whose
+//!   owner has restarted since is ignored too.
 //!
 //! Copies that their source stops confirming expire: see [`super::verify`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::verify::confirm;
 use super::{Inner, NamingStore};
-use crate::naming::client::{Client, ClientKind, Origin, Published};
-use crate::naming::model::{Instance, InstanceKey, ServiceKey};
+use crate::naming::client::{Client, ClientKind, Origin, Owner};
+use crate::naming::model::ServiceKey;
+use crate::naming::replica::{Delta, Slot};
 
-/// One client as Distro replicates it.
+/// One client, whole or in part, as Distro replicates it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientCopy {
     /// The client id.
     pub id: String,
     /// Connection or ip:port.
     pub kind: ClientKind,
-    /// The revision of this data.
-    pub revision: u64,
-    /// Every published instance with its service.
-    pub instances: Vec<(ServiceKey, Instance)>,
-}
-
-/// What applying a copy did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// The copy was newer (or new) and replaced what was held.
-    Replaced,
-    /// The same revision was held; it counts as confirmed.
-    Confirmed,
-    /// A newer revision is held here; the copy was ignored.
-    Stale,
-}
-
-impl Client {
-    /// This client as Distro sends it.
-    fn to_copy(&self) -> ClientCopy {
-        let instances = self
-            .published
-            .iter()
-            .flat_map(|(service, set)| set.values().map(move |p| (service.clone(), p.instance.clone())))
-            .collect();
-        ClientCopy { id: self.id.clone(), kind: self.kind, revision: self.revision, instances }
-    }
+    /// For a connection, the member it is open on.
+    pub owner: Option<Owner>,
+    /// The slots, revision and floor.
+    pub delta: Delta,
 }
 
 impl Inner {
-    /// Replaces what `client_id` publishes with `published`, keeping each
-    /// service's publisher set right; returns the services whose instances
-    /// changed.
-    fn replace_published(
-        &mut self,
-        client_id: &str,
-        published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>>,
-    ) -> BTreeSet<ServiceKey> {
-        let Some(client) = self.clients.get_mut(client_id) else { return BTreeSet::new() };
-        let old = std::mem::replace(&mut client.published, published);
-        let new = &client.published;
-        let mut changed: BTreeSet<ServiceKey> = old
-            .iter()
-            .filter(|(key, set)| !new.get(*key).is_some_and(|n| same_instances(set, n)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let added: Vec<ServiceKey> = new.keys().filter(|k| !old.contains_key(*k)).cloned().collect();
-        let left: Vec<ServiceKey> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
-        changed.extend(added.iter().cloned());
-        for key in left {
-            self.unpublish(client_id, &key);
+    /// Keeps `client_id` in the publisher sets of `services` exactly where
+    /// it still publishes.
+    fn reindex(&mut self, client_id: &str, services: &BTreeSet<ServiceKey>) {
+        for key in services {
+            let publishes = self.clients.get(client_id).is_some_and(|c| c.published().contains_key(key));
+            if publishes {
+                self.entry(key).publishers.insert(client_id.to_owned());
+            } else {
+                self.unpublish(client_id, key);
+            }
         }
-        for key in added {
-            self.entry(&key).publishers.insert(client_id.to_owned());
-        }
-        changed
     }
-}
 
-/// Whether two sets hold the same instances (beat times aside).
-fn same_instances(a: &BTreeMap<InstanceKey, Published>, b: &BTreeMap<InstanceKey, Published>) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((ka, pa), (kb, pb))| ka == kb && pa.instance == pb.instance)
+    /// Merges one copy from `source`; returns the services whose instances
+    /// changed, or `None` when nothing changed.
+    fn merge_copy(
+        &mut self,
+        copy: &ClientCopy,
+        source: &str,
+        local: &str,
+        now: Instant,
+        stale: &impl Fn(&Owner) -> bool,
+    ) -> Option<BTreeSet<ServiceKey>> {
+        let held_local = self.clients.get(&copy.id).is_some_and(Client::is_local_connection);
+        if copy.kind == ClientKind::Connection && !held_local {
+            if let Some(owner) = &copy.owner {
+                if owner.member == local || stale(owner) {
+                    return None;
+                }
+            }
+        }
+        let synced = Origin::Synced { source: source.to_owned() };
+        if let Some(held) = self.clients.get_mut(&copy.id) {
+            let merged = held.merge(&copy.delta, now);
+            held.refreshed = now;
+            if !merged.changed {
+                return None;
+            }
+            if !held.is_local_connection() {
+                held.origin = synced;
+                if copy.owner.is_some() {
+                    held.owner = copy.owner.clone();
+                }
+            }
+            let gone = held.published().is_empty()
+                && (held.kind == ClientKind::IpPort || (!held.is_local_connection() && held.floor() > 0));
+            self.reindex(&copy.id, &merged.services);
+            if gone {
+                self.take_and_bury(&copy.id);
+            }
+            return Some(merged.services);
+        }
+        let tombstone = self.tombstones.remove(&copy.id);
+        let mut client = match &tombstone {
+            Some(t) => t.client.clone(),
+            None => Client::new(copy.id.clone(), copy.kind),
+        };
+        let merged = client.merge(&copy.delta, now);
+        let exists = !client.published().is_empty() || (client.kind == ClientKind::Connection && client.floor() == 0);
+        if !exists {
+            // Still removed: keep what the copy added to its removal, or
+            // the tombstone as it was (its retention is not renewed by a
+            // copy that adds nothing).
+            match tombstone {
+                Some(t) if !merged.changed => {
+                    self.tombstones.insert(copy.id.clone(), t);
+                }
+                _ => self.bury(client),
+            }
+            return None;
+        }
+        client.origin = synced;
+        client.owner = copy.owner.clone();
+        client.refreshed = now;
+        let services: BTreeSet<ServiceKey> = client.published().keys().cloned().collect();
+        self.clients.insert(copy.id.clone(), client);
+        self.reindex(&copy.id, &services);
+        Some(services)
+    }
 }
 
 impl NamingStore {
-    /// Copies of the clients `ids` that exist, and the ids that do not
-    /// with the revision of their removal (0 when not known).
-    pub fn client_copies(&self, ids: &[String]) -> (Vec<ClientCopy>, Vec<(String, u64)>) {
+    /// The current state of the clients `wanted`, each whole (`None`) or
+    /// the slots named: the live version or removal record of each, with
+    /// the client's revision and floor. A removed client is sent as its
+    /// tombstone; a client nothing is known of is left out. This node's own
+    /// connections name `local` as their owner.
+    pub fn copies(&self, wanted: &[(String, Option<Vec<Slot>>)], local: &Owner) -> Vec<ClientCopy> {
         let inner = self.inner.read();
-        let mut copies = Vec::new();
-        let mut absent = Vec::new();
-        for id in ids {
-            match inner.clients.get(id) {
-                Some(c) => copies.push(c.to_copy()),
-                None => absent.push((id.clone(), inner.removed_at(id).unwrap_or(0))),
-            }
-        }
-        (copies, absent)
+        wanted
+            .iter()
+            .filter_map(|(id, slots)| {
+                let client = inner.clients.get(id).or_else(|| inner.tombstones.get(id).map(|t| &t.client))?;
+                let owner = match (client.kind, client.is_local_connection()) {
+                    (ClientKind::Connection, true) => Some(local.clone()),
+                    (ClientKind::Connection, false) => client.owner.clone(),
+                    (ClientKind::IpPort, _) => None,
+                };
+                let delta = client.delta(slots.as_deref());
+                (!delta.is_empty() || inner.clients.contains_key(id)).then(|| ClientCopy {
+                    id: id.clone(),
+                    kind: client.kind,
+                    owner,
+                    delta,
+                })
+            })
+            .collect()
     }
 
-    /// Ids of every client held, local or copied, sorted (a snapshot's
-    /// table of contents).
+    /// Ids of every client held, local or copied, sorted.
     pub fn client_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inner.read().clients.keys().cloned().collect();
         ids.sort();
         ids
     }
 
-    /// Applies a copy received from the member `source` at `now`.
-    pub fn apply_copy(&self, copy: ClientCopy, source: &str, now: Instant) -> Applied {
-        let changed = {
-            let mut inner = self.inner.write();
-            if let Some(held) = inner.clients.get_mut(&copy.id) {
-                if held.revision > copy.revision {
-                    return Applied::Stale;
-                }
-                if held.revision == copy.revision {
-                    // A repeated send: its source vouches for it. (Without
-                    // the responsibility at hand, beats are renewed as
-                    // before; only verify repeats, and it knows.)
-                    confirm(held, now, &|_: &str| false);
-                    return Applied::Confirmed;
-                }
-            } else if inner.removed_at(&copy.id).is_some_and(|removed| removed >= copy.revision) {
-                // Removed after this copy was taken.
-                return Applied::Stale;
-            }
-            inner.tombstones.remove(&copy.id);
-            let mut published: HashMap<ServiceKey, BTreeMap<InstanceKey, Published>> = HashMap::new();
-            for (service, instance) in copy.instances {
-                published.entry(service).or_default().insert(instance.key(), Published { instance, last_beat: now });
-            }
-            let synced = Origin::Synced { source: source.to_owned() };
-            let client = inner
-                .clients
-                .entry(copy.id.clone())
-                .or_insert_with(|| Client { origin: synced.clone(), ..Client::new(copy.id.clone(), copy.kind) });
-            client.revision = copy.revision;
-            client.refreshed = now;
-            if !client.is_local_connection() {
-                client.origin = synced;
-            }
-            let changed = inner.replace_published(&copy.id, published);
-            // An ip:port client exists only through its instances.
-            if copy.kind == ClientKind::IpPort && inner.clients.get(&copy.id).is_some_and(|c| c.published.is_empty()) {
-                inner.clients.remove(&copy.id);
-                inner.bury(&copy.id, copy.revision);
-            }
-            changed
-        };
-        for key in &changed {
-            self.notify(key);
-        }
-        Applied::Replaced
+    /// Ids of every client held and every removed one still remembered,
+    /// sorted: a snapshot's table of contents.
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        let inner = self.inner.read();
+        let mut ids: Vec<String> = inner.clients.keys().chain(inner.tombstones.keys()).cloned().collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
-    /// Removes a client a peer says was removed at `revision` (0: unknown),
-    /// unless it is a connection to this node or held at a newer revision
-    /// (registered again since). Returns whether anything was removed.
-    pub fn remove_copy(&self, client_id: &str, revision: u64) -> bool {
-        let touched = {
+    /// Merges copies received from the member `source` at `now`, under one
+    /// lock; returns how many changed what this node holds. `local` is this
+    /// member (copies of its own past connections are ignored), `stale`
+    /// says which owners have restarted since (their connections are gone).
+    pub fn apply_copies(
+        &self,
+        copies: &[ClientCopy],
+        source: &str,
+        local: &str,
+        now: Instant,
+        stale: impl Fn(&Owner) -> bool,
+    ) -> usize {
+        let mut touched = BTreeSet::new();
+        let mut changed = 0;
+        {
             let mut inner = self.inner.write();
-            let held = inner.clients.get(client_id).map(|c| (c.is_local_connection(), c.revision));
-            match held {
-                None => {
-                    if revision > 0 {
-                        inner.bury(client_id, revision);
-                    }
-                    return false;
-                }
-                Some((true, _)) => return false,
-                Some((false, held)) if revision > 0 && held > revision => return false,
-                Some((false, held)) => {
-                    let keys = inner.drop_client(client_id);
-                    inner.bury(client_id, revision.max(held));
-                    keys
+            for copy in copies {
+                if let Some(services) = inner.merge_copy(copy, source, local, now, &stale) {
+                    changed += 1;
+                    touched.extend(services);
                 }
             }
-        };
+        }
         for key in &touched {
             self.notify(key);
         }
-        true
+        changed
+    }
+
+    /// Drops the copies of connections whose owner `stale` says has
+    /// restarted since they were made: their connections died with that
+    /// run of the owner. Nothing is announced (each member drops its own
+    /// copies). Returns how many were dropped.
+    pub fn drop_stale_connections(&self, stale: impl Fn(&Owner) -> bool) -> usize {
+        let mut touched = Vec::new();
+        let mut dropped = 0;
+        {
+            let mut inner = self.inner.write();
+            let ids: Vec<String> = inner
+                .clients
+                .values()
+                .filter(|c| c.kind == ClientKind::Connection && !c.is_local_connection())
+                .filter(|c| c.owner.as_ref().is_some_and(&stale))
+                .map(|c| c.id.clone())
+                .collect();
+            for id in ids {
+                touched.extend(inner.drop_client(&id));
+                dropped += 1;
+            }
+        }
+        for key in &touched {
+            self.notify(key);
+        }
+        dropped
     }
 }
 
@@ -209,38 +231,57 @@ pub(super) mod tests {
     use super::*;
     use crate::naming::clock;
     use crate::naming::model::BeatTimeouts;
-    use crate::naming::Selection;
+    use crate::naming::{CopyExpiry, Selection, Vouched};
 
-    /// A copy of client `id` publishing `(service, ip, port)` instances.
+    const ME: &str = "me:8848";
+
+    /// A copy of client `id` publishing `(service, ip, port)` instances,
+    /// each written at `revision`.
     pub(in crate::naming::store) fn copy(
         id: &str,
         kind: ClientKind,
         revision: u64,
         instances: &[(&str, &str, u16)],
     ) -> ClientCopy {
-        ClientCopy {
-            id: id.into(),
-            kind,
-            revision,
-            instances: instances.iter().map(|(s, ip, port)| (svc(s), inst(ip, *port))).collect(),
-        }
+        let live = instances.iter().map(|(s, ip, port)| (svc(s), inst(ip, *port), revision)).collect();
+        ClientCopy { id: id.into(), kind, owner: None, delta: Delta { revision, live, ..Delta::default() } }
+    }
+
+    /// Applies `copies` from `p:1` to `store` at `now`, no owner stale.
+    pub(in crate::naming::store) fn apply(store: &NamingStore, now: Instant, copies: &[ClientCopy]) -> usize {
+        store.apply_copies(copies, "p:1", ME, now, |_| false)
+    }
+
+    fn removal(id: &str, kind: ClientKind, revision: u64, service: &str, ip: &str, port: u16) -> ClientCopy {
+        let removed = vec![(svc(service), inst(ip, port).key(), revision)];
+        ClientCopy { id: id.into(), kind, owner: None, delta: Delta { revision, removed, ..Delta::default() } }
+    }
+
+    fn me() -> Owner {
+        Owner { member: ME.into(), incarnation: 1 }
     }
 
     #[test]
-    fn higher_revision_wins_and_equal_confirms() {
+    fn copies_merge_slot_by_slot_and_leave_alone_what_they_do_not_mention() {
         let store = NamingStore::new(BeatTimeouts::default());
         let now = Instant::now();
         let c = ClientKind::Connection;
-        assert_eq!(store.apply_copy(copy("c1", c, 5, &[("a", "10.0.0.1", 80)]), "b:8848", now), Applied::Replaced);
-        assert_eq!(store.apply_copy(copy("c1", c, 4, &[("a", "10.0.0.9", 80)]), "b:8848", now), Applied::Stale);
-        assert_eq!(store.apply_copy(copy("c1", c, 5, &[("a", "10.0.0.9", 80)]), "b:8848", now), Applied::Confirmed);
+        assert_eq!(apply(&store, now, &[copy("c1", c, 5, &[("a", "10.0.0.1", 80)])]), 1);
+        // A copy naming another slot adds it: the first one stays.
+        assert_eq!(apply(&store, now, &[copy("c1", c, 6, &[("b", "10.0.0.2", 80)])]), 1);
+        assert_eq!((hosts(&store, "a"), hosts(&store, "b")), (vec!["10.0.0.1:80".into()], vec!["10.0.0.2:80".into()]));
+        // An older write of a slot changes nothing; the same again neither.
+        assert_eq!(apply(&store, now, &[copy("c1", c, 4, &[("a", "10.0.0.9", 80)])]), 1, "a new slot");
+        assert_eq!(apply(&store, now, &[copy("c1", c, 4, &[("a", "10.0.0.9", 80)])]), 0, "the same again");
+        let older = ClientCopy { delta: Delta { revision: 4, ..Delta::default() }, ..copy("c1", c, 4, &[]) };
+        assert_eq!(apply(&store, now, &[older]), 0);
+        // A removal record removes the slot it names.
+        assert_eq!(apply(&store, now, &[removal("c1", c, 7, "a", "10.0.0.9", 80)]), 1);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
-        // A newer copy moves the instance to another service.
-        assert_eq!(store.apply_copy(copy("c1", c, 6, &[("b", "10.0.0.2", 80)]), "b:8848", now), Applied::Replaced);
-        assert!(hosts(&store, "a").is_empty());
-        assert!(store.service(&svc("a")).is_none(), "the emptied implicit service is forgotten");
-        assert_eq!(hosts(&store, "b"), ["10.0.0.2:80"]);
-        assert_eq!(store.client("c1").map(|c| c.origin), Some(Origin::Synced { source: "b:8848".into() }));
+        assert_eq!(apply(&store, now, &[removal("c1", c, 8, "b", "10.0.0.2", 80)]), 1);
+        assert!(store.service(&svc("b")).is_none(), "the emptied implicit service is forgotten");
+        let client = store.client("c1").expect("held");
+        assert_eq!((client.revision(), client.origin), (8, Origin::Synced { source: "p:1".into() }));
     }
 
     #[test]
@@ -250,13 +291,14 @@ pub(super) mod tests {
         let mut changes = store.subscribe_changes();
         let mut local = store.subscribe_local_changes();
         let c = ClientKind::Connection;
-        store.apply_copy(copy("c1", c, 1, &[("a", "10.0.0.1", 80), ("b", "10.0.0.1", 81)]), "p:1", now);
+        apply(&store, now, &[copy("c1", c, 1, &[("a", "10.0.0.1", 80), ("b", "10.0.0.1", 81)])]);
         let mut seen = BTreeSet::new();
         while let Ok(k) = changes.try_recv() {
             seen.insert(k.name);
         }
         assert_eq!(seen, BTreeSet::from(["a".to_string(), "b".to_string()]));
-        store.apply_copy(copy("c1", c, 2, &[("a", "10.0.0.1", 80), ("b", "10.0.0.2", 81)]), "p:1", now);
+        // A newer revision of a slot with the same instance is no visible change.
+        apply(&store, now, &[copy("c1", c, 2, &[("a", "10.0.0.1", 80), ("b", "10.0.0.2", 81)])]);
         assert_eq!(changes.try_recv().map(|k| k.name), Ok("b".to_string()));
         assert!(changes.try_recv().is_err(), "service a did not change");
         assert!(local.try_recv().is_err(), "copies are not local changes");
@@ -266,13 +308,16 @@ pub(super) mod tests {
     fn a_local_connection_is_never_removed_by_a_peer_but_takes_newer_data() {
         let store = NamingStore::new(BeatTimeouts::default());
         store.register_ephemeral("conn", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
-        assert!(!store.remove_copy("conn", 0));
+        let held = store.client("conn").map(|c| c.revision()).expect("held");
+        let floor = ClientCopy {
+            delta: Delta { revision: held + 5, floor: held + 5, ..Delta::default() },
+            ..copy("conn", ClientKind::Connection, 0, &[])
+        };
+        apply(&store, Instant::now(), &[floor]);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
-        let held = store.client("conn").map(|c| c.revision).expect("held");
-        let newer = copy("conn", ClientKind::Connection, held + 1, &[("a", "10.0.0.1", 80)]);
-        let newer =
-            ClientCopy { instances: vec![(svc("a"), Instance { weight: 3.0, ..inst("10.0.0.1", 80) })], ..newer };
-        assert_eq!(store.apply_copy(newer, "p:1", Instant::now()), Applied::Replaced);
+        let mut newer = copy("conn", ClientKind::Connection, held + 6, &[("a", "10.0.0.1", 80)]);
+        newer.delta.live[0].1.weight = 3.0;
+        assert_eq!(apply(&store, Instant::now(), &[newer]), 1);
         let client = store.client("conn").expect("held");
         assert_eq!(client.origin, Origin::Local, "still this node's connection");
         assert_eq!(store.query(&svc("a"), &Selection::default()).hosts[0].weight, 3.0);
@@ -284,55 +329,95 @@ pub(super) mod tests {
         let now = clock::now();
         let id = "10.0.0.1:80#true";
         let ip = ClientKind::IpPort;
-        store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:1", now);
+        apply(&store, now, &[copy(id, ip, 5, &[("a", "10.0.0.1", 80)])]);
+        let digest = store.client(id).map(|c| c.digest()).expect("held");
         // A removal older than what is held is ignored (registered again since).
-        assert!(!store.remove_copy(id, 4));
-        assert!(store.remove_copy(id, 6));
+        assert_eq!(apply(&store, now, &[removal(id, ip, 4, "a", "10.0.0.1", 80)]), 0);
+        assert_eq!(apply(&store, now, &[removal(id, ip, 6, "a", "10.0.0.1", 80)]), 1);
+        assert!(!store.has_client(id), "an ip:port client exists only through its instances");
         // The copy taken before the removal cannot bring it back, by sync or verify.
-        assert_eq!(store.apply_copy(copy(id, ip, 5, &[("a", "10.0.0.1", 80)]), "p:2", now), Applied::Stale);
-        let outcome = store.verify(&[(id.to_string(), 5)], now, |_| false);
+        assert_eq!(apply(&store, now, &[copy(id, ip, 5, &[("a", "10.0.0.1", 80)])]), 0);
+        let outcome = store.verify(&[Vouched { id, revision: 5, digest }], now, |_| false, |_| false);
         assert_eq!(outcome.newer_here, [id], "the removal is newer: it is sent back");
-        assert_eq!(store.client_copies(&[id.to_string()]).1, [(id.to_string(), 6)]);
+        let sent = store.copies(&[(id.to_string(), None)], &me());
+        assert_eq!(sent[0].delta.removed, [(svc("a"), inst("10.0.0.1", 80).key(), 6)]);
         // A registration after the removal wins.
-        assert_eq!(store.apply_copy(copy(id, ip, 7, &[("a", "10.0.0.1", 80)]), "p:2", now), Applied::Replaced);
+        assert_eq!(apply(&store, now, &[copy(id, ip, 7, &[("a", "10.0.0.1", 80)])]), 1);
         assert_eq!(hosts(&store, "a"), ["10.0.0.1:80"]);
         // A removal this node has not seen the client for is remembered too.
-        assert!(!store.remove_copy("other", 9));
+        assert_eq!(apply(&store, now, &[removal("other", ip, 9, "a", "10.0.0.2", 80)]), 0);
         let other = || copy("other", ip, 8, &[("a", "10.0.0.2", 80)]);
-        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Stale);
+        assert_eq!(apply(&store, now, &[other()]), 0);
         // Removal records are forgotten after their own retention, not before.
         let (max_age, tombstone_ttl) = (Duration::from_secs(5), Duration::from_secs(30));
         advance(tombstone_ttl).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
-        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Stale, "kept for the retention exactly");
+        store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl }, |_| false);
+        assert_eq!(apply(&store, now, &[other()]), 0, "kept for the retention exactly");
         advance(Duration::from_millis(1)).await;
-        store.expire_copies(clock::now(), max_age, tombstone_ttl, |_| false);
-        assert_eq!(store.apply_copy(other(), "p:2", now), Applied::Replaced);
+        store.expire_copies(clock::now(), CopyExpiry { connection: max_age, tombstone_ttl }, |_| false);
+        assert_eq!(apply(&store, now, &[other()]), 1);
     }
 
     #[test]
     fn an_ip_port_copy_without_instances_is_no_client() {
         let store = NamingStore::new(BeatTimeouts::default());
         let now = Instant::now();
-        store.apply_copy(copy("10.0.0.1:80#true", ClientKind::IpPort, 1, &[("a", "10.0.0.1", 80)]), "p:1", now);
-        store.apply_copy(copy("10.0.0.1:80#true", ClientKind::IpPort, 2, &[]), "p:1", now);
-        assert!(!store.has_client("10.0.0.1:80#true"));
+        let id = "10.0.0.1:80#true";
+        assert_eq!(apply(&store, now, &[copy(id, ClientKind::IpPort, 1, &[])]), 0);
+        assert!(!store.has_client(id));
+        apply(&store, now, &[copy(id, ClientKind::IpPort, 1, &[("a", "10.0.0.1", 80)])]);
+        apply(&store, now, &[removal(id, ClientKind::IpPort, 2, "a", "10.0.0.1", 80)]);
+        assert!(!store.has_client(id));
         assert!(store.service(&svc("a")).is_none());
     }
 
     #[test]
-    fn client_copies_round_trip() {
+    fn whole_copies_round_trip_and_deltas_carry_only_their_slots() {
         let source = NamingStore::new(BeatTimeouts::default());
         source.register_ephemeral("c1", ClientKind::Connection, &svc("a"), inst("10.0.0.1", 80));
         source.register_ephemeral("c1", ClientKind::Connection, &svc("b"), inst("10.0.0.1", 81));
-        let (copies, absent) = source.client_copies(&["c1".into(), "gone".into()]);
-        assert_eq!(absent, [("gone".to_string(), 0)]);
+        source.register_ephemeral("c1", ClientKind::Connection, &svc("b"), inst("10.0.0.1", 82));
+        let copies = source.copies(&[("c1".into(), None), ("unknown".into(), None)], &me());
+        assert_eq!(copies.len(), 1, "a client nothing is known of is left out");
+        assert_eq!(copies[0].owner, Some(me()), "this node's connection names this node");
+        assert_eq!((copies[0].delta.live.len(), copies[0].delta.removed.len()), (2, 1), "b:81 was replaced");
         let target = NamingStore::new(BeatTimeouts::default());
-        for c in copies {
-            target.apply_copy(c, "src:1", Instant::now());
-        }
+        target.apply_copies(&copies, "src:1", "other:8848", Instant::now(), |_| false);
         assert_eq!(hosts(&target, "a"), hosts(&source, "a"));
         assert_eq!(hosts(&target, "b"), hosts(&source, "b"));
         assert_eq!(target.client_ids(), ["c1"]);
+        let (held, sent) = (target.client("c1").expect("copy"), source.client("c1").expect("local"));
+        assert_eq!((held.revision(), held.digest()), (sent.revision(), sent.digest()));
+        assert_eq!(held.owner, Some(me()));
+        // A delta carries the slots named, with the revision and floor.
+        let slot = (svc("b"), inst("10.0.0.1", 81).key());
+        let delta = &source.copies(&[("c1".into(), Some(vec![slot.clone()]))], &me())[0].delta;
+        assert!(delta.live.is_empty());
+        assert_eq!(delta.removed.iter().map(|(s, k, _)| (s.clone(), k.clone())).collect::<Vec<_>>(), [slot]);
+        assert_eq!(delta.revision, sent.revision());
+    }
+
+    #[test]
+    fn copies_of_this_node_s_past_connections_and_of_restarted_owners_are_ignored() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let now = Instant::now();
+        let owned = |id: &str, member: &str, incarnation: u64| ClientCopy {
+            owner: Some(Owner { member: member.into(), incarnation }),
+            ..copy(id, ClientKind::Connection, 3, &[("a", "10.0.0.1", 80)])
+        };
+        // A copy of a connection this node held (an earlier run, or closed).
+        assert_eq!(apply(&store, now, &[owned("mine", ME, 1)]), 0);
+        // A copy from an owner that restarted since is gone with that run.
+        let stale = |o: &Owner| o.member == "b:8848" && o.incarnation < 10;
+        assert_eq!(store.apply_copies(&[owned("old", "b:8848", 9)], "b:8848", ME, now, stale), 0);
+        assert_eq!(store.apply_copies(&[owned("new", "b:8848", 10)], "b:8848", ME, now, stale), 1);
+        assert_eq!(store.client_ids(), ["new"]);
+        // Learning of a restart drops what the earlier run held at once.
+        apply(&store, now, &[owned("older", "c:8848", 4)]);
+        store.register_ephemeral("local", ClientKind::Connection, &svc("a"), inst("10.0.0.2", 80));
+        let dropped = store.drop_stale_connections(|o| o.member == "c:8848" && o.incarnation < 5);
+        assert_eq!(dropped, 1);
+        assert_eq!(store.client_ids(), ["local", "new"]);
+        assert_eq!(hosts(&store, "a"), ["10.0.0.1:80", "10.0.0.2:80"]);
     }
 }

@@ -5,12 +5,23 @@
 //! publishing ephemeral instances in it. The ephemeral instances stay with
 //! their clients, because a client is what Distro copies and what a closed
 //! connection or a silent ip:port client takes away; [`Inner::instances`]
-//! puts the two together.
+//! puts the two together, with the overrides of `super::overlay` laid
+//! over the ephemeral ones.
+//!
+//! An implicit service whose last instance leaves is kept, listed and
+//! empty, until the empty-service cleaner removes it (Nacos's
+//! `EmptyServiceAutoCleanerV2`; see [`crate::naming::cleaner`]), when the
+//! store is told to keep emptied services; otherwise it is forgotten at
+//! once. An explicit service stays until it is deleted; a deleted one goes
+//! at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use super::query::AnswerCache;
-use super::Inner;
+use super::{Inner, NamingStore};
+use crate::naming::clock;
 use crate::naming::model::{Instance, InstanceKey, ServiceKey, ServiceMeta};
 
 /// A service as stored: its settings, the clients publishing into it and its
@@ -26,23 +37,48 @@ pub(super) struct ServiceEntry {
     /// The encoded views of the current state (`query.rs`), emptied by
     /// every change the service announces.
     pub(super) answers: AnswerCache,
+    /// Since when an implicit service has held nothing: it is kept, listed
+    /// and empty, until the cleaner finds it so for the retention. `None`
+    /// while it holds something (or is explicit).
+    pub(super) emptied_at: Option<Instant>,
 }
 
 impl ServiceEntry {
-    /// An implicit service with nothing in it is forgotten.
+    /// An implicit service with nothing in it, which the store forgets (at
+    /// once, or after the retention).
     fn is_disposable(&self) -> bool {
         !self.meta.explicit && self.publishers.is_empty() && self.persistent.is_empty()
     }
 }
 
 impl Inner {
-    /// The entry of `key`, created (implicit and empty) if absent.
+    /// The entry of `key`, created (implicit and empty) if absent. Callers
+    /// are about to put something in it: it is no longer an emptied one.
     pub(super) fn entry(&mut self, key: &ServiceKey) -> &mut ServiceEntry {
-        self.services.entry(key.clone()).or_default()
+        let entry = self.services.entry(key.clone()).or_default();
+        entry.emptied_at = None;
+        entry
     }
 
-    /// Forgets `key` if it is implicit and holds nothing any more.
+    /// Called after something left `key`: if it is implicit and holds
+    /// nothing any more, it is forgotten, or (when emptied services are
+    /// kept) marked emptied now unless it already was.
     pub(super) fn forget_if_empty(&mut self, key: &ServiceKey) {
+        let keep = self.keep_emptied;
+        let Some(entry) = self.services.get_mut(key) else { return };
+        if !entry.is_disposable() {
+            return;
+        }
+        if keep {
+            entry.emptied_at.get_or_insert_with(clock::now);
+        } else {
+            self.services.remove(key);
+        }
+    }
+
+    /// Forgets `key` if it holds nothing, kept or not: its explicit
+    /// settings were deleted, which takes it away at once, as in Nacos.
+    pub(super) fn forget_deleted(&mut self, key: &ServiceKey) {
         if self.services.get(key).is_some_and(ServiceEntry::is_disposable) {
             self.services.remove(key);
         }
@@ -66,16 +102,28 @@ impl Inner {
         keys
     }
 
-    /// Every instance of a service: ephemeral ones from publishers, then
-    /// persistent, sorted by cluster and address.
-    pub(super) fn instances<'a>(&'a self, key: &ServiceKey, entry: &'a ServiceEntry) -> Vec<&'a Instance> {
-        let mut out: Vec<&Instance> = entry
+    /// The ephemeral instances of a service as their clients publish them.
+    pub(super) fn published_instances<'a>(
+        &'a self,
+        key: &'a ServiceKey,
+        entry: &'a ServiceEntry,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
+        entry
             .publishers
             .iter()
             .filter_map(|id| self.clients.get(id))
-            .filter_map(|c| c.published.get(key))
+            .filter_map(move |c| c.published.get(key))
             .flat_map(|m| m.values().map(|p| &p.instance))
-            .chain(entry.persistent.values())
+    }
+
+    /// Every instance of a service as consumers see it: ephemeral ones from
+    /// publishers with their overrides laid over, then persistent, sorted
+    /// by cluster and address.
+    pub(super) fn instances<'a>(&'a self, key: &'a ServiceKey, entry: &'a ServiceEntry) -> Vec<Cow<'a, Instance>> {
+        let mut out: Vec<Cow<'a, Instance>> = self
+            .published_instances(key, entry)
+            .map(|i| self.overridden(key, i))
+            .chain(entry.persistent.values().map(Cow::Borrowed))
             .collect();
         out.sort_by(|a, b| (&a.cluster, &a.ip, a.port).cmp(&(&b.cluster, &b.ip, b.port)));
         // Two clients can publish the very same instance for a while: an SDK
@@ -83,15 +131,50 @@ impl Inner {
         // connection before the old connection's copy is gone. A view shows
         // such an instance once, as Nacos does (its views are sets of
         // instances); instances that differ in anything stay apart.
-        let mut unique: Vec<&Instance> = Vec::with_capacity(out.len());
+        let mut unique: Vec<Cow<'a, Instance>> = Vec::with_capacity(out.len());
         for instance in out {
-            let same_address =
-                |u: &&&Instance| (&u.cluster, &u.ip, u.port) == (&instance.cluster, &instance.ip, instance.port);
+            let same_address = |u: &&Cow<'a, Instance>| {
+                (&u.cluster, &u.ip, u.port) == (&instance.cluster, &instance.ip, instance.port)
+            };
             if !unique.iter().rev().take_while(same_address).any(|u| *u == instance) {
                 unique.push(instance);
             }
         }
         unique
+    }
+}
+
+impl NamingStore {
+    /// Keeps implicit services that lose their last instance, listed and
+    /// empty, until [`NamingStore::clean_empty_services`] removes them
+    /// (instead of forgetting them at once).
+    pub fn keeping_emptied_services(self) -> Self {
+        self.inner.write().keep_emptied = true;
+        self
+    }
+
+    /// Removes the emptied services that have stayed empty and unchanged
+    /// for at least `retention` by `now`; returns them. Each member runs
+    /// this on its own replicated view, so all members drop a service
+    /// within one clean interval of each other.
+    pub fn clean_empty_services(&self, now: Instant, retention: Duration) -> Vec<ServiceKey> {
+        let mut inner = self.inner.write();
+        let expired: Vec<ServiceKey> = inner
+            .services
+            .iter()
+            .filter(|(_, e)| e.is_disposable())
+            .filter(|(_, e)| e.emptied_at.is_some_and(|at| now.saturating_duration_since(at) >= retention))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            inner.services.remove(key);
+        }
+        expired
+    }
+
+    /// Whether `client_id` publishes anything in `key`.
+    pub fn publishes_in(&self, client_id: &str, key: &ServiceKey) -> bool {
+        self.inner.read().services.get(key).is_some_and(|e| e.publishers.contains(client_id))
     }
 }
 

@@ -10,19 +10,23 @@
 //!
 //! # Layout
 //! Each file adds the methods of one job to [`NamingStore`]:
-//! - `entry`: a service as stored, and the view of its instances;
-//! - `tombstone`: removal records, so an older copy cannot bring a
-//!   removed client back;
+//! - `entry`: a service as stored, the view of its instances, and the
+//!   emptied services kept until the empty-service cleaner removes them;
+//! - `tombstone`: what is left of removed clients (their floor and
+//!   removal records), so an older copy cannot bring them back;
 //! - `ephemeral`: clients' instances (gRPC connections, ip:port clients);
 //! - `persistent`: the instances and settings Raft owns;
 //! - `beat`: beats of ip:port clients and their expiry;
 //! - `query`: the consumer view and the protect threshold;
+//! - `overlay`: the instance-metadata overrides Raft holds, laid over
+//!   ephemeral instances wherever they are shown;
 //! - `service`: services created, updated, deleted and listed;
 //! - `catalog`: what is held rather than what consumers see, for the
 //!   console: each service's counts, each instance with its holder,
 //!   disabled ones included;
-//! - `copies` and `verify`: the store as Distro sees it (whole clients
-//!   copied in and out; verify rounds and the expiry of copies);
+//! - `copies` and `verify`: the store as Distro sees it (clients, whole
+//!   or in part, copied in and out and merged by the rules of
+//!   `naming::replica`; verify rounds and the expiry of copies);
 //! - `index`: lookups by address for the client introspection API.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +35,9 @@ use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use super::client::Client;
-use super::model::{BeatTimeouts, ServiceKey};
+use super::model::{BeatTimeouts, InstanceKey, ServiceKey};
+use super::overlay::InstanceOverride;
+use super::replica::Slot;
 
 mod beat;
 mod catalog;
@@ -39,6 +45,7 @@ mod copies;
 mod entry;
 mod ephemeral;
 mod index;
+mod overlay;
 mod persistent;
 mod query;
 mod service;
@@ -48,11 +55,11 @@ mod verify;
 pub use super::clock::now_millis;
 pub use beat::BeatOutcome;
 pub use catalog::{HeldInstance, Holder, ServiceSummary};
-pub use copies::{Applied, ClientCopy};
+pub use copies::ClientCopy;
 pub use index::{AddressFilter, PublisherRef};
 pub use query::{EncodedView, Form, Selection};
 pub use service::ServiceDetail;
-pub use verify::VerifyOutcome;
+pub use verify::{CopyExpiry, VerifyOutcome, Vouched};
 
 use entry::ServiceEntry;
 use tombstone::Tombstone;
@@ -70,8 +77,24 @@ struct Inner {
     clients: HashMap<String, Client>,
     /// Every service known, explicit or with instances.
     services: BTreeMap<ServiceKey, ServiceEntry>,
-    /// Removal records of clients, by id.
+    /// What is left of removed clients, by id.
     tombstones: HashMap<String, Tombstone>,
+    /// Overrides of ephemeral instances, as Raft holds them.
+    overrides: HashMap<ServiceKey, BTreeMap<InstanceKey, InstanceOverride>>,
+    /// Whether implicit services that lose their last instance are kept
+    /// until the empty-service cleaner removes them.
+    keep_emptied: bool,
+}
+
+/// A change made on this node to one client: the slots it touched, or
+/// `None` for the whole client (it was removed, or every slot may have
+/// changed). Distro sends the current state of exactly these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalChange {
+    /// The client.
+    pub client: String,
+    /// The slots changed; `None`: the whole client.
+    pub slots: Option<Vec<Slot>>,
 }
 
 /// Counts shown in metrics and status.
@@ -90,7 +113,7 @@ pub struct StoreCounts {
 pub struct NamingStore {
     inner: RwLock<Inner>,
     changes: broadcast::Sender<ServiceKey>,
-    local_changes: broadcast::Sender<String>,
+    local_changes: broadcast::Sender<LocalChange>,
     timeouts: BeatTimeouts,
 }
 
@@ -124,17 +147,17 @@ impl NamingStore {
         let _ = self.changes.send(key.clone());
     }
 
-    /// Receives the id of every client changed or removed *on this node*
+    /// Receives every change made to a client *on this node*
     /// (registrations, deregistrations, beats that change health, expiry,
-    /// closed connections); Distro sends these to the other members. Data
-    /// applied from peers is not announced here.
-    pub fn subscribe_local_changes(&self) -> broadcast::Receiver<String> {
+    /// closed connections), with the slots it touched; Distro sends these
+    /// to the other members. Data applied from peers is not announced here.
+    pub fn subscribe_local_changes(&self) -> broadcast::Receiver<LocalChange> {
         self.local_changes.subscribe()
     }
 
-    fn changed_locally(&self, client_id: &str) {
+    fn changed_locally(&self, client_id: &str, slots: Option<Vec<Slot>>) {
         // No receiver: standalone, or Distro not started.
-        let _ = self.local_changes.send(client_id.to_owned());
+        let _ = self.local_changes.send(LocalChange { client: client_id.to_owned(), slots });
     }
 
     /// Whether a client exists.

@@ -13,17 +13,30 @@ use crate::naming::model::{Instance, InstanceKey, ServiceKey, ServiceMeta};
 
 impl Inner {
     /// Sets a service's explicit settings and persistent instances; returns
-    /// whether anything changed.
+    /// whether anything changed. A service whose explicit settings go (it
+    /// was deleted) is forgotten at once if it holds nothing; one whose last
+    /// persistent instance goes is an emptied service like any other.
     fn set_persistent(&mut self, key: &ServiceKey, meta: Option<ServiceMeta>, instances: Vec<Instance>) -> bool {
         let meta = meta.map(|m| ServiceMeta { explicit: true, ..m }).unwrap_or_default();
         let persistent: BTreeMap<InstanceKey, Instance> =
             instances.into_iter().map(|i| (i.key(), Instance { ephemeral: false, ..i })).collect();
+        let (was_explicit, unchanged) = match self.services.get(key) {
+            Some(entry) => (entry.meta.explicit, entry.meta == meta && entry.persistent == persistent),
+            None => (false, meta == ServiceMeta::default() && persistent.is_empty()),
+        };
+        if unchanged {
+            return false;
+        }
+        let deleted = was_explicit && !meta.explicit;
         let entry = self.entry(key);
-        let changed = entry.meta != meta || entry.persistent != persistent;
         entry.meta = meta;
         entry.persistent = persistent;
-        self.forget_if_empty(key);
-        changed
+        if deleted {
+            self.forget_deleted(key);
+        } else {
+            self.forget_if_empty(key);
+        }
+        true
     }
 }
 

@@ -184,12 +184,13 @@ impl NamingStore {
     }
 
     fn view(&self, inner: &super::Inner, key: &ServiceKey, selection: &Selection) -> ServiceInfo {
-        let (protect_threshold, instances): (f32, Vec<&Instance>) = match inner.services.get(key) {
+        let (protect_threshold, instances) = match inner.services.get(key) {
             Some(entry) => (entry.meta.protect_threshold, inner.instances(key, entry)),
             None => (0.0, Vec::new()),
         };
         let selected: Vec<&Instance> = instances
-            .into_iter()
+            .iter()
+            .map(|i| &**i)
             .filter(|i| i.enabled)
             .filter(|i| selection.clusters.is_empty() || selection.clusters.iter().any(|c| c == &i.cluster))
             .collect();
@@ -223,11 +224,12 @@ impl NamingStore {
         }
     }
 
-    /// One instance of a service, if it exists.
+    /// One instance of a service as consumers see it (with its override),
+    /// if it exists.
     pub fn instance(&self, key: &ServiceKey, instance: &InstanceKey) -> Option<Instance> {
         let inner = self.inner.read();
         let entry = inner.services.get(key)?;
-        inner.instances(key, entry).into_iter().find(|i| &i.key() == instance).cloned()
+        inner.instances(key, entry).into_iter().find(|i| &i.key() == instance).map(std::borrow::Cow::into_owned)
     }
 }
 
@@ -313,7 +315,7 @@ mod tests {
                 store.update_service(&svc("a"), meta).expect("update");
             },
             &|| {
-                store.deregister_ephemeral("d", &svc("a"), &inst("10.0.0.3", 80).key());
+                store.deregister_ephemeral("d", &svc("a"), &inst("10.0.0.3", 80).key(), false);
             },
             &|| {
                 store.remove_client("c");

@@ -72,6 +72,18 @@ impl NamingStore {
         Ok(())
     }
 
+    /// Forgets a service deleted through Raft if it holds nothing: an
+    /// emptied one kept listed goes at once, on every member.
+    pub fn forget_deleted_service(&self, key: &ServiceKey) {
+        self.inner.write().forget_deleted(key);
+    }
+
+    /// Whether `key` is an emptied service: implicit and holding nothing,
+    /// kept listed until the cleaner removes it.
+    pub fn is_emptied(&self, key: &ServiceKey) -> bool {
+        self.inner.read().services.get(key).is_some_and(|e| e.emptied_at.is_some() && !e.meta.explicit)
+    }
+
     /// Whether a service has ephemeral instances (checked before a service
     /// deletion is proposed to Raft, which cannot see them).
     pub fn has_ephemeral_instances(&self, key: &ServiceKey) -> bool {
