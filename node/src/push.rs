@@ -1,11 +1,19 @@
 //! Pushes to subscribers: every change of a watched service reaches every
 //! gRPC connection subscribed to it as a `NotifySubscriberRequest`.
 //!
-//! Changes to one service within the push delay are merged. Pushes to one
+//! Batching adapts to the subscriber: a change to a service whose
+//! subscriber has no push of it in flight is pushed at once; changes that
+//! arrive while a push is in flight are merged into one push, sent when the
+//! first is acknowledged, and no sooner than the push delay after it
+//! (`--push-delay`: in a burst of changes, one subscriber gets at most one
+//! push of a service per delay). A light load thus waits for nothing, and a
+//! heavy one is merged by the subscriber's own pace. Pushes to one
 //! subscriber of one service are serialised and always carry the view at
 //! send time, so a subscriber never sees an older view after a newer one. A
 //! push that is not acknowledged within the push timeout is retried after the
 //! retry delay for as long as the subscriber stays connected and subscribed.
+//! The view is the service's encoded answer (`NamingStore::answer`), shared
+//! by every push and query until the service changes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,13 +21,14 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
 use crate::api::grpc::connection::Connections;
-use crate::api::grpc::payload;
+use crate::api::grpc::payload::{self, write_json_str};
 use crate::metrics::Metrics;
-use crate::naming::{NamingStore, Selection, ServiceInfo, ServiceKey};
-use serde::Serialize;
+use crate::naming::store::now_millis;
+use crate::naming::{EncodedView, Form, NamingStore, Selection, ServiceKey};
 
 /// Who watches which service, with the clusters each asked for.
 #[derive(Debug, Default)]
@@ -127,26 +136,30 @@ impl Subscribers {
     }
 }
 
-/// An empty JSON object (`headers`).
-#[derive(Serialize)]
-struct Empty {}
-
-/// The body of a `NotifySubscriberRequest`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NotifySubscriber<'a> {
-    headers: Empty,
-    namespace: &'a str,
-    service_name: &'a str,
-    group_name: &'a str,
-    service_info: &'a ServiceInfo,
-    module: &'static str,
+/// The body of a `NotifySubscriberRequest` carrying `view` of `key`,
+/// answered at `now`, with the push's `request_id`: the fields in the order
+/// Nacos's `NotifySubscriberRequest` has them (and Roster always sent).
+fn notify_body(key: &ServiceKey, view: &EncodedView, now: i64, request_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(view.len() + 160);
+    out.extend_from_slice(b"{\"headers\":{},\"namespace\":");
+    write_json_str(&mut out, &key.namespace);
+    out.extend_from_slice(b",\"serviceName\":");
+    write_json_str(&mut out, &key.name);
+    out.extend_from_slice(b",\"groupName\":");
+    write_json_str(&mut out, &key.group);
+    out.extend_from_slice(b",\"serviceInfo\":");
+    view.write(now, &mut out);
+    out.extend_from_slice(b",\"module\":\"naming\",\"requestId\":");
+    write_json_str(&mut out, request_id);
+    out.push(b'}');
+    out
 }
 
 /// Push timings.
 #[derive(Debug, Clone, Copy)]
 pub struct PushTimings {
-    /// Changes within this window are merged.
+    /// Shortest time between two pushes of one service to one subscriber
+    /// when changes arrive while a push is in flight.
     pub delay: Duration,
     /// Time to wait for a client's ack.
     pub timeout: Duration,
@@ -159,7 +172,8 @@ pub struct PushTimings {
 enum Pending {
     /// A task is pushing; nothing new since it took its view.
     Running,
-    /// A task is pushing and another change arrived: push again after it.
+    /// A task is pushing (or pausing between two pushes) and another change
+    /// arrived: push again after it.
     Dirty,
 }
 
@@ -221,35 +235,38 @@ impl PushService {
     }
 
     fn schedule(self: &Arc<Self>, key: ServiceKey, connection_id: String) {
+        let slot = (key, connection_id);
         {
             let mut pending = self.pending.lock();
-            match pending.get_mut(&(key.clone(), connection_id.clone())) {
+            match pending.get_mut(&slot) {
                 Some(state) => {
                     *state = Pending::Dirty;
                     return;
                 }
                 None => {
-                    pending.insert((key.clone(), connection_id.clone()), Pending::Running);
+                    pending.insert(slot.clone(), Pending::Running);
                 }
             }
         }
         let this = self.clone();
-        let span = tracing::debug_span!("push", service = %key, connection = %connection_id);
+        let span = tracing::debug_span!("push", service = %slot.0, connection = %slot.1);
         tokio::spawn(
             async move {
-                tokio::time::sleep(this.timings.delay).await;
                 loop {
-                    if let Some(state) = this.pending.lock().get_mut(&(key.clone(), connection_id.clone())) {
-                        *state = Pending::Running;
+                    let sent = this.push_until_acked(&slot).await;
+                    {
+                        let mut pending = this.pending.lock();
+                        if pending.get(&slot) != Some(&Pending::Dirty) {
+                            pending.remove(&slot);
+                            return;
+                        }
                     }
-                    this.push_until_acked(&key, &connection_id).await;
-                    let mut pending = this.pending.lock();
-                    let slot = (key.clone(), connection_id.clone());
-                    if pending.get(&slot) == Some(&Pending::Dirty) {
-                        continue;
+                    // Changes came during the push: they go in one more
+                    // push, no sooner than the delay after the last one
+                    // (more changes meanwhile join it).
+                    if let Some(sent) = sent {
+                        tokio::time::sleep_until(sent + this.timings.delay).await;
                     }
-                    pending.remove(&slot);
-                    return;
                 }
             }
             .instrument(span),
@@ -257,26 +274,28 @@ impl PushService {
     }
 
     /// Pushes the current view until the subscriber acknowledges it, leaves,
-    /// or unsubscribes.
-    async fn push_until_acked(&self, key: &ServiceKey, connection_id: &str) {
+    /// or unsubscribes; returns when the last push was sent (none: the
+    /// subscriber left before one was).
+    async fn push_until_acked(&self, slot: &(ServiceKey, String)) -> Option<Instant> {
+        let (key, connection_id) = slot;
+        let mut sent = None;
         loop {
-            let Some(clusters) = self.subscribers.clusters(connection_id, key) else { return };
-            let Some(conn) = self.connections.get(connection_id) else { return };
+            let Some(clusters) = self.subscribers.clusters(connection_id, key) else { return sent };
+            let Some(conn) = self.connections.get(connection_id) else { return sent };
+            // The view is taken now: changes from here on need another push.
+            if let Some(state) = self.pending.lock().get_mut(slot) {
+                *state = Pending::Running;
+            }
             let selection = Selection { clusters, healthy_only: false, grouped_name: false };
-            let info = self.store.query(key, &selection);
-            let body = NotifySubscriber {
-                headers: Empty {},
-                namespace: &key.namespace,
-                service_name: &key.name,
-                group_name: &key.group,
-                service_info: &info,
-                module: "naming",
-            };
-            match conn.request("NotifySubscriberRequest", &body, self.timings.timeout).await {
+            let view = self.store.answer(key, &selection, Form::Fields);
+            let now = now_millis();
+            sent = Some(Instant::now());
+            let body = |request_id: &str| notify_body(key, &view, now, request_id);
+            match conn.request_with("NotifySubscriberRequest", body, self.timings.timeout).await {
                 Ok(answer) if payload::result_code(&answer) == Some(200) => {
                     self.metrics.push("ok");
-                    debug!(hosts = info.hosts.len(), "pushed");
-                    return;
+                    debug!(hosts = view.hosts, "pushed");
+                    return sent;
                 }
                 Ok(_) => self.metrics.push("failed"),
                 Err(e) => {
@@ -285,7 +304,7 @@ impl PushService {
                 }
             }
             if conn.is_closed() {
-                return;
+                return sent;
             }
             self.metrics.push("retry");
             tokio::time::sleep(self.timings.retry_delay).await;
@@ -305,6 +324,8 @@ mod tests {
 
     use tokio::sync::mpsc;
     use tokio::time::Instant;
+
+    use serde::Serialize;
 
     use super::*;
     use crate::api::grpc::connection::{ClientInfo, Connection};
@@ -417,17 +438,71 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn changes_within_the_push_delay_are_merged_into_one_push() {
+    async fn a_change_is_pushed_at_once_and_changes_during_a_push_are_merged_into_one() {
         let mut h = Harness::new();
         h.change("10.0.0.1");
-        // Virtual time: this sleep returns at once, 40 ms later.
+        let first = h.next_push(QUIET).await.expect("a push");
+        assert_eq!((first.at, first.hosts.as_slice()), (ms(0), ["10.0.0.1".to_owned()].as_slice()), "at once");
+        // Two changes while the first push waits for its answer.
         tokio::time::sleep(ms(40)).await;
         h.change("10.0.0.2");
-        let pushed = h.next_push(QUIET).await.expect("a push");
-        assert_eq!(pushed.at, TIMINGS.delay, "one push delay after the first change");
-        assert_eq!(pushed.hosts, ["10.0.0.1", "10.0.0.2"], "the view at send time");
-        h.ack(&pushed);
+        tokio::time::sleep(ms(20)).await;
+        h.change("10.0.0.3");
+        tokio::time::sleep(ms(20)).await;
+        h.ack(&first);
+        let merged = h.next_push(QUIET).await.expect("the merged push");
+        assert_eq!(merged.at, TIMINGS.delay, "answered after 80 ms; the next push one delay after the first");
+        assert_eq!(merged.hosts, ["10.0.0.1", "10.0.0.2", "10.0.0.3"], "both changes, the view at send time");
+        h.ack(&merged);
         assert!(h.next_push(QUIET).await.is_none(), "both changes went in one push");
+        // Quiet again: the next change is pushed at once, however soon.
+        let changed_at = h.started.elapsed();
+        h.change("10.0.0.4");
+        let alone = h.next_push(QUIET).await.expect("a push");
+        assert_eq!(alone.at, changed_at, "nothing in flight: no wait");
+        h.ack(&alone);
+    }
+
+    /// The push's JSON is the one the serialised structs gave, field for
+    /// field and byte for byte, with the encoded view of the store.
+    #[test]
+    fn the_push_body_is_the_serialised_notify_request() {
+        #[derive(Serialize)]
+        struct Empty {}
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct NotifySubscriber<'a> {
+            headers: Empty,
+            namespace: &'a str,
+            service_name: &'a str,
+            group_name: &'a str,
+            service_info: &'a crate::naming::ServiceInfo,
+            module: &'static str,
+            request_id: &'a str,
+        }
+        let store = NamingStore::new(BeatTimeouts::default());
+        let key = ServiceKey::new("team \"a\"", "DEFAULT_GROUP", "orders");
+        let mut tagged = Instance::new("10.0.0.1", 80);
+        tagged.metadata.insert("lastRefTime".into(), "0".into());
+        store.register_ephemeral("c", ClientKind::Connection, &key, tagged);
+        let selection = Selection::default();
+        let mut info = store.query(&key, &selection);
+        info.last_ref_time = 1_700_000_000_123;
+        let expected = serde_json::to_vec(&NotifySubscriber {
+            headers: Empty {},
+            namespace: &key.namespace,
+            service_name: &key.name,
+            group_name: &key.group,
+            service_info: &info,
+            module: "naming",
+            request_id: "42",
+        })
+        .expect("json");
+        let view = store.answer(&key, &selection, Form::Fields);
+        assert_eq!(
+            String::from_utf8_lossy(&notify_body(&key, &view, info.last_ref_time, "42")),
+            String::from_utf8_lossy(&expected)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -435,15 +510,11 @@ mod tests {
         let mut h = Harness::new();
         h.change("10.0.0.1");
         let first = h.next_push(QUIET).await.expect("a push");
-        assert_eq!((first.at, first.hosts.as_slice()), (TIMINGS.delay, ["10.0.0.1".to_owned()].as_slice()));
+        assert_eq!((first.at, first.hosts.as_slice()), (ms(0), ["10.0.0.1".to_owned()].as_slice()));
         // Not answered. The store changes meanwhile, unannounced.
         h.register("10.0.0.2");
         let retry = h.next_push(QUIET).await.expect("a retry");
-        assert_eq!(
-            retry.at,
-            TIMINGS.delay + TIMINGS.timeout + TIMINGS.retry_delay,
-            "after the timeout and the retry delay"
-        );
+        assert_eq!(retry.at, TIMINGS.timeout + TIMINGS.retry_delay, "after the timeout and the retry delay");
         assert_eq!(retry.hosts, ["10.0.0.1", "10.0.0.2"], "a retry carries the current view");
         assert_ne!(retry.request_id, first.request_id);
         // The first push's answer comes too late to count.
@@ -460,12 +531,12 @@ mod tests {
         let first = h.next_push(QUIET).await.expect("a push");
         h.change("10.0.0.2");
         // Pushes to one subscriber are serialised: nothing more while the
-        // first one waits for its answer (it times out at delay + timeout).
+        // first one waits for its answer (it times out at the timeout).
         assert!(h.next_push(TIMINGS.timeout - ms(100)).await.is_none(), "no second push beside the first");
         let answered_at = h.started.elapsed();
         h.ack(&first);
         let second = h.next_push(QUIET).await.expect("the change pushed after the first");
-        assert_eq!(second.at, answered_at, "at once, the change already waited its delay");
+        assert_eq!(second.at, answered_at, "at once: the first push went out more than a delay ago");
         assert_eq!(second.hosts, ["10.0.0.1", "10.0.0.2"]);
         h.ack(&second);
         assert!(h.next_push(QUIET).await.is_none());
@@ -484,7 +555,7 @@ mod tests {
         let changed_at = h.started.elapsed();
         h.change("10.0.0.2");
         let again = h.next_push(QUIET).await.expect("a push to the new subscription");
-        assert_eq!(again.at, changed_at + TIMINGS.delay);
+        assert_eq!(again.at, changed_at);
         h.conn.close();
         assert!(h.next_push(QUIET).await.is_none(), "no retry to a closed connection");
     }
@@ -495,15 +566,12 @@ mod tests {
         let run = tokio::spawn(h.push.clone().run());
         // The subscription made in `Harness::new` is pushed the current view.
         let fresh = h.next_push(QUIET).await.expect("the view of the new subscription");
-        assert_eq!((fresh.at, fresh.hosts.len()), (TIMINGS.delay, 0));
+        assert_eq!((fresh.at, fresh.hosts.len()), (ms(0), 0));
         h.ack(&fresh);
         let registered_at = h.started.elapsed();
         h.register("10.0.0.1");
         let changed = h.next_push(QUIET).await.expect("the change");
-        assert_eq!(
-            (changed.at, changed.hosts.as_slice()),
-            (registered_at + TIMINGS.delay, ["10.0.0.1".to_owned()].as_slice())
-        );
+        assert_eq!((changed.at, changed.hosts.as_slice()), (registered_at, ["10.0.0.1".to_owned()].as_slice()));
         h.ack(&changed);
         run.abort();
     }

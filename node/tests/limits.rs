@@ -280,6 +280,45 @@ async fn a_flooding_grpc_connection_is_limited_while_another_is_served() {
     node.shutdown().await;
 }
 
+/// At the default rates a gateway is a normal client: one gRPC connection
+/// and one client IP may send far more at once than the earlier defaults
+/// let through (a burst of 400 per connection, 1 000 per IP), without a
+/// single refusal. The requests are sent as fast as the node answers; the
+/// defaults' bursts alone cover them, so the outcome does not depend on
+/// how fast that is.
+#[tokio::test]
+async fn the_default_rates_let_a_gateways_load_through() {
+    let node = start(test_config()).await;
+    let mut gateway = connect(&node).await;
+    for i in 0..1_200 {
+        let (_, v) = gateway.call("InstanceRequest", register(&format!("gw-{}", i % 50), "10.0.0.1", 80)).await;
+        assert_eq!(v["resultCode"], 200, "request {i} over one connection: {v}");
+    }
+    let list = format!("{}/nacos/v1/ns/instance/list?serviceName=gw-1", http_base(&node));
+    // Sixteen callers behind one address, 150 requests each.
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, list) = (reqwest::Client::new(), list.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..150 {
+                    statuses.push(client.get(&list).send().await.expect("list").status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        let statuses = caller.await.expect("caller");
+        assert!(statuses.iter().all(|s| *s == 200), "every request from one client IP answered: {statuses:?}");
+        answered += statuses.len();
+    }
+    assert_eq!(answered, 2_400);
+    assert_eq!((rejections(&node, Limit::GrpcRate), rejections(&node, Limit::HttpRate)), (0, 0));
+    node.shutdown().await;
+}
+
 /// The admin plane is outside the client limits: with the only HTTP
 /// connection taken and the client IP's rate spent, the probes, the status
 /// document and the metrics still answer, on the connection that holds the
@@ -525,8 +564,8 @@ fn limit_flags_are_validated() {
     }
     let defaults = Config::default();
     assert_eq!((defaults.limits.max_grpc_connections, defaults.limits.max_http_connections), (10_000, 1_024));
-    assert_eq!((defaults.limits.grpc_rate_limit, defaults.limits.grpc_rate_burst), (200.0, 400));
-    assert_eq!((defaults.limits.http_rate_limit, defaults.limits.http_rate_burst), (500.0, 1_000));
+    assert_eq!((defaults.limits.grpc_rate_limit, defaults.limits.grpc_rate_burst), (5_000.0, 10_000));
+    assert_eq!((defaults.limits.http_rate_limit, defaults.limits.http_rate_burst), (20_000.0, 40_000));
     assert_eq!((defaults.limits.login_rate_limit, defaults.limits.login_rate_burst), (1.0, 10));
     assert_eq!((defaults.limits.max_concurrent_logins, defaults.limits.login_wait), (1, Duration::from_secs(3)));
 }

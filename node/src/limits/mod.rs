@@ -134,6 +134,23 @@ impl LimitMetrics {
     }
 }
 
+// The default rates are sized for the heaviest legitimate client, not the
+// average one: a gateway or sidecar multiplexes many callers over a few
+// gRPC connections, and everything behind a proxy or NAT shares one HTTP
+// client IP. A node of two cores answers on the order of 10 000 requests/s
+// in total, so these limits refuse only a client that alone asks for more
+// than such a node serves: a flood or a retry loop gone wrong, refused
+// cheaply before any work is done.
+
+/// Default of `--grpc-rate-limit`: requests/s per gRPC connection.
+pub const DEFAULT_GRPC_RATE: f64 = 5_000.0;
+/// Default of `--grpc-rate-burst`: two seconds at the default rate.
+pub const DEFAULT_GRPC_BURST: u32 = 10_000;
+/// Default of `--http-rate-limit`: requests/s per HTTP client IP.
+pub const DEFAULT_HTTP_RATE: f64 = 20_000.0;
+/// Default of `--http-rate-burst`: two seconds at the default rate.
+pub const DEFAULT_HTTP_BURST: u32 = 40_000;
+
 /// The size, connection and rate limits of the client planes.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 #[command(next_help_heading = "Client limits")]
@@ -200,21 +217,25 @@ pub struct LimitSettings {
     pub max_services_per_connection: usize,
 
     /// Requests per second one gRPC connection may send (token bucket
-    /// refill); more are answered with error code 503. 0: no limit.
-    #[arg(long, env = "ROSTER_GRPC_RATE_LIMIT", default_value_t = 200.0)]
+    /// refill); more are answered with error code 503. 0: no limit. The
+    /// default is what a gateway's pooled connection can need, so it only
+    /// refuses a flood (README "Limits").
+    #[arg(long, env = "ROSTER_GRPC_RATE_LIMIT", default_value_t = DEFAULT_GRPC_RATE)]
     pub grpc_rate_limit: f64,
 
     /// Requests one gRPC connection may send at once (token bucket size).
-    #[arg(long, env = "ROSTER_GRPC_RATE_BURST", default_value_t = 400)]
+    #[arg(long, env = "ROSTER_GRPC_RATE_BURST", default_value_t = DEFAULT_GRPC_BURST)]
     pub grpc_rate_burst: u32,
 
     /// Requests per second one client IP may send to the HTTP port (token
-    /// bucket refill); more are answered 429. 0: no limit.
-    #[arg(long, env = "ROSTER_HTTP_RATE_LIMIT", default_value_t = 500.0)]
+    /// bucket refill); more are answered 429. 0: no limit. The default is
+    /// what everything behind one proxy or NAT address can need, so it only
+    /// refuses a flood (README "Limits").
+    #[arg(long, env = "ROSTER_HTTP_RATE_LIMIT", default_value_t = DEFAULT_HTTP_RATE)]
     pub http_rate_limit: f64,
 
     /// Requests one client IP may send to the HTTP port at once (token bucket size).
-    #[arg(long, env = "ROSTER_HTTP_RATE_BURST", default_value_t = 1_000)]
+    #[arg(long, env = "ROSTER_HTTP_RATE_BURST", default_value_t = DEFAULT_HTTP_BURST)]
     pub http_rate_burst: u32,
 
     /// Logins per second one client IP may attempt (token bucket refill);
@@ -262,10 +283,10 @@ impl Default for LimitSettings {
             grpc_keepalive_timeout: Duration::from_secs(20),
             http_header_read_timeout: Duration::from_secs(10),
             max_services_per_connection: 10_000,
-            grpc_rate_limit: 200.0,
-            grpc_rate_burst: 400,
-            http_rate_limit: 500.0,
-            http_rate_burst: 1_000,
+            grpc_rate_limit: DEFAULT_GRPC_RATE,
+            grpc_rate_burst: DEFAULT_GRPC_BURST,
+            http_rate_limit: DEFAULT_HTTP_RATE,
+            http_rate_burst: DEFAULT_HTTP_BURST,
             login_rate_limit: 1.0,
             login_rate_burst: 10,
             max_concurrent_logins: 1,

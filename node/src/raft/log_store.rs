@@ -1,12 +1,17 @@
 //! The durable Raft log: entries, the vote and the committed pointer in one
 //! redb file (`log.redb`).
 //!
-//! Every write is one redb transaction committed with redb's default
-//! `Durability::Immediate` (checksummed commit slot plus fsync), so:
-//! an `append` calls openraft's flush callback only after the entries are on
-//! disk, `save_vote` returns only after the vote is, and vote and log writes
-//! cannot be reordered (redb has one writer at a time). redb is blocking, so
-//! every call runs on tokio's blocking pool.
+//! Every write but the committed pointer's is one redb transaction committed
+//! with redb's default `Durability::Immediate` (checksummed commit slot plus
+//! fsync), so: an `append` calls openraft's flush callback only after the
+//! entries are on disk, `save_vote` returns only after the vote is, and vote
+//! and log writes cannot be reordered (redb has one writer at a time). The
+//! committed pointer is written without an fsync (`Durability::None`): the
+//! next append's durable commit makes it durable too, so one batch costs one
+//! fsync here. After a crash it may be behind by the last batches; openraft
+//! allows that (the pointer is optional), the entries are in the log, and
+//! they are applied again once the leader says they are committed.
+//! redb is blocking, so every call runs on tokio's blocking pool.
 // The error type is openraft's `StorageError`, which the storage traits
 // prescribe; boxing it is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -19,7 +24,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, LogId, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::types::{Entry, NodeId, TypeConfig};
 
@@ -90,9 +95,15 @@ impl LogStore {
         }
     }
 
-    fn write_meta<T: serde::Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<()> {
+    fn write_meta<T: serde::Serialize>(
+        db: &Database,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> StorageResult<()> {
         let bytes = serde_json::to_vec(value).map_err(io_write)?;
-        let txn = db.begin_write().map_err(io_write)?;
+        let mut txn = db.begin_write().map_err(io_write)?;
+        txn.set_durability(durability).map_err(io_write)?;
         {
             let mut table = txn.open_table(META).map_err(io_write)?;
             table.insert(key, bytes.as_slice()).map_err(io_write)?;
@@ -179,7 +190,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let vote = *vote;
         blocking(move || {
-            LogStore::write_meta(&db, VOTE, &vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+            LogStore::write_meta(&db, VOTE, &vote, Durability::Immediate)
+                .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
         })
         .await
     }
@@ -191,7 +203,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         let db = self.db.clone();
-        blocking(move || LogStore::write_meta(&db, COMMITTED, &committed)).await?;
+        blocking(move || LogStore::write_meta(&db, COMMITTED, &committed, Durability::None)).await?;
         self.note_committed(committed);
         Ok(())
     }

@@ -4,11 +4,26 @@
 //! current snapshot, and mirrored into the [`NamingStore`] so that queries stay
 //! local and subscribers get pushes through the store's change broadcast.
 //!
-//! Applying a batch is one redb transaction (fsync on commit); the naming
-//! store is updated after it, only for services that changed. Installing a
-//! snapshot replaces the persistent part of the naming store (explicit
-//! service settings and persistent instances) and leaves ephemeral clients,
-//! which Distro owns, alone.
+//! Applying a batch is one redb transaction; the naming store is updated
+//! after it, only for services that changed. Installing a snapshot replaces
+//! the persistent part of the naming store (explicit service settings and
+//! persistent instances) and leaves ephemeral clients, which Distro owns,
+//! alone.
+//!
+//! # Durability
+//! The log (`log_store.rs`) is what makes a write durable: an entry is
+//! fsync'd there before it is acknowledged. The state machine is rebuilt from
+//! it, so applying a batch is committed without an fsync
+//! (`Durability::None`): after a crash, `state.redb` is as of its last
+//! durable commit, its applied log id says so, and openraft applies the
+//! entries after it again (at start up to the committed pointer, then as the
+//! leader commits). Entries are only purged from the log after a snapshot of
+//! the state at or past them, and the snapshot is written durably (which
+//! makes every earlier commit of the file durable too), so the entries to
+//! apply again are always in the log. An apply is committed durably at least
+//! every [`DURABLE_EVERY`] anyway, to bound the entries applied again and the
+//! commits redb holds in memory; a clean shutdown closes the file, which
+//! makes the last commits durable.
 // The error type is openraft's `StorageError`, which the storage traits
 // prescribe; boxing it is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -17,11 +32,12 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError};
 use parking_lot::RwLock;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::info;
 
 use super::command::{ApplyResult, PersistentData, ServiceEntry};
@@ -40,6 +56,10 @@ const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
+
+/// Longest time between two durable commits of applied batches (see
+/// "Durability" above).
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -77,6 +97,8 @@ pub struct StateMachine {
     snapshot_seq: u64,
     /// The fault switch (`drop_applies`); off unless tests turn it on.
     faults: Arc<Faults>,
+    /// When an applied batch was last committed durably.
+    last_durable: Instant,
 }
 
 fn key_string(key: &ServiceKey) -> Result<String, serde_json::Error> {
@@ -150,6 +172,7 @@ impl StateMachine {
             store,
             snapshot_seq: 0,
             faults: Arc::new(Faults::default()),
+            last_durable: Instant::now(),
         })
     }
 
@@ -251,9 +274,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_write)?;
         let applied_bytes = serde_json::to_vec(&applied).map_err(sm_write)?;
         let membership_bytes = serde_json::to_vec(&membership).map_err(sm_write)?;
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write().map_err(sm_write)?;
+            let mut txn = db.begin_write().map_err(sm_write)?;
+            if !durable {
+                // Rebuilt from the log after a crash (module documentation).
+                txn.set_durability(Durability::None).map_err(sm_write)?;
+            }
             {
                 let mut t = txn.open_table(SERVICES).map_err(sm_write)?;
                 for (k, v) in &encoded {

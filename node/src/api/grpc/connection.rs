@@ -180,12 +180,25 @@ impl Connection {
     /// Sends a server request (a push, a detection probe) and waits for the
     /// client's response carrying the same `requestId`.
     pub async fn request<T: Serialize>(&self, type_name: &str, body: &T, timeout: Duration) -> Result<Payload> {
+        let encode = |request_id: &str| {
+            serde_json::to_vec(&WithRequestId { body, request_id }).unwrap_or_else(|_| b"{}".to_vec())
+        };
+        self.request_with(type_name, encode, timeout).await
+    }
+
+    /// Sends a server request whose JSON body `body` writes, given the
+    /// `requestId` it must carry, and waits for the client's response.
+    pub async fn request_with(
+        &self,
+        type_name: &str,
+        body: impl FnOnce(&str) -> Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Payload> {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed).to_string();
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(request_id.clone(), tx);
         let outcome = async {
-            let body = WithRequestId { body, request_id: &request_id };
-            self.send(payload::encode(type_name, &body)).await?;
+            self.send(payload::encode_raw(type_name, body(&request_id))).await?;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(answer)) => Ok(answer),
                 Ok(Err(_)) => Err(Error::Internal(format!("connection {} closed before answering", self.id))),

@@ -9,12 +9,13 @@ use super::messages::{
     cluster_list, BatchInstanceRequest, InstanceRequest, NamingBase, ServiceListRequest, ServiceQueryRequest,
     SubscribeServiceRequest,
 };
-use super::payload::{ok_response, Envelope};
+use super::payload::{ok_response, ok_response_with, write_json_str, Envelope};
 use crate::api::ClientState;
 use crate::auth::{Action, ACCESS_TOKEN};
 use crate::error::{Error, Result};
 use crate::naming::model::DEFAULT_GROUP;
-use crate::naming::{validate, ClientKind, InstanceKey, Selection};
+use crate::naming::store::now_millis;
+use crate::naming::{validate, ClientKind, Form, InstanceKey, Selection, ServiceKey};
 use crate::raft::Command;
 
 /// Largest page a `ServiceListRequest` may ask for.
@@ -26,7 +27,7 @@ pub async fn handle(state: &ClientState, conn: &Connection, env: &Envelope) -> R
     let rid = request_id.as_deref();
     check_token(state, env)?;
     match env.type_name.as_str() {
-        "HealthCheckRequest" => Ok(ok_response("HealthCheckResponse", rid, json!({}))),
+        "HealthCheckRequest" => Ok(ok_response_with("HealthCheckResponse", rid, &[])),
         "InstanceRequest" => instance(state, conn, env.parse()?, rid, true),
         "PersistentInstanceRequest" => persistent_instance(state, env.parse()?, rid).await,
         "BatchInstanceRequest" => batch_instance(state, conn, env.parse()?, rid),
@@ -167,7 +168,12 @@ fn instance(
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
     }
-    Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
+    Ok(typed_response("InstanceResponse", rid, &req.kind))
+}
+
+/// An answer whose one field is `type`: the request's kind, echoed.
+fn typed_response(type_name: &str, rid: Option<&str>, kind: &str) -> Payload {
+    ok_response_with(type_name, rid, &[("type", &|out| write_json_str(out, kind))])
 }
 
 /// `PersistentInstanceRequest`: persistent instances belong to no
@@ -184,7 +190,7 @@ async fn persistent_instance(state: &ClientState, req: InstanceRequest, rid: Opt
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
     };
     state.raft.write(command).await?;
-    Ok(ok_response("InstanceResponse", rid, json!({ "type": req.kind })))
+    Ok(typed_response("InstanceResponse", rid, &req.kind))
 }
 
 /// `BatchInstanceRequest`: replaces what the connection publishes in the service.
@@ -224,7 +230,7 @@ fn batch_instance(
         }
         other => return Err(Error::invalid(format!("Unsupported request type '{other}'."))),
     }
-    Ok(ok_response("BatchInstanceResponse", rid, json!({ "type": req.kind })))
+    Ok(typed_response("BatchInstanceResponse", rid, &req.kind))
 }
 
 /// `ServiceQueryRequest`: the current view, filtered.
@@ -235,8 +241,21 @@ fn service_query(state: &ClientState, req: ServiceQueryRequest, rid: Option<&str
         healthy_only: req.healthy_only,
         grouped_name: false,
     };
-    let info = state.store.query(&key, &selection);
-    Ok(ok_response("QueryServiceResponse", rid, json!({ "serviceInfo": info })))
+    Ok(view_response(state, "QueryServiceResponse", rid, &key, &selection))
+}
+
+/// An answer carrying the view of `key` (its encoded form, shared by every
+/// query until the service changes).
+fn view_response(
+    state: &ClientState,
+    type_name: &str,
+    rid: Option<&str>,
+    key: &ServiceKey,
+    selection: &Selection,
+) -> Payload {
+    let view = state.store.answer(key, selection, Form::Sorted);
+    let now = now_millis();
+    ok_response_with(type_name, rid, &[("serviceInfo", &|out| view.write(now, out))])
 }
 
 /// `SubscribeServiceRequest`: (un)subscribes and answers with the current view.
@@ -255,8 +274,8 @@ fn subscribe(
     } else {
         state.subscribers.remove(&conn.id, &key);
     }
-    let info = state.store.query(&key, &Selection { clusters, healthy_only: false, grouped_name: false });
-    Ok(ok_response("SubscribeServiceResponse", rid, json!({ "serviceInfo": info })))
+    let selection = Selection { clusters, healthy_only: false, grouped_name: false };
+    Ok(view_response(state, "SubscribeServiceResponse", rid, &key, &selection))
 }
 
 /// `ServiceListRequest`: one page of service names of a group.

@@ -84,6 +84,49 @@ pub fn ok_response(type_name: &str, request_id: Option<&str>, fields: serde_json
     encode(type_name, &serde_json::Value::Object(obj))
 }
 
+/// Writes one field's value, already as JSON, into a response body.
+pub type FieldWriter<'a> = &'a dyn Fn(&mut Vec<u8>);
+
+/// A successful response of `type_name`: the common fields plus `fields`,
+/// each written by its function as JSON. The keys come out sorted, as
+/// [`ok_response`] writes them through a `serde_json::Value`, so both give
+/// the same bytes; this one builds no tree and copies encoded values (a
+/// cached view) straight into the body. A field named like a common one
+/// replaces it, as in [`ok_response`].
+pub fn ok_response_with(type_name: &str, request_id: Option<&str>, fields: &[(&str, FieldWriter<'_>)]) -> Payload {
+    let id = |out: &mut Vec<u8>| write_json_str(out, request_id.unwrap_or_default());
+    let mut all: Vec<(&str, FieldWriter<'_>)> =
+        vec![("resultCode", &|out| out.extend_from_slice(b"200")), ("errorCode", &|out| out.push(b'0'))];
+    all.push(("success", &|out| out.extend_from_slice(b"true")));
+    if request_id.is_some() {
+        all.push(("requestId", &id));
+    }
+    all.extend_from_slice(fields);
+    // Stable: of equal keys the field given last stays.
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let mut body = Vec::with_capacity(128);
+    body.push(b'{');
+    for (i, (key, write)) in all.iter().enumerate() {
+        if all.get(i + 1).is_some_and(|next| next.0 == *key) {
+            continue;
+        }
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        write_json_str(&mut body, key);
+        body.push(b':');
+        write(&mut body);
+    }
+    body.push(b'}');
+    encode_raw(type_name, body)
+}
+
+/// Appends `value` as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, value: &str) {
+    // A string always serialises.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
 /// An `ErrorResponse` for `error`.
 pub fn error_response(error: &Error, request_id: Option<&str>) -> Payload {
     let mut obj = serde_json::Map::new();
@@ -128,5 +171,37 @@ mod tests {
         let bad =
             Envelope { type_name: "T".into(), headers: HashMap::new(), client_ip: String::new(), body: b"{".to_vec() };
         assert!(matches!(bad.parse::<serde_json::Value>(), Err(Error::BadPayload(_))));
+    }
+
+    /// The writer without a tree gives the very bytes of the one with it.
+    #[test]
+    fn responses_written_directly_match_the_value_tree_byte_for_byte() {
+        let body = |p: Payload| p.body.expect("body").value;
+        let info = serde_json::json!({"hosts": [{"ip": "10.0.0.1", "port": 80}], "name": "a\"b"});
+        let info_bytes = serde_json::to_vec(&info).expect("json");
+        for rid in [None, Some("7"), Some("a\"quote")] {
+            let tree = ok_response("QueryServiceResponse", rid, serde_json::json!({ "serviceInfo": info }));
+            let direct = ok_response_with(
+                "QueryServiceResponse",
+                rid,
+                &[("serviceInfo", &|out: &mut Vec<u8>| out.extend_from_slice(&info_bytes))],
+            );
+            assert_eq!(body(direct), body(tree), "request id {rid:?}");
+        }
+        let tree = ok_response("InstanceResponse", Some("1"), serde_json::json!({"type": "registerInstance"}));
+        let direct = ok_response_with(
+            "InstanceResponse",
+            Some("1"),
+            &[("type", &|out| write_json_str(out, "registerInstance"))],
+        );
+        assert_eq!(body(direct), body(tree));
+        // A field named like a common one replaces it, as in the tree.
+        let tree = ok_response("X", None, serde_json::json!({"success": false, "zz": 1}));
+        let direct = ok_response_with(
+            "X",
+            None,
+            &[("success", &|out| out.extend_from_slice(b"false")), ("zz", &|out| out.push(b'1'))],
+        );
+        assert_eq!(body(direct), body(tree));
     }
 }

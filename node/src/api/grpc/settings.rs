@@ -51,7 +51,9 @@ impl ConnectionSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Pushes to subscribers")]
 pub struct PushSettings {
-    /// Changes to one service within this window are pushed once.
+    /// Shortest time between two pushes of one service to one subscriber
+    /// while changes keep coming (a change with no push in flight is pushed
+    /// at once; changes during a push are merged into the next one).
     #[arg(long = "push-delay", id = "push_delay", value_name = "PUSH_DELAY", env = "ROSTER_PUSH_DELAY", default_value = "100ms", value_parser = duration::parse)]
     pub delay: Duration,
 

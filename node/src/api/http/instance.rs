@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::Response;
+use axum::http::{header, HeaderValue, Response};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -22,9 +22,10 @@ use super::params::{Params, CLUSTER_NAMES};
 use crate::api::ClientState;
 use crate::error::{Error, Result};
 use crate::naming::overlay::{self, InstanceOverride};
+use crate::naming::store::now_millis;
 use crate::naming::validate::Limits;
 use crate::naming::{
-    ip_port_client_id, validate, ClientKind, Instance, InstanceKey, InstanceWire, Selection, ServiceInfo, ServiceKey,
+    ip_port_client_id, validate, ClientKind, Form, Instance, InstanceKey, InstanceWire, Selection, ServiceKey,
 };
 use crate::raft::Command;
 
@@ -211,7 +212,7 @@ pub async fn list(
     State(state): State<Arc<ClientState>>,
     caller: super::udp_subscribe::ListCaller,
     p: Params,
-) -> Result<Json<ServiceInfo>> {
+) -> Result<Response<Body>> {
     let key = p.service_key()?;
     let clusters = p
         .get("clusters")
@@ -225,5 +226,8 @@ pub async fn list(
     let udp_port = super::udp_subscribe::udp_port(&p, "udpPort")?;
     super::udp_subscribe::subscribe(&state, &caller, &key, udp_port, &clusters, &p);
     let selection = Selection { clusters, healthy_only, grouped_name: true };
-    Ok(Json(state.store.query(&key, &selection)))
+    // The encoded view, as `Json(ServiceInfo)` would write it.
+    let view = state.store.answer(&key, &selection, Form::Fields);
+    let body = view.to_bytes(now_millis());
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }

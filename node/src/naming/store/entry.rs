@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::query::AnswerCache;
 use super::{Inner, NamingStore};
 use crate::naming::clock;
 use crate::naming::model::{Instance, InstanceKey, ServiceKey, ServiceMeta};
@@ -33,6 +34,9 @@ pub(super) struct ServiceEntry {
     pub(super) publishers: BTreeSet<String>,
     /// Persistent instances (`ephemeral=false`).
     pub(super) persistent: BTreeMap<InstanceKey, Instance>,
+    /// The encoded views of the current state (`query.rs`), emptied by
+    /// every change the service announces.
+    pub(super) answers: AnswerCache,
     /// Since when an implicit service has held nothing: it is kept, listed
     /// and empty, until the cleaner finds it so for the retention. `None`
     /// while it holds something (or is explicit).

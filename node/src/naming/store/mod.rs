@@ -57,7 +57,7 @@ pub use beat::BeatOutcome;
 pub use catalog::{HeldInstance, Holder, ServiceSummary};
 pub use copies::ClientCopy;
 pub use index::{AddressFilter, PublisherRef};
-pub use query::Selection;
+pub use query::{EncodedView, Form, Selection};
 pub use service::ServiceDetail;
 pub use verify::{CopyExpiry, VerifyOutcome, Vouched};
 
@@ -135,7 +135,14 @@ impl NamingStore {
         self.changes.subscribe()
     }
 
+    /// Announces that what `key`'s consumers see changed. Every write that
+    /// changes it calls this after the change, outside the store's lock:
+    /// pushes follow the announcement, and the service's encoded views
+    /// (`query.rs`) are forgotten here.
     fn notify(&self, key: &ServiceKey) {
+        if let Some(entry) = self.inner.read().services.get(key) {
+            entry.answers.clear();
+        }
         // No receiver is fine: nobody subscribes to anything yet.
         let _ = self.changes.send(key.clone());
     }
