@@ -14,7 +14,7 @@ use roster_crds::{find_condition, RegistryClusterStatus};
 use serde_json::Value;
 
 use super::observe::{says_ready, RcVersion};
-use super::workload::{http_client, Shared, GRPC_SERVICE, HTTP_SERVICE, PERSISTENT_SERVICE};
+use super::workload::{http_client, Shared, GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO, PERSISTENT_SERVICE};
 /// The last views an SDK subscriber was pushed, per service.
 pub type Views = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 
@@ -57,7 +57,9 @@ async fn look(http: &reqwest::Client, shared: &Shared, members: &[String], views
             Some(_) => {}
         }
         let mut sets = Vec::new();
-        for (service, expected) in [(GRPC_SERVICE, &grpc), (HTTP_SERVICE, &http_expected)] {
+        for (service, expected) in
+            [(GRPC_SERVICE, &grpc), (HTTP_SERVICE, &http_expected), (HTTP_SERVICE_ALSO, &http_expected)]
+        {
             let Some(held) = super::observe::member_instances(http, member, service).await else {
                 wrong.push(format!("{member} does not answer the instances of {service}"));
                 continue;
@@ -102,7 +104,9 @@ async fn look(http: &reqwest::Client, shared: &Shared, members: &[String], views
         }
     }
     let pushed = views.lock().map(|v| v.clone()).unwrap_or_default();
-    for (service, expected) in [(GRPC_SERVICE, &grpc), (HTTP_SERVICE, &http_expected)] {
+    for (service, expected) in
+        [(GRPC_SERVICE, &grpc), (HTTP_SERVICE, &http_expected), (HTTP_SERVICE_ALSO, &http_expected)]
+    {
         let seen: BTreeSet<String> = pushed
             .get(service)
             .map(|hosts| hosts.iter().filter_map(|h| h.rsplit_once(':').map(|(a, _)| a.to_owned())).collect())

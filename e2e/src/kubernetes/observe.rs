@@ -18,7 +18,7 @@ use roster_crds::{RegistryCluster, RegistryClusterStatus};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::workload::{http_client, Shared, GRPC_SERVICE, HTTP_SERVICE};
+use super::workload::{http_client, Shared, GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO};
 
 /// How often the members are asked for their status.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -331,14 +331,14 @@ async fn sample_members(record: Arc<Mutex<Record>>, shared: Shared, members: Vec
         let expected: Vec<(String, String)> = {
             let model = shared.model();
             let before = Instant::now().checked_sub(SYNC_GRACE);
-            [GRPC_SERVICE, HTTP_SERVICE]
+            [GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO]
                 .iter()
                 .flat_map(|s| model.expected_since(s, before).into_iter().map(|a| ((*s).to_owned(), a)))
                 .collect()
         };
         let mut seen_now: BTreeSet<(String, String)> = BTreeSet::new();
         for member in &serving {
-            for service in [GRPC_SERVICE, HTTP_SERVICE] {
+            for service in [GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO] {
                 let Some(held) = member_instances(&lists, member, service).await else { continue };
                 for (s, address) in &expected {
                     let key = (member.clone(), format!("{s} {address}"));

@@ -17,7 +17,7 @@ use super::procs::OPERATOR_IP;
 use super::story::{Stop, Story, NAME};
 use super::workload::{
     health_listeners, start_http_clients, start_persistent_writer, Publisher, SdkClient, GRPC_SERVICE, HTTP_SERVICE,
-    PERSISTENT_SERVICE,
+    HTTP_SERVICE_ALSO, PERSISTENT_SERVICE,
 };
 
 type Step = std::result::Result<(), Stop>;
@@ -328,7 +328,7 @@ impl Story {
     fn start_subscriber(&mut self, servers: &[String]) -> Step {
         let started = SdkClient::start(servers);
         let mut subscriber = self.harness(started)?;
-        for service in [GRPC_SERVICE, HTTP_SERVICE, PERSISTENT_SERVICE] {
+        for service in [GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO, PERSISTENT_SERVICE] {
             let done = subscriber.command(&format!("subscribe {service}"));
             self.harness(done)?;
         }

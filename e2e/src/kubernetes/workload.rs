@@ -31,10 +31,16 @@ use crate::binary;
 pub const GRPC_SERVICE: &str = "kube-e2e-grpc";
 /// The service of the HTTP clients that beat.
 pub const HTTP_SERVICE: &str = "kube-e2e-http";
+/// A second service every HTTP client publishes in at the same ip:port, as
+/// a Dubbo provider publishes each interface: one ip:port client with two
+/// instances, whose registrations may reach two members.
+pub const HTTP_SERVICE_ALSO: &str = "kube-e2e-http-also";
+/// The services of the HTTP clients.
+pub const HTTP_SERVICES: [&str; 2] = [HTTP_SERVICE, HTTP_SERVICE_ALSO];
 /// The service the persistent writers write.
 pub const PERSISTENT_SERVICE: &str = "kube-e2e-persistent";
-/// The three services, in the order the checks report them.
-pub const SERVICES: [&str; 3] = [GRPC_SERVICE, HTTP_SERVICE, PERSISTENT_SERVICE];
+/// The services, in the order the checks report them.
+pub const SERVICES: [&str; 4] = [GRPC_SERVICE, HTTP_SERVICE, HTTP_SERVICE_ALSO, PERSISTENT_SERVICE];
 
 /// How often each HTTP client beats (Nacos clients: 5 s; the node marks an
 /// instance unhealthy after 15 s without a beat).
@@ -110,7 +116,9 @@ impl Model {
                 .filter(|p| p.alive && old_enough(&p.since))
                 .map(|p| p.address.clone())
                 .collect(),
-            HTTP_SERVICE => self.http.iter().filter(|(_, since)| old_enough(since)).map(|(a, _)| a.clone()).collect(),
+            HTTP_SERVICE | HTTP_SERVICE_ALSO => {
+                self.http.iter().filter(|(_, since)| old_enough(since)).map(|(a, _)| a.clone()).collect()
+            }
             _ => self.persistent.keys().cloned().collect(),
         };
         out.sort();
@@ -164,28 +172,33 @@ async fn form(
     Ok((status, resp.text().await?))
 }
 
-/// Registers an ephemeral instance over HTTP through a serving member.
-async fn register_http(shared: &Shared, http: &reqwest::Client, address: &str) -> Result<()> {
+/// Registers an ephemeral instance of `service` over HTTP through a
+/// serving member.
+async fn register_http(shared: &Shared, http: &reqwest::Client, address: &str, service: &str) -> Result<()> {
     let member = shared.pick().ok_or_else(|| anyhow!("no member serves"))?;
     let (ip, port) = address.split_once(':').ok_or_else(|| anyhow!("bad address {address}"))?;
-    let params = [("serviceName", HTTP_SERVICE), ("ip", ip), ("port", port)];
+    let params = [("serviceName", service), ("ip", ip), ("port", port)];
     match form(http, reqwest::Method::POST, &member, "/nacos/v1/ns/instance", &params).await? {
         (200, body) if body == "ok" => Ok(()),
         (status, body) => bail!("register {address} on {member}: {status} {body}"),
     }
 }
 
-/// Registers `addresses` over HTTP (retrying each until acknowledged, for
-/// up to `within`), then beats for each of them until the task is aborted.
+/// Registers `addresses` over HTTP in both [`HTTP_SERVICES`] (each
+/// registration through a member picked anew, retrying each until
+/// acknowledged, for up to `within`), then beats for each of them until the
+/// task is aborted.
 pub async fn start_http_clients(shared: Shared, addresses: Vec<Address>, within: Duration) -> Result<JoinHandle<()>> {
     let http = http_client();
     let deadline = Instant::now() + within;
     for address in &addresses {
-        loop {
-            match register_http(&shared, &http, address).await {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => return Err(e.context("registering the HTTP clients")),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        for service in HTTP_SERVICES {
+            loop {
+                match register_http(&shared, &http, address, service).await {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => return Err(e.context("registering the HTTP clients")),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
             }
         }
         shared.model().http.insert(address.clone(), Instant::now());
@@ -194,7 +207,9 @@ pub async fn start_http_clients(shared: Shared, addresses: Vec<Address>, within:
         loop {
             for address in &addresses {
                 tokio::time::sleep(BEAT_EVERY / addresses.len().max(1) as u32).await;
-                beat(&shared, &http, address).await;
+                for service in HTTP_SERVICES {
+                    beat(&shared, &http, address, service).await;
+                }
             }
         }
     }))
@@ -202,18 +217,18 @@ pub async fn start_http_clients(shared: Shared, addresses: Vec<Address>, within:
 
 /// One light beat; on `20404` (the member does not know the instance) the
 /// client registers it again, and the loss is recorded.
-async fn beat(shared: &Shared, http: &reqwest::Client, address: &str) {
+async fn beat(shared: &Shared, http: &reqwest::Client, address: &str, service: &str) {
     let Some(member) = shared.pick() else { return };
     let Some((ip, port)) = address.split_once(':') else { return };
-    let params = [("serviceName", HTTP_SERVICE), ("ip", ip), ("port", port)];
+    let params = [("serviceName", service), ("ip", ip), ("port", port)];
     let Ok((200, body)) = form(http, reqwest::Method::PUT, &member, "/nacos/v1/ns/instance/beat", &params).await else {
         return;
     };
     let code = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v["code"].as_i64());
     if code == Some(20404) {
         let step = shared.step();
-        shared.model().http_lost.push((step, format!("{address} (unknown to {member})")));
-        let _ = register_http(shared, http, address).await;
+        shared.model().http_lost.push((step, format!("{address} in {service} (unknown to {member})")));
+        let _ = register_http(shared, http, address, service).await;
     }
 }
 
