@@ -68,6 +68,14 @@ async fn not_ready_until_the_snapshot_is_loaded() {
     assert!(d["snapshotSource"].is_null() && d["snapshotLoadedAt"].is_null(), "{d}");
     let own = node.membership().member(node.membership().local()).expect("self");
     assert!(!own.distro_initialized, "reports tell peers it has not loaded");
+    // A light beat for an instance it does not hold: it cannot know the
+    // instance is gone, so no 20404 (which makes clients register again).
+    let beat_url = format!("{base}/nacos/v1/ns/instance/beat");
+    let beat_params = [("serviceName", "svc-beat"), ("ip", "10.8.1.1"), ("port", "80")];
+    let beat = || common::http_form(reqwest::Method::PUT, &beat_url, &beat_params);
+    let (status, body) = beat().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("STARTING"), "{body}");
 
     // The unreachable peer leaves the list: nothing to load from, so loaded.
     common::write_conf(&conf, &format!("{}\n", node.member()));
@@ -79,6 +87,9 @@ async fn not_ready_until_the_snapshot_is_loaded() {
     assert_eq!(d["initialized"], true, "{d}");
     assert!(d["snapshotSource"].is_null(), "no peer served it: {d}");
     assert!(d["snapshotLoadedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{d}");
+    let (status, body) = beat().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("20404"), "loaded, it knows the instance is unknown: {body}");
     node.shutdown().await;
 }
 

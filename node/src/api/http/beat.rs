@@ -222,6 +222,15 @@ fn beat_here(
         return Ok(BeatResponse::new(CODE_OK, interval_ms));
     }
     let Some(info) = info else {
+        if !state.membership.member(&state.member).is_some_and(|me| me.distro_initialized) {
+            // A member still loading its snapshot cannot know that an instance
+            // does not exist (it was restarted and is handed the beat by a peer
+            // that has not seen it go): `20404` would make the client register
+            // again for nothing. Nacos answers requests to a server that is
+            // not up yet this way too (`TrafficReviseFilter`); the client's next
+            // beat goes to a member that knows.
+            return Err(Error::NotReady("server is STARTING now, please try again later!".into()));
+        }
         // Rare and worth seeing: the instance was removed, or never reached
         // this member (the client registers again on this answer).
         tracing::info!(
