@@ -17,7 +17,7 @@
 //! Distro initialisation or Raft id; bookkeeping (failure counts, the time of
 //! the last answer) is updated in place without waking anyone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,7 +90,7 @@ pub struct Membership {
     listed: AtomicBool,
     /// Unhealthy members heard from since the reporter last looked, and
     /// the reporter's wake-up.
-    probes: Mutex<std::collections::BTreeSet<String>>,
+    probes: Mutex<BTreeSet<String>>,
     probe_wanted: Notify,
 }
 

@@ -130,8 +130,7 @@ impl Reporter {
                 }
                 match self.send(peer, report.clone()).await {
                     Ok(reply) => {
-                        self.metrics.report(ReportOutcome::Ok);
-                        self.membership.report_succeeded(peer, &reply, now());
+                        self.answered(peer, &reply);
                         return;
                     }
                     Err(failure) => {
@@ -154,10 +153,7 @@ impl Reporter {
 
     async fn report_to(&self, peer: &str, report: MemberReport) {
         match self.send(peer, report).await {
-            Ok(reply) => {
-                self.metrics.report(ReportOutcome::Ok);
-                self.membership.report_succeeded(peer, &reply, now());
-            }
+            Ok(reply) => self.answered(peer, &reply),
             Err(failure) => {
                 self.metrics.report(failure.outcome());
                 debug!(member = peer, error = %failure, "member report failed");
@@ -167,6 +163,12 @@ impl Reporter {
                 self.membership.report_failed(peer, now());
             }
         }
+    }
+
+    /// Records that `peer` answered a report (a round's or a probe's).
+    fn answered(&self, peer: &str, reply: &MemberReport) {
+        self.metrics.report(ReportOutcome::Ok);
+        self.membership.report_succeeded(peer, reply, now());
     }
 
     async fn send(&self, peer: &str, report: MemberReport) -> Result<MemberReport, ReportFailure> {
