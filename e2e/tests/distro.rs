@@ -421,6 +421,32 @@ async fn a_dropped_sync_is_repaired_by_verify() {
     assert!(repairs >= 2, "B and C got the client through verify (repairs: {repairs})");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removal_whose_sync_was_dropped_reaches_the_member_that_missed_it() {
+    // Found by the chaos run: the responsible member's sync of a
+    // deregistration was lost to one peer. That peer kept its copy (no one
+    // vouches for it, so it would expire only after half the removal
+    // records' retention, minutes) and handed it to the responsible member
+    // at every verify; the responsible member, holding the removal, took
+    // nothing and said nothing. A member that receives a copy older than
+    // what it holds now sends back what it holds.
+    let ThreeNodes { _dir, members, nodes } = three_nodes(&[]).await;
+    let all: Vec<&NodeProcess> = nodes.iter().collect();
+    let b = &nodes[1];
+    let port = port_owned_by("10.5.0.2", &members, &members[1], 7410);
+    register_http(b.http, "svc-lost-removal", "10.5.0.2", port).await.expect("register");
+    wait_instances(&all, "svc-lost-removal", &[up("10.5.0.2", port)]).await;
+
+    // B, responsible, drops its next sync: one of the two peers misses the
+    // deregistration.
+    set_faults(b.http, &FaultSettings { drop_syncs: 1, ..FaultSettings::default() }).await.expect("faults");
+    deregister_http(b.http, "svc-lost-removal", "10.5.0.2", port).await.expect("deregister");
+    wait_instances(&all, "svc-lost-removal", &[]).await;
+    let s = status(b.http).await.expect("status");
+    assert_eq!(s["distro"]["droppedSyncs"], 1, "the removal's sync to one peer was dropped: {s}");
+    assert!(distro_event(b.http, "sent_back").await >= 1, "B answered the stale copy with its removal");
+}
+
 /// Open gRPC connections of the node at `http` (0 when it does not answer).
 async fn connections(http: SocketAddr) -> u64 {
     status(http).await.and_then(|s| s["store"]["connections"].as_u64()).unwrap_or(0)

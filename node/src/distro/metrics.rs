@@ -27,6 +27,9 @@ label_set! {
         VerifyFailed => "verify_failed",
         /// Clients a peer reported missing (re-synced in full).
         VerifyMissing => "verify_missing",
+        /// Clients sent back whole to a peer whose sync carried an older
+        /// version than the one held.
+        SentBack => "sent_back",
         /// Copies dropped because nobody confirmed them.
         CopiesExpired => "copies_expired",
         /// A snapshot served to a loading peer.

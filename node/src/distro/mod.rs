@@ -62,7 +62,7 @@ use crate::cluster::Membership;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::naming::validate::Limits;
-use crate::naming::{ClientCopy, NamingStore, Owner, StoreCounts, Vouched};
+use crate::naming::{Applied, ClientCopy, NamingStore, Owner, StoreCounts, Vouched};
 use crate::peer::{DistroHandler, Faults, PeerTransport, SnapshotStream};
 
 use self::metrics::{DistroEvent, DistroMetrics};
@@ -282,7 +282,7 @@ impl Distro {
     }
 
     /// Merges copies received from `source` into the store.
-    pub(crate) fn apply(&self, copies: &[ClientCopy], source: &str) -> usize {
+    pub(crate) fn apply(&self, copies: &[ClientCopy], source: &str) -> Applied {
         let known = self.incarnations();
         let stale = |owner: &Owner| Distro::is_stale(&known, owner);
         self.store.apply_copies(copies, source, self.membership.local(), now(), stale)
@@ -369,9 +369,17 @@ impl DistroHandler for DistroPeer {
                 warn!(source = %request.source, error = %e, "refusing an invalid Distro sync");
                 Status::invalid_argument(format!("invalid client data: {e}"))
             })?;
-        let changed = distro.apply(&copies, &request.source);
-        distro.metrics.event(DistroEvent::ClientsApplied, changed as u64);
-        debug!(source = %request.source, clients = copies.len(), changed, "applied a Distro sync");
+        let applied = distro.apply(&copies, &request.source);
+        distro.metrics.event(DistroEvent::ClientsApplied, applied.changed as u64);
+        debug!(source = %request.source, clients = copies.len(), changed = applied.changed, "applied a Distro sync");
+        // The sender holds an older version of these (a removal or a write
+        // it missed): it gets this node's, or it would keep what this node
+        // has superseded and hand it on at every verify.
+        if !applied.behind.is_empty() && distro.membership.member(&request.source).is_some() {
+            debug!(source = %request.source, behind = applied.behind.len(), "sending newer copies back");
+            distro.metrics.event(DistroEvent::SentBack, applied.behind.len() as u64);
+            distro.queue_whole(&request.source, applied.behind);
+        }
         Ok(DistroAck { accepted: true, message: String::new() })
     }
 

@@ -27,6 +27,6 @@ pub use client::{
 pub use model::{Instance, InstanceKey, InstanceWire, ServiceInfo, ServiceKey, ServiceMeta};
 pub use replica::{Delta, Slot};
 pub use store::{
-    AddressFilter, BeatOutcome, ClientCopy, CopyExpiry, EncodedView, Form, LocalChange, NamingStore, PublisherRef,
-    Selection, StoreCounts, VerifyOutcome, Vouched,
+    AddressFilter, Applied, BeatOutcome, ClientCopy, CopyExpiry, EncodedView, Form, LocalChange, NamingStore,
+    PublisherRef, Selection, StoreCounts, VerifyOutcome, Vouched,
 };

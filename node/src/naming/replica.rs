@@ -141,6 +141,10 @@ pub struct Merged {
     pub changed: bool,
     /// Services whose live instances changed (what subscribers see).
     pub services: BTreeSet<ServiceKey>,
+    /// Whether a slot the delta names is held here in a version that
+    /// supersedes the one sent (or under a floor the sender lacks): the
+    /// sender is behind and should be sent what is held.
+    pub held_newer: bool,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -320,10 +324,12 @@ impl Client {
         }
         for (service, instance, revision) in &delta.live {
             if *revision <= self.floor {
+                merged.held_newer |= delta.floor < self.floor;
                 continue;
             }
             let incoming = Version::Live { revision: *revision, instance };
-            if self.version(service, &instance.key()).is_some_and(|held| !supersedes(incoming, held)) {
+            if let Some(held) = self.version(service, &instance.key()).filter(|held| !supersedes(incoming, *held)) {
+                merged.held_newer |= supersedes(held, incoming);
                 continue;
             }
             if self.put_live(service, instance.clone(), *revision, now) {
@@ -333,10 +339,12 @@ impl Client {
         }
         for (service, key, revision) in &delta.removed {
             if *revision <= self.floor {
+                merged.held_newer |= delta.floor < self.floor;
                 continue;
             }
             let incoming = Version::Removed { revision: *revision };
-            if self.version(service, key).is_some_and(|held| !supersedes(incoming, held)) {
+            if let Some(held) = self.version(service, key).filter(|held| !supersedes(incoming, *held)) {
+                merged.held_newer |= supersedes(held, incoming);
                 continue;
             }
             if self.take_live(service, key).is_some() {

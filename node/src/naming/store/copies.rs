@@ -37,6 +37,17 @@ pub struct ClientCopy {
     pub delta: Delta,
 }
 
+/// What merging a batch of copies did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// How many clients changed here.
+    pub changed: usize,
+    /// The clients of which the sender sent a version older than the one
+    /// held here (a removal it missed, a later write): it is sent them back
+    /// whole, or it would keep, and hand on, what this node has superseded.
+    pub behind: Vec<String>,
+}
+
 impl Inner {
     /// Keeps `client_id` in the publisher sets of `services` exactly where
     /// it still publishes.
@@ -51,8 +62,9 @@ impl Inner {
         }
     }
 
-    /// Merges one copy from `source`; returns the services whose instances
-    /// changed, or `None` when nothing changed.
+    /// Merges one copy from `source`: the services whose instances changed
+    /// (`None` when nothing changed), and whether what is held here
+    /// supersedes some slot the copy names (its sender is behind).
     fn merge_copy(
         &mut self,
         copy: &ClientCopy,
@@ -60,12 +72,12 @@ impl Inner {
         local: &str,
         now: Instant,
         stale: &impl Fn(&Owner) -> bool,
-    ) -> Option<BTreeSet<ServiceKey>> {
+    ) -> (Option<BTreeSet<ServiceKey>>, bool) {
         let held_local = self.clients.get(&copy.id).is_some_and(Client::is_local_connection);
         if copy.kind == ClientKind::Connection && !held_local {
             if let Some(owner) = &copy.owner {
                 if owner.member == local || stale(owner) {
-                    return None;
+                    return (None, false);
                 }
             }
         }
@@ -74,7 +86,7 @@ impl Inner {
             let merged = held.merge(&copy.delta, now);
             held.refreshed = now;
             if !merged.changed {
-                return None;
+                return (None, merged.held_newer);
             }
             if !held.is_local_connection() {
                 held.origin = synced;
@@ -88,7 +100,7 @@ impl Inner {
             if gone {
                 self.take_and_bury(&copy.id);
             }
-            return Some(merged.services);
+            return (Some(merged.services), merged.held_newer);
         }
         let tombstone = self.tombstones.remove(&copy.id);
         let mut client = match &tombstone {
@@ -107,7 +119,7 @@ impl Inner {
                 }
                 _ => self.bury(client),
             }
-            return None;
+            return (None, merged.held_newer);
         }
         client.origin = synced;
         client.owner = copy.owner.clone();
@@ -115,7 +127,7 @@ impl Inner {
         let services: BTreeSet<ServiceKey> = client.published().keys().cloned().collect();
         self.clients.insert(copy.id.clone(), client);
         self.reindex(&copy.id, &services);
-        Some(services)
+        (Some(services), merged.held_newer)
     }
 }
 
@@ -165,9 +177,9 @@ impl NamingStore {
     }
 
     /// Merges copies received from the member `source` at `now`, under one
-    /// lock; returns how many changed what this node holds. `local` is this
-    /// member (copies of its own past connections are ignored), `stale`
-    /// says which owners have restarted since (their connections are gone).
+    /// lock. `local` is this member (copies of its own past connections are
+    /// ignored), `stale` says which owners have restarted since (their
+    /// connections are gone).
     pub fn apply_copies(
         &self,
         copies: &[ClientCopy],
@@ -175,22 +187,26 @@ impl NamingStore {
         local: &str,
         now: Instant,
         stale: impl Fn(&Owner) -> bool,
-    ) -> usize {
+    ) -> Applied {
         let mut touched = BTreeSet::new();
-        let mut changed = 0;
+        let mut applied = Applied::default();
         {
             let mut inner = self.inner.write();
             for copy in copies {
-                if let Some(services) = inner.merge_copy(copy, source, local, now, &stale) {
-                    changed += 1;
+                let (services, held_newer) = inner.merge_copy(copy, source, local, now, &stale);
+                if let Some(services) = services {
+                    applied.changed += 1;
                     touched.extend(services);
+                }
+                if held_newer {
+                    applied.behind.push(copy.id.clone());
                 }
             }
         }
         for key in &touched {
             self.notify(key);
         }
-        changed
+        applied
     }
 
     /// Drops the copies of connections whose owner `stale` says has
@@ -249,7 +265,7 @@ pub(super) mod tests {
 
     /// Applies `copies` from `p:1` to `store` at `now`, no owner stale.
     pub(in crate::naming::store) fn apply(store: &NamingStore, now: Instant, copies: &[ClientCopy]) -> usize {
-        store.apply_copies(copies, "p:1", ME, now, |_| false)
+        store.apply_copies(copies, "p:1", ME, now, |_| false).changed
     }
 
     fn removal(id: &str, kind: ClientKind, revision: u64, service: &str, ip: &str, port: u16) -> ClientCopy {
@@ -321,6 +337,28 @@ pub(super) mod tests {
         let client = store.client("conn").expect("held");
         assert_eq!(client.origin, Origin::Local, "still this node's connection");
         assert_eq!(store.query(&svc("a"), &Selection::default()).hosts[0].weight, 3.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_older_than_what_is_held_names_its_client_behind() {
+        let store = NamingStore::new(BeatTimeouts::default());
+        let now = clock::now();
+        let id = "10.0.0.1:80#true";
+        let ip = ClientKind::IpPort;
+        let applied = |c: ClientCopy| store.apply_copies(&[c], "p:1", ME, now, |_| false);
+        let live = |revision| copy(id, ip, revision, &[("a", "10.0.0.1", 80)]);
+        assert_eq!(applied(live(5)), Applied { changed: 1, behind: vec![] });
+        // The same version again: nobody is behind.
+        assert_eq!(applied(live(5)), Applied::default());
+        // An older removal of a slot written since: the sender is behind.
+        assert_eq!(applied(removal(id, ip, 4, "a", "10.0.0.1", 80)), Applied { changed: 0, behind: vec![id.into()] });
+        // Removed here (a tombstone): the write it superseded is behind.
+        assert_eq!(applied(removal(id, ip, 6, "a", "10.0.0.1", 80)).changed, 1);
+        assert!(!store.has_client(id));
+        assert_eq!(applied(live(5)), Applied { changed: 0, behind: vec![id.into()] });
+        assert_eq!(applied(removal(id, ip, 6, "a", "10.0.0.1", 80)), Applied::default());
+        // A slot the copy does not name is not its sender's lag.
+        assert_eq!(applied(copy(id, ip, 7, &[("b", "10.0.0.1", 80)])), Applied { changed: 1, behind: vec![] });
     }
 
     #[tokio::test(start_paused = true)]
@@ -409,8 +447,8 @@ pub(super) mod tests {
         assert_eq!(apply(&store, now, &[owned("mine", ME, 1)]), 0);
         // A copy from an owner that restarted since is gone with that run.
         let stale = |o: &Owner| o.member == "b:8848" && o.incarnation < 10;
-        assert_eq!(store.apply_copies(&[owned("old", "b:8848", 9)], "b:8848", ME, now, stale), 0);
-        assert_eq!(store.apply_copies(&[owned("new", "b:8848", 10)], "b:8848", ME, now, stale), 1);
+        assert_eq!(store.apply_copies(&[owned("old", "b:8848", 9)], "b:8848", ME, now, stale).changed, 0);
+        assert_eq!(store.apply_copies(&[owned("new", "b:8848", 10)], "b:8848", ME, now, stale).changed, 1);
         assert_eq!(store.client_ids(), ["new"]);
         // Learning of a restart drops what the earlier run held at once.
         apply(&store, now, &[owned("older", "c:8848", 4)]);

@@ -55,7 +55,7 @@ mod verify;
 pub use super::clock::now_millis;
 pub use beat::BeatOutcome;
 pub use catalog::{HeldInstance, Holder, ServiceSummary};
-pub use copies::ClientCopy;
+pub use copies::{Applied, ClientCopy};
 pub use index::{AddressFilter, PublisherRef};
 pub use query::{EncodedView, Form, Selection};
 pub use service::ServiceDetail;
