@@ -122,12 +122,9 @@ pub async fn run(store: Arc<NamingStore>, settings: EmptyServiceSettings, metric
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::naming::model::{BeatTimeouts, Instance, ServiceKey, ServiceMeta};
+    use crate::naming::model::{BeatTimeouts, Instance, ServiceMeta};
+    use crate::naming::store::tests::svc;
     use crate::naming::{ClientKind, Delta, Selection};
-
-    fn svc(name: &str) -> ServiceKey {
-        ServiceKey::new("public", "DEFAULT_GROUP", name)
-    }
 
     fn listed(store: &NamingStore) -> Vec<String> {
         store.list_services("public", "DEFAULT_GROUP", 1, 100).1

@@ -441,14 +441,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn svc(name: &str) -> ServiceKey {
-        ServiceKey::new("public", "DEFAULT_GROUP", name)
-    }
-
-    fn inst(ip: &str, port: u16) -> Instance {
-        Instance::new(ip, port)
-    }
+    use crate::naming::store::tests::{inst, svc};
 
     fn ip_port() -> Client {
         Client::new("10.0.0.1:80#true", ClientKind::IpPort)

@@ -375,14 +375,7 @@ impl PersistentData {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn svc(name: &str) -> ServiceKey {
-        ServiceKey::new("public", "DEFAULT_GROUP", name)
-    }
-
-    fn inst(ip: &str, port: u16) -> Instance {
-        Instance::new(ip, port)
-    }
+    use crate::naming::store::tests::{inst, svc};
 
     fn register(name: &str, i: &Instance) -> Command {
         Command::RegisterInstance { service: svc(name), instance: i.clone() }

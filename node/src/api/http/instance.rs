@@ -165,10 +165,19 @@ pub(crate) async fn override_instance(
 
 /// What `GET /nacos/v1/ns/instance` answers (Nacos's `detail`).
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct InstanceDetail {
     /// `group@@service`.
     pub service: String,
+    /// The instance.
+    #[serde(flatten)]
+    pub instance: DetailFields,
+}
+
+/// One instance as both detail reads (v1 and v2) answer it, after the
+/// service's name.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetailFields {
     /// The instance's IP or host.
     pub ip: String,
     /// The instance's port.
@@ -185,6 +194,21 @@ pub struct InstanceDetail {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl DetailFields {
+    /// The fields of `instance`, of the service `key`.
+    pub fn of(instance: Instance, key: &ServiceKey) -> DetailFields {
+        DetailFields {
+            instance_id: instance.instance_id(key),
+            ip: instance.ip,
+            port: instance.port,
+            cluster_name: instance.cluster,
+            weight: instance.weight,
+            healthy: instance.healthy,
+            metadata: instance.metadata,
+        }
+    }
+}
+
 /// `GET /nacos/v1/ns/instance`: one instance, 404 if absent.
 pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<Json<InstanceDetail>> {
     let key = p.service_key()?;
@@ -193,16 +217,7 @@ pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> Result<
         .store
         .instance(&key, &ikey)
         .ok_or_else(|| Error::NotFound(format!("no matched ip found: {ikey} in service {}", key.grouped_name())))?;
-    Ok(Json(InstanceDetail {
-        instance_id: instance.instance_id(&key),
-        service: key.grouped_name(),
-        ip: instance.ip,
-        port: instance.port,
-        cluster_name: instance.cluster,
-        weight: instance.weight,
-        healthy: instance.healthy,
-        metadata: instance.metadata,
-    }))
+    Ok(Json(InstanceDetail { service: key.grouped_name(), instance: DetailFields::of(instance, &key) }))
 }
 
 /// `GET /nacos/v1/ns/instance/list`: the consumer view of a service, named

@@ -190,18 +190,19 @@ impl NamingStore {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Helpers the tests of every part of the store share.
+pub(crate) mod tests {
+    //! Helpers the tests of every part of the store (and of the naming and
+    //! Raft modules) share.
 
     use super::*;
     use crate::naming::model::Instance;
     use crate::naming::ClientKind;
 
-    pub(super) fn inst(ip: &str, port: u16) -> Instance {
+    pub(crate) fn inst(ip: &str, port: u16) -> Instance {
         Instance::new(ip, port)
     }
 
-    pub(super) fn svc(name: &str) -> ServiceKey {
+    pub(crate) fn svc(name: &str) -> ServiceKey {
         ServiceKey::new("public", "DEFAULT_GROUP", name)
     }
 

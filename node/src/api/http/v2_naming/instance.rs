@@ -90,20 +90,9 @@ pub async fn update(State(state): State<Arc<ClientState>>, inbound: Inbound, p: 
 pub struct InstanceDetail {
     /// `group@@service`.
     pub service_name: String,
-    /// The instance's IP.
-    pub ip: String,
-    /// Its port.
-    pub port: u16,
-    /// Its cluster.
-    pub cluster_name: String,
-    /// Load-balancing weight.
-    pub weight: f64,
-    /// Current health.
-    pub healthy: bool,
-    /// `ip#port#cluster#group@@service`.
-    pub instance_id: String,
-    /// Its metadata.
-    pub metadata: BTreeMap<String, String>,
+    /// The instance.
+    #[serde(flatten)]
+    pub instance: v1::DetailFields,
 }
 
 /// `serviceName`, `ip` and `port`, which every form and read of one
@@ -132,16 +121,7 @@ pub async fn detail(State(state): State<Arc<ClientState>>, p: Params) -> V2Answe
         };
         return Err(Error::NotFound(why).into());
     };
-    answer(InstanceDetail {
-        instance_id: instance.instance_id(&key),
-        service_name: key.grouped_name(),
-        ip: instance.ip,
-        port: instance.port,
-        cluster_name: instance.cluster,
-        weight: instance.weight,
-        healthy: instance.healthy,
-        metadata: instance.metadata,
-    })
+    answer(InstanceDetail { service_name: key.grouped_name(), instance: v1::DetailFields::of(instance, &key) })
 }
 
 /// `GET /nacos/v2/ns/instance/list`: the consumer view of a service, named
